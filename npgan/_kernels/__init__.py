@@ -36,3 +36,60 @@ def available():
     here = os.path.dirname(__file__)
     names = sorted({f.split(".")[0] for f in os.listdir(here) if f.endswith(".pyx")})
     return {n: load(n) is not None for n in names}
+
+
+# --- fused activations: compiled when possible, else reference.py -------------
+import numpy as _np
+
+from . import reference as _ref
+
+_FLOATS = (_np.dtype(_np.float32), _np.dtype(_np.float64))
+
+
+def _compiled(x):
+    """The activations module if it can take ``x`` (NumPy float32/64, non-empty)."""
+    k = load("activations")
+    if k is None or not isinstance(x, _np.ndarray) or x.dtype not in _FLOATS or x.size == 0:
+        return None
+    return k
+
+
+def _unary(kname, refname):
+    def f(x):
+        k = _compiled(x)
+        if k is None:
+            return getattr(_ref, refname)(x)
+        x = _np.ascontiguousarray(x)
+        out = _np.empty_like(x)
+        getattr(k, kname)(x.reshape(-1), out.reshape(-1))
+        return out
+    f.__name__ = refname
+    f.__doc__ = getattr(_ref, refname).__doc__
+    return f
+
+
+def _binary(kname, refname, *extra):
+    def f(g, x):
+        k = _compiled(x)
+        if k is None or g.shape != x.shape:
+            return getattr(_ref, refname)(g, x)
+        x = _np.ascontiguousarray(x)
+        g = _np.ascontiguousarray(g, dtype=x.dtype)
+        out = _np.empty_like(x)
+        getattr(k, kname)(g.reshape(-1), x.reshape(-1), *extra, out.reshape(-1))
+        return out
+    f.__name__ = refname
+    f.__doc__ = getattr(_ref, refname).__doc__
+    return f
+
+
+relu_forward = _unary("relu_forward", "relu_forward")
+relu_backward = _binary("relu_backward", "relu_backward")
+sigmoid_forward = _unary("sigmoid_forward", "sigmoid_forward")
+sigmoid_backward = _binary("sigmoid_backward", "sigmoid_backward")
+softplus_forward = _unary("softplus_forward", "softplus_forward")
+softplus_backward = _binary("sigmoid_times", "softplus_backward", 1)
+log_sigmoid_forward = _unary("log_sigmoid_forward", "log_sigmoid_forward")
+log_sigmoid_backward = _binary("sigmoid_times", "log_sigmoid_backward", -1)
+maxout_forward = _ref.maxout_forward
+maxout_backward = _ref.maxout_backward

@@ -1,0 +1,121 @@
+"""Stateless ops on Tensors: activations, maxout, dropout, linear, losses.
+
+All losses are computed from logits (softplus / log-sigmoid), never as
+``log(clip(sigmoid(x)))``, so confident samples keep their gradient.
+"""
+from . import backend
+from .tensor import Tensor, concatenate  # noqa: F401  (re-exported)
+
+
+def _t(x):
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def relu(x):
+    return _t(x).relu()
+
+
+def sigmoid(x):
+    return _t(x).sigmoid()
+
+
+def tanh(x):
+    return _t(x).tanh()
+
+
+def softplus(x):
+    return _t(x).softplus()
+
+
+def log_sigmoid(x):
+    return _t(x).log_sigmoid()
+
+
+def exp(x):
+    return _t(x).exp()
+
+
+def log(x):
+    return _t(x).log()
+
+
+def clip(x, lo=None, hi=None):
+    return _t(x).clip(lo, hi)
+
+
+def maxout(x, pieces):
+    """(N, units*pieces) -> (N, units): max over consecutive groups of pieces."""
+    return _t(x).maxout(pieces)
+
+
+def linear(x, weight, bias=None):
+    """x (N, in) @ weight (in, out) + bias (out,) -> (N, out)."""
+    y = _t(x) @ weight
+    return y if bias is None else y + bias
+
+
+def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
+    """-[t log sigmoid(l) + (1 - t) log sigmoid(-l)] = softplus(l) - t*l.
+
+    logits: Tensor (any shape); targets: a number or an array/Tensor that
+    broadcasts to it (values in [0, 1]); reduction "mean" (scalar) or "none".
+    Exact and finite for any logit magnitude, in value and gradient.
+    """
+    logits = _t(logits)
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    if isinstance(targets, (int, float)):
+        # special-case the GAN's constant targets: one op less, same value
+        loss = logits.softplus() if targets == 0 else (-logits).softplus() if targets == 1 \
+            else logits.softplus() - logits * targets
+    else:
+        t = targets if isinstance(targets, Tensor) else Tensor(backend.xp.asarray(targets, dtype=logits.dtype))
+        if backend.xp.broadcast_shapes(t.shape, logits.shape) != logits.shape:
+            raise ValueError(f"targets of shape {t.shape} do not broadcast to logits {logits.shape}")
+        loss = logits.softplus() - logits * t
+    return loss.mean() if reduction == "mean" else loss
+
+
+def dropout(x, p, training=True, rng=None):
+    """Inverted dropout: zero each element with probability ``p`` and scale
+    the rest by 1/(1-p), so eval mode is the identity.
+
+    rng: a ``numpy.random.Generator`` (host; the mask is moved to the backend),
+    so a seed gives the same masks on every backend.
+    """
+    x = _t(x)
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if not training or p == 0:
+        return x
+    if rng is None:
+        import numpy
+        rng = numpy.random.default_rng()
+    keep = 1.0 - p
+    u = rng.random(x.shape, dtype="float32")
+    mask = backend.asarray((u < keep) * (1.0 / keep), dtype=x.dtype)
+    return x * Tensor(mask)
+
+
+def log_softmax(x, axis=-1):
+    """x - logsumexp(x, axis), stable for any magnitude. Backward:
+    g - softmax(x) * sum(g, axis)."""
+    x = _t(x)
+    xp = backend.xp
+    shifted = x.data - x.data.max(axis=axis, keepdims=True)
+    out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    def backward(g):
+        return (g - xp.exp(out) * g.sum(axis=axis, keepdims=True),)
+    return Tensor.make(out, (x,), backward, "log_softmax")
+
+
+def cross_entropy(logits, labels, reduction="mean"):
+    """Softmax cross-entropy: logits (N, C) Tensor, labels (N,) integer class
+    indices -> mean (or per-example, reduction="none") of -log p(label)."""
+    logits = _t(logits)
+    labels = backend.xp.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != logits.shape[0] or labels.dtype.kind not in "iu":
+        raise ValueError(f"cross_entropy: labels must be integer class indices of shape "
+                         f"({logits.shape[0]},), got {labels.dtype} {labels.shape}")
+    nll = -log_softmax(logits, axis=1)[backend.xp.arange(labels.shape[0]), labels]
+    return nll.mean() if reduction == "mean" else nll

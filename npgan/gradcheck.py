@@ -1,0 +1,114 @@
+"""Check backward() against central finite differences, in float64.
+
+    >>> import numpy as np, npgan
+    >>> npgan.gradcheck(lambda a, b: (a * b).sigmoid(), np.random.randn(3, 4), np.random.randn(4))
+    True
+
+A non-scalar output is checked through a fixed random projection
+sum(out * w), so every output element takes part.
+"""
+import numpy
+
+from . import backend
+from .tensor import Tensor, no_grad
+
+
+class GradcheckError(AssertionError):
+    """backward() disagrees with finite differences (or something is not finite)."""
+
+
+def _as_input(x):
+    """A float64 host copy (gradcheck perturbs it in place)."""
+    return numpy.array(backend.to_numpy(x.data if isinstance(x, Tensor) else x), dtype=numpy.float64)
+
+
+def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, mode="full", n_directions=3, seed=0):
+    """Compare the gradient of ``fn(*inputs)`` from backward() with central
+    differences (f(x+eps) - f(x-eps)) / 2eps, every input in float64.
+
+    fn: takes Tensors, returns a Tensor of any shape.
+    inputs: arrays or Tensors (converted to float64 Tensors with grad).
+    mode: "full" perturbs every element of every input; "random" checks the
+    directional derivative along ``n_directions`` random unit directions
+    (for inputs too large to perturb one by one).
+    Returns True, or raises GradcheckError whose message gives, per input,
+    the max absolute and relative error and the worst index.
+    """
+    if mode not in ("full", "random"):
+        raise ValueError(f"mode must be 'full' or 'random', got {mode!r}")
+    rng = numpy.random.default_rng(seed)
+    xs = [_as_input(x) for x in inputs]
+    for i, x in enumerate(xs):
+        if not numpy.all(numpy.isfinite(x)):
+            raise GradcheckError(f"input {i} contains NaN or inf "
+                                 f"({int(numpy.sum(~numpy.isfinite(x)))} of {x.size} elements)")
+
+    def f(arrays, tensors=False):
+        ts = [Tensor(backend.asarray(a), requires_grad=tensors) for a in arrays]
+        out = fn(*ts)
+        if not isinstance(out, Tensor):
+            raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
+        return ts, out
+
+    ts, out = f(xs, tensors=True)
+    if out.dtype != numpy.float64:
+        raise GradcheckError(f"fn returned {out.dtype}, not float64: something inside it (a layer's "
+                             "parameters? a constant?) is not float64, so differences would be noise. "
+                             "Cast modules with .to('float64').")
+    w = rng.standard_normal(out.shape)
+    out_np = backend.to_numpy(out.data)
+    if not numpy.all(numpy.isfinite(out_np)):
+        raise GradcheckError("fn's output contains NaN or inf at the given inputs")
+    if not out.requires_grad:
+        raise GradcheckError("fn's output does not depend on any input through npgan ops")
+    out.backward(backend.asarray(w))
+    analytic = [numpy.zeros_like(x) if t.grad is None else backend.to_numpy(t.grad).astype(numpy.float64)
+                for x, t in zip(xs, ts)]
+
+    def loss(arrays):
+        with no_grad():
+            return float(numpy.sum(backend.to_numpy(f(arrays)[1].data) * w))
+
+    report = []
+    if mode == "full":
+        for i, x in enumerate(xs):
+            numeric = numpy.zeros_like(x)
+            flat = x.reshape(-1)
+            for j in range(flat.size):
+                old = flat[j]
+                flat[j] = old + eps
+                fp = loss(xs)
+                flat[j] = old - eps
+                fm = loss(xs)
+                flat[j] = old
+                numeric.reshape(-1)[j] = (fp - fm) / (2 * eps)
+            report.append(_compare(f"input {i} {x.shape}", analytic[i], numeric, atol, rtol))
+    else:
+        for d in range(n_directions):
+            vs = [rng.standard_normal(x.shape) for x in xs]
+            norm = numpy.sqrt(sum(numpy.sum(v * v) for v in vs))
+            vs = [v / norm for v in vs]
+            fp = loss([x + eps * v for x, v in zip(xs, vs)])
+            fm = loss([x - eps * v for x, v in zip(xs, vs)])
+            numeric = numpy.array([(fp - fm) / (2 * eps)])
+            exact = numpy.array([sum(numpy.sum(a * v) for a, v in zip(analytic, vs))])
+            report.append(_compare(f"direction {d}", exact, numeric, atol, rtol))
+    bad = [r for ok, r in report if not ok]
+    if bad:
+        raise GradcheckError("backward() disagrees with finite differences "
+                             f"(eps={eps}, atol={atol}, rtol={rtol}):\n" + "\n".join(
+                                 ("  FAIL " if not ok else "  ok   ") + r for ok, r in report))
+    return True
+
+
+def _compare(label, analytic, numeric, atol, rtol):
+    if not numpy.all(numpy.isfinite(numeric)):
+        return False, f"{label}: finite differences are NaN or inf"
+    err = numpy.abs(analytic - numeric)
+    rel = err / numpy.maximum(numpy.abs(numeric), 1e-12)
+    ok = bool(numpy.all(err <= atol + rtol * numpy.abs(numeric)))
+    if err.size == 0:
+        return True, f"{label}: empty"
+    k = numpy.unravel_index(int(numpy.argmax(err - rtol * numpy.abs(numeric))), err.shape)
+    return ok, (f"{label}: max abs err {err.max():.3e}, max rel err {rel.max():.3e}; worst at index "
+                f"{tuple(int(i) for i in k)}: backward {analytic[k]:.8g} vs numeric {numeric[k]:.8g}")

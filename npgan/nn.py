@@ -1,0 +1,220 @@
+"""Layers with PyTorch's vocabulary: Module, Linear, Maxout, Dropout, Sequential.
+
+Weights are stored (in_features, out_features), as in the paper's pylearn2
+code, so a layer computes ``x @ W + b`` with no transpose.
+"""
+import math
+from collections import OrderedDict
+
+import numpy  # host-side only: initialisation RNG and state_dict arrays
+
+from . import backend
+from . import functional as F
+from .tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module owns and an optimizer updates."""
+
+    def __init__(self, data, dtype=None):
+        super().__init__(data, requires_grad=True, dtype=dtype)
+
+    def __repr__(self):
+        return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+
+
+class Module:
+    """Base class: parameters and sub-modules are found among the attributes
+    (in assignment order), as in PyTorch."""
+    training = True
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def named_parameters(self, prefix=""):
+        for name, v in vars(self).items():
+            if isinstance(v, Parameter):
+                yield prefix + name, v
+            elif isinstance(v, Module):
+                yield from v.named_parameters(prefix + name + ".")
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def modules(self):
+        yield self
+        for v in vars(self).values():
+            if isinstance(v, Module):
+                yield from v.modules()
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode=True):
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def to(self, dtype):
+        """Cast every parameter to ``dtype`` (e.g. float64 for gradcheck)."""
+        for p in self.parameters():
+            p.data = p.data.astype(dtype)
+            p.grad = None
+        return self
+
+    def num_parameters(self):
+        return sum(p.size for p in self.parameters())
+
+    def state_dict(self):
+        """Ordered {name: host NumPy copy of the parameter}."""
+        return OrderedDict((n, backend.to_numpy(p.data).copy()) for n, p in self.named_parameters())
+
+    def load_state_dict(self, state):
+        """Copy arrays into the parameters. Missing or unexpected keys and shape
+        mismatches are refused with a message that names them; nothing is
+        changed unless everything fits."""
+        own = OrderedDict(self.named_parameters())
+        missing = [k for k in own if k not in state]
+        extra = [k for k in state if k not in own]
+        if missing or extra:
+            raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
+                           f"unexpected keys {extra}")
+        for k, p in own.items():
+            shape = tuple(numpy.shape(state[k]))
+            if shape != p.shape:
+                raise ValueError(f"{type(self).__name__}.load_state_dict: '{k}' has shape {shape}, "
+                                 f"the parameter has shape {p.shape}")
+        for k, p in own.items():
+            p.data = backend.asarray(numpy.asarray(state[k]), dtype=p.dtype).copy()
+            p.grad = None
+
+    def __repr__(self):
+        inner = [f"  ({n}): " + repr(v).replace("\n", "\n  ")
+                 for n, v in vars(self).items() if isinstance(v, Module)]
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        return head + (")" if not inner else "\n" + "\n".join(inner) + "\n)")
+
+    def extra_repr(self):
+        return ""
+
+
+def init_weight(shape, init="uniform", irange=0.05, std=None, rng=None, dtype="float32"):
+    """A host array of ``shape`` (fan_in, fan_out, ...) drawn by ``init``:
+    "uniform" U(-irange, irange) (the paper), "normal" N(0, std^2),
+    "xavier" (Glorot uniform), "kaiming" (He normal, for ReLU), "zeros"."""
+    rng = rng if rng is not None else numpy.random.default_rng()
+    fan_in, fan_out = shape[0], int(numpy.prod(shape[1:]))
+    if init == "uniform":
+        w = rng.uniform(-irange, irange, shape)
+    elif init == "normal":
+        w = rng.normal(0.0, 0.01 if std is None else std, shape)
+    elif init == "xavier":
+        a = math.sqrt(6.0 / (fan_in + fan_out))
+        w = rng.uniform(-a, a, shape)
+    elif init == "kaiming":
+        w = rng.normal(0.0, math.sqrt(2.0 / fan_in), shape)
+    elif init == "zeros":
+        w = numpy.zeros(shape)
+    else:
+        raise ValueError(f"unknown init {init!r}")
+    return w.astype(dtype)
+
+
+class Linear(Module):
+    """y = x @ weight + bias; x (N, in_features) -> (N, out_features).
+
+    weight (in_features, out_features) initialised by ``init`` (default the
+    paper's uniform +-irange); bias zeros (or ``bias_init`` array)."""
+
+    def __init__(self, in_features, out_features, bias=True, init="uniform", irange=0.05,
+                 std=None, rng=None, dtype="float32"):
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(backend.asarray(
+            init_weight((in_features, out_features), init, irange, std, rng, dtype)))
+        self.bias = Parameter(backend.xp.zeros(out_features, dtype=dtype)) if bias else None
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"{self.in_features}, {self.out_features}"
+
+
+class Maxout(Module):
+    """Maxout layer (Goodfellow et al., 2013): a linear map to units*pieces
+    features, then the max of each group of ``pieces``: (N, in) -> (N, units)."""
+
+    def __init__(self, in_features, units, pieces, init="uniform", irange=0.005, std=None,
+                 rng=None, dtype="float32"):
+        self.units, self.pieces = units, pieces
+        self.linear = Linear(in_features, units * pieces, init=init, irange=irange, std=std,
+                             rng=rng, dtype=dtype)
+
+    def forward(self, x):
+        return F.maxout(self.linear(x), self.pieces)
+
+    def extra_repr(self):
+        return f"{self.linear.in_features}, units={self.units}, pieces={self.pieces}"
+
+
+class Dropout(Module):
+    """Inverted dropout with drop probability ``p`` (keep 1-p); identity in
+    eval mode. ``rng``: a numpy.random.Generator or a seed."""
+
+    def __init__(self, p=0.5, rng=None):
+        if not 0 <= p < 1:
+            raise ValueError(f"Dropout p must be in [0, 1), got {p}")
+        self.p = p
+        self.rng = rng if isinstance(rng, numpy.random.Generator) else numpy.random.default_rng(rng)
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training, self.rng)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return F.relu(x)
+
+
+class Sigmoid(Module):
+    def forward(self, x):
+        return F.sigmoid(x)
+
+
+class Tanh(Module):
+    def forward(self, x):
+        return F.tanh(x)
+
+
+class Sequential(Module):
+    """Modules applied in order; parameters named "0.weight", "1.bias", ..."""
+
+    def __init__(self, *modules):
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential item {i} is a {type(m).__name__}, not a Module")
+            setattr(self, str(i), m)
+
+    def __iter__(self):
+        return (v for v in vars(self).values() if isinstance(v, Module))
+
+    def __getitem__(self, i):
+        return list(self)[i]
+
+    def __len__(self):
+        return len(list(self))
+
+    def forward(self, x):
+        for m in self:
+            x = m(x)
+        return x

@@ -1,0 +1,374 @@
+"""Tensor: an array that remembers how it was made, and reverse-mode autodiff.
+
+Every op computes its result array and a ``backward`` closure that maps the
+gradient of the result to the gradients of its inputs; both sit together in
+one method below. ``Tensor.backward()`` visits the graph (a DAG) once, in an
+iteratively computed topological order, so depth never meets Python's
+recursion limit.
+
+Arrays come from ``backend.xp`` (NumPy or CuPy); dtype follows the data:
+float32 for training, float64 for gradient checks. Integer, boolean and object
+data are refused.
+"""
+import contextlib
+import itertools
+
+from . import backend
+from . import _kernels as K
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Within this block ops record no graph (evaluation, optimizer updates)."""
+    global _grad_enabled
+    prev, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = prev
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+def _float_array(data, dtype=None):
+    """Backend array of a float dtype from ``data``; refuse anything else."""
+    xp = backend.xp
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is None:
+        kind = getattr(getattr(data, "dtype", None), "kind", None)
+        if kind is None:   # Python scalar or list: let the array module decide
+            arr = xp.asarray(data)
+            kind = arr.dtype.kind
+        else:
+            arr = data if isinstance(data, xp.ndarray) else xp.asarray(data)
+        if kind != "f":
+            raise TypeError(
+                f"npgan.Tensor holds floating-point data only, got dtype {arr.dtype}; "
+                "convert explicitly, e.g. Tensor(x, dtype='float32')")
+        return arr
+    dtype = xp.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"npgan.Tensor dtype must be floating point, got {dtype}")
+    return xp.asarray(data, dtype=dtype)
+
+
+def _unbroadcast(g, shape):
+    """Sum ``g`` over the axes that broadcasting added or stretched to ``shape``."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g
+
+
+class Tensor:
+    """An array (``.data``) with an optional gradient (``.grad``).
+
+    Tensor(data, requires_grad=False, dtype=None): ``data`` is anything the
+    array module accepts with a float dtype (or give ``dtype``).
+    """
+    __array_ufunc__ = None      # ndarray (op) Tensor -> Tensor's reflected op
+
+    def __init__(self, data, requires_grad=False, dtype=None):
+        self.data = _float_array(data, dtype)
+        self.requires_grad = bool(requires_grad)
+        self.grad = None
+        self._parents = ()
+        self._backward = None
+        self._gen = 0          # generation: 1 + max over parents (leaves: 0)
+        self._op = ""
+
+    # -- bookkeeping ---------------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    T = property(lambda self: self.transpose())
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        extra = f", op={self._op}" if self._op else (", requires_grad=True" if self.requires_grad else "")
+        return f"Tensor(shape={self.shape}, dtype={self.dtype}{extra})"
+
+    def numpy(self):
+        """The data as a host NumPy array."""
+        return backend.to_numpy(self.data)
+
+    def item(self):
+        return self.data.item()
+
+    def detach(self):
+        """Same data, no history, no gradient."""
+        return Tensor(self.data)
+
+    def zero_grad(self):
+        self.grad = None
+
+    @staticmethod
+    def make(data, parents, backward, op=""):
+        """Wrap an op's result. ``backward(g)`` returns one gradient (or None)
+        per parent. This is how every op below is built, and how a user adds
+        one of their own (see README: checking a new op)."""
+        out = Tensor.__new__(Tensor)
+        out.data, out.grad, out._op = data, None, op
+        out.requires_grad = _grad_enabled and any(p.requires_grad for p in parents)
+        if out.requires_grad:
+            out._parents, out._backward = parents, backward
+            out._gen = 1 + max(p._gen for p in parents)
+        else:
+            out._parents, out._backward, out._gen = (), None, 0
+        return out
+
+    def _lift(self, other):
+        """Operand to Tensor; Python scalars take this tensor's dtype."""
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, (int, float)):
+            return Tensor(backend.xp.asarray(other, dtype=self.dtype))
+        arr = backend.xp.asarray(other)
+        return Tensor(arr if arr.dtype.kind == "f" else arr.astype(self.dtype))
+
+    # -- backward --------------------------------------------------------------
+    def backward(self, grad=None):
+        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that
+        requires grad. ``grad`` is the upstream gradient (same shape as self);
+        it may be omitted only for a single-element tensor."""
+        xp = backend.xp
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad: no input "
+                               "of the computation had requires_grad=True (or it ran under no_grad())")
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(
+                    f"backward() without a gradient needs a single-element output, this one has "
+                    f"shape {self.shape}: reduce it first (e.g. .sum() or .mean()) or pass "
+                    f"grad= an array of shape {self.shape}")
+            grad = xp.ones_like(self.data)
+        else:
+            grad = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+            if grad.shape != self.shape:
+                raise ValueError(f"backward(grad): grad has shape {grad.shape}, the tensor has {self.shape}")
+
+        order, seen, stack = [], set(), [(self, False)]   # iterative post-order DFS
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+            elif id(node) not in seen:
+                seen.add(id(node))
+                stack.append((node, True))
+                stack.extend((p, False) for p in node._parents
+                             if p.requires_grad and id(p) not in seen)
+
+        grads = {id(self): grad}
+        for node in reversed(order):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._backward is None:          # a leaf: keep (and accumulate) its gradient
+                node.grad = g if node.grad is None else node.grad + g
+                continue
+            for p, pg in zip(node._parents, node._backward(g)):
+                if pg is None or not p.requires_grad:
+                    continue
+                k = id(p)
+                grads[k] = pg if k not in grads else grads[k] + pg
+
+    # -- arithmetic (with broadcasting) ---------------------------------------
+    def __add__(self, other):
+        a, b = self, self._lift(other)
+        return Tensor.make(a.data + b.data, (a, b),
+                           lambda g: (_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)), "add")
+
+    def __sub__(self, other):
+        a, b = self, self._lift(other)
+        return Tensor.make(a.data - b.data, (a, b),
+                           lambda g: (_unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)), "sub")
+
+    def __mul__(self, other):
+        a, b = self, self._lift(other)
+        def backward(g):
+            return (_unbroadcast(g * b.data, a.shape) if a.requires_grad else None,
+                    _unbroadcast(g * a.data, b.shape) if b.requires_grad else None)
+        return Tensor.make(a.data * b.data, (a, b), backward, "mul")
+
+    def __truediv__(self, other):
+        a, b = self, self._lift(other)
+        def backward(g):
+            return (_unbroadcast(g / b.data, a.shape) if a.requires_grad else None,
+                    _unbroadcast(-g * a.data / (b.data * b.data), b.shape) if b.requires_grad else None)
+        return Tensor.make(a.data / b.data, (a, b), backward, "div")
+
+    def __radd__(self, other):
+        return self._lift(other) + self
+
+    def __rsub__(self, other):
+        return self._lift(other) - self
+
+    def __rmul__(self, other):
+        return self._lift(other) * self
+
+    def __rtruediv__(self, other):
+        return self._lift(other) / self
+
+    def __neg__(self):
+        return Tensor.make(-self.data, (self,), lambda g: (-g,), "neg")
+
+    def __pow__(self, p):
+        if isinstance(p, Tensor) or not isinstance(p, (int, float)):
+            raise TypeError("Tensor ** p takes a constant number p; use exp/log for a tensor exponent")
+        x = self
+        return Tensor.make(x.data ** p, (x,), lambda g: (g * p * x.data ** (p - 1),), "pow")
+
+    def __matmul__(self, other):
+        a, b = self, self._lift(other)
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match "
+                             "(need (n, k) @ (k, m))")
+        def backward(g):
+            return (g @ b.data.T if a.requires_grad else None,
+                    a.data.T @ g if b.requires_grad else None)
+        return Tensor.make(a.data @ b.data, (a, b), backward, "matmul")
+
+    def __rmatmul__(self, other):
+        return self._lift(other) @ self
+
+    # -- reductions ------------------------------------------------------------
+    def sum(self, axis=None, keepdims=False):
+        x = self
+        def backward(g):
+            if axis is not None and not keepdims:
+                g = backend.xp.expand_dims(g, axis)
+            return (backend.xp.broadcast_to(g, x.shape),)
+        return Tensor.make(x.data.sum(axis=axis, keepdims=keepdims), (x,), backward, "sum")
+
+    def mean(self, axis=None, keepdims=False):
+        n = self.size if axis is None else _count(self.shape, axis)
+        return self.sum(axis, keepdims) * (1.0 / n)
+
+    def max(self, axis=None, keepdims=False):
+        """Maximum; the gradient is shared equally among tied maxima."""
+        x = self
+        m = x.data.max(axis=axis, keepdims=True)
+        def backward(g):
+            mask = (x.data == m).astype(x.dtype)
+            mask /= mask.sum(axis=axis, keepdims=True)
+            if axis is not None and not keepdims:
+                g = backend.xp.expand_dims(g, axis)
+            return (mask * g,)
+        out = m if keepdims else (m.reshape(()) if axis is None else m.squeeze(axis))
+        return Tensor.make(out, (x,), backward, "max")
+
+    # -- shape ---------------------------------------------------------------------
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        x = self
+        return Tensor.make(x.data.reshape(shape), (x,), lambda g: (g.reshape(x.shape),), "reshape")
+
+    def transpose(self, *axes):
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        axes = tuple(axes) or tuple(reversed(range(self.ndim)))
+        inv = tuple(backend.xp.argsort(backend.xp.asarray(axes)).tolist())
+        return Tensor.make(self.data.transpose(axes), (self,),
+                           lambda g: (g.transpose(inv),), "transpose")
+
+    def __getitem__(self, idx):
+        x = self
+        if isinstance(idx, Tensor):
+            raise TypeError("index a Tensor with integers, slices or integer arrays, not a Tensor")
+        def backward(g):
+            gx = backend.xp.zeros_like(x.data)
+            backend.xp.add.at(gx, idx, g)     # correct for repeated fancy indices too
+            return (gx,)
+        return Tensor.make(x.data[idx], (x,), backward, "getitem")
+
+    # -- elementwise math -------------------------------------------------------
+    def exp(self):
+        x, y = self, backend.xp.exp(self.data)
+        return Tensor.make(y, (x,), lambda g: (g * y,), "exp")
+
+    def log(self):
+        x = self
+        return Tensor.make(backend.xp.log(x.data), (x,), lambda g: (g / x.data,), "log")
+
+    def tanh(self):
+        y = backend.xp.tanh(self.data)
+        return Tensor.make(y, (self,), lambda g: (g * (1 - y * y),), "tanh")
+
+    def relu(self):
+        y = K.relu_forward(self.data)
+        return Tensor.make(y, (self,), lambda g: (K.relu_backward(g, y),), "relu")
+
+    def sigmoid(self):
+        x = self
+        return Tensor.make(K.sigmoid_forward(x.data), (x,),
+                           lambda g: (K.sigmoid_backward(g, x.data),), "sigmoid")
+
+    def softplus(self):
+        """log(1 + e^x), exact for any x."""
+        x = self
+        return Tensor.make(K.softplus_forward(x.data), (x,),
+                           lambda g: (K.softplus_backward(g, x.data),), "softplus")
+
+    def log_sigmoid(self):
+        """log sigmoid(x) = -softplus(-x), exact for any x."""
+        x = self
+        return Tensor.make(K.log_sigmoid_forward(x.data), (x,),
+                           lambda g: (K.log_sigmoid_backward(g, x.data),), "log_sigmoid")
+
+    def clip(self, lo=None, hi=None):
+        """Clamp to [lo, hi]; the gradient passes only where x was inside."""
+        x = self
+        def backward(g):
+            inside = backend.xp.ones(x.shape, dtype=bool)
+            if lo is not None:
+                inside &= x.data >= lo
+            if hi is not None:
+                inside &= x.data <= hi
+            return (g * inside,)
+        return Tensor.make(backend.xp.clip(x.data, lo, hi), (x,), backward, "clip")
+
+    def maxout(self, pieces):
+        """Max over consecutive groups of ``pieces`` features of the last axis:
+        (..., units * pieces) -> (..., units), as pylearn2's Maxout layer."""
+        x = self
+        if x.shape[-1] % pieces:
+            raise ValueError(f"maxout: last axis {x.shape[-1]} is not a multiple of pieces={pieces}")
+        y, arg = K.maxout_forward(x.data, pieces)
+        return Tensor.make(y, (x,), lambda g: (K.maxout_backward(g, arg, pieces),), "maxout")
+
+
+def _count(shape, axis):
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    n = 1
+    for a in axes:
+        n *= shape[a]
+    return n
+
+
+def tensor(data, requires_grad=False, dtype=None):
+    """Shorthand for Tensor(...)."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+def concatenate(tensors, axis=0):
+    """Join tensors along an existing axis; the gradient is split back."""
+    tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+    sizes = [t.shape[axis] for t in tensors]
+    xp = backend.xp
+    def backward(g):
+        cuts = list(itertools.accumulate(sizes))[:-1]
+        return tuple(xp.split(g, cuts, axis=axis))
+    return Tensor.make(xp.concatenate([t.data for t in tensors], axis=axis),
+                       tuple(tensors), backward, "concatenate")
