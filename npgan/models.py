@@ -1,0 +1,79 @@
+"""The paper's MNIST networks, as in the authors' released pylearn2 code.
+
+G: z (N, 100) uniform on [-sqrt 3, sqrt 3] -> 1200 ReLU -> 1200 ReLU -> 784
+   sigmoid; weights U(-0.05, 0.05); output bias = logit of the training
+   pixel means.  G returns pixel *logits* when ``logits=True``.
+D: x (N, 784) -> dropout (keep .8) -> maxout 240x5 -> dropout (keep .5) ->
+   maxout 240x5 -> dropout (keep .5) -> 1 linear unit (a logit); weights
+   U(-0.005, 0.005). The sigmoid is left to the loss (computed from logits).
+"""
+import math
+
+import numpy  # host-side: initialisation and the z prior's RNG
+
+from . import backend, nn
+from .tensor import Tensor
+
+Z_DIM = 100
+Z_RANGE = math.sqrt(3.0)   # U(-sqrt3, sqrt3) has unit variance
+
+
+def sample_z(n, rng, dim=Z_DIM, dtype="float32"):
+    """(n, dim) backend array of z ~ U(-sqrt 3, sqrt 3), drawn by a host Generator."""
+    return backend.asarray(rng.uniform(-Z_RANGE, Z_RANGE, (n, dim)).astype(dtype))
+
+
+def pixel_logits(images, eps=1e-7):
+    """logit of the per-pixel means of ``images`` (N, D) in [0, 1] -> (D,), as
+    pylearn2's init_bias_target_marginals."""
+    m = numpy.clip(numpy.asarray(images, dtype=numpy.float64).mean(axis=0), eps, 1 - eps)
+    return numpy.log(m / (1 - m))
+
+
+class Generator(nn.Module):
+    """z (N, z_dim) -> images (N, out) in (0, 1) (or their logits)."""
+
+    def __init__(self, z_dim=Z_DIM, hidden=1200, out=784, irange=0.05, output_bias=None,
+                 rng=None, dtype="float32"):
+        rng = rng if rng is not None else numpy.random.default_rng()
+        self.z_dim = z_dim
+        self.h0 = nn.Linear(z_dim, hidden, irange=irange, rng=rng, dtype=dtype)
+        self.h1 = nn.Linear(hidden, hidden, irange=irange, rng=rng, dtype=dtype)
+        self.y = nn.Linear(hidden, out, irange=irange, rng=rng, dtype=dtype)
+        if output_bias is not None:
+            self.y.bias.data = backend.asarray(numpy.asarray(output_bias), dtype=dtype).copy()
+
+    def forward(self, z, logits=False):
+        z = z if isinstance(z, Tensor) else Tensor(z)
+        a = self.y(self.h1(self.h0(z).relu()).relu())
+        return a if logits else a.sigmoid()
+
+
+class Discriminator(nn.Module):
+    """x (N, in) -> logit of "x is real" (N, 1); dropout only in train mode."""
+
+    def __init__(self, inp=784, units=240, pieces=5, irange=0.005, p_input=0.2, p_hidden=0.5,
+                 rng=None, dropout_rng=None, dtype="float32"):
+        rng = rng if rng is not None else numpy.random.default_rng()
+        drop = dropout_rng if dropout_rng is not None else numpy.random.default_rng(rng.integers(2**63))
+        self.drop0 = nn.Dropout(p_input, rng=drop)
+        self.h0 = nn.Maxout(inp, units, pieces, irange=irange, rng=rng, dtype=dtype)
+        self.drop1 = nn.Dropout(p_hidden, rng=drop)
+        self.h1 = nn.Maxout(units, units, pieces, irange=irange, rng=rng, dtype=dtype)
+        self.drop2 = nn.Dropout(p_hidden, rng=drop)
+        self.y = nn.Linear(units, 1, irange=irange, rng=rng, dtype=dtype)
+        self.dropout_rng = drop        # shared by the three dropout layers
+
+    def forward(self, x):
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        return self.y(self.drop2(self.h1(self.drop1(self.h0(self.drop0(x))))))
+
+
+def paper_mnist(seed=0, train_images=None, dtype="float32"):
+    """(G, D) of the paper's MNIST experiment, initialised from ``seed``;
+    ``train_images`` (N, 784) in [0, 1] set G's output bias (else zero)."""
+    rng = numpy.random.default_rng(seed)
+    bias = None if train_images is None else pixel_logits(train_images)
+    g = Generator(output_bias=bias, rng=rng, dtype=dtype)
+    d = Discriminator(rng=rng, dtype=dtype)
+    return g, d
