@@ -171,19 +171,31 @@ class Tensor:
                 stack.extend((p, False) for p in node._parents
                              if p.requires_grad and id(p) not in seen)
 
-        grads = {id(self): grad}
-        for node in reversed(order):
-            g = grads.pop(id(node), None)
-            if g is None:
-                continue
-            if node._backward is None:          # a leaf: keep (and accumulate) its gradient
-                node.grad = g if node.grad is None else node.grad + g
-                continue
-            for p, pg in zip(node._parents, node._backward(g)):
-                if pg is None or not p.requires_grad:
+        # Prune: an inner node none of whose inputs needs a gradient *now* (a leaf
+        # may have been frozen since the forward pass) is marked so for this
+        # call, so the ops above it skip that gradient's work (e.g. a GEMM).
+        pruned = []
+        for n in order:                           # parents precede children in `order`
+            if n._parents and not any(p.requires_grad for p in n._parents):
+                n.requires_grad = False
+                pruned.append(n)
+        try:
+            grads = {id(self): grad}
+            for node in reversed(order):
+                g = grads.pop(id(node), None)
+                if g is None or not node.requires_grad:
                     continue
-                k = id(p)
-                grads[k] = pg if k not in grads else grads[k] + pg
+                if node._backward is None:          # a leaf: keep (and accumulate) its gradient
+                    node.grad = g if node.grad is None else node.grad + g
+                    continue
+                for p, pg in zip(node._parents, node._backward(g)):
+                    if pg is None or not p.requires_grad:
+                        continue
+                    k = id(p)
+                    grads[k] = pg if k not in grads else grads[k] + pg
+        finally:
+            for n in pruned:
+                n.requires_grad = True
 
     # -- arithmetic (with broadcasting) ---------------------------------------
     def __add__(self, other):

@@ -1,0 +1,269 @@
+"""Train the paper's MNIST GAN (Goodfellow et al., 2014, Table 1 / Fig. 2).
+
+    python examples/mnist_gan.py                      # 25 epochs: recognisable digits
+    python examples/mnist_gan.py --epochs 300 --out runs/paper   # the long run
+    python examples/mnist_gan.py --out runs/paper --resume       # continue it
+
+The recipe is the authors' released one: G 100-1200-1200-784 (ReLU, ReLU,
+sigmoid), D maxout 240x5, 240x5 with dropout, batch 100, SGD lr 0.1 divided by
+1.000004 per step (floor 1e-6), momentum .5 -> .7 by epoch 250, D and G
+updated from the same minibatch (k = 1), non-saturating G loss; trained on
+MNIST train[:50000]. A moving average of G's weights (--ema) is kept beside it
+for sampling only; it does not change training.
+
+The run directory holds: checkpoint.npz (atomic, also written on Ctrl-C),
+metrics.jsonl (one line per epoch), samples/epoch_XXXX.png (10x10 grid, fixed z),
+curves.png, and best_<G>.npz (G's weights at its best validation Parzen LL).
+"""
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+import npgan
+from npgan import checkpoint, datasets, models, optim, train
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_DATA = os.path.join(HERE, "..", "data", "mnist")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=int, default=25, help="train until this many epochs in total")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--k", type=int, default=1, help="D steps per G step (Algorithm 1); implies --sequential if > 1")
+    p.add_argument("--sequential", action="store_true",
+                   help="Algorithm 1 as written (D step, then G step on fresh noise) instead of the "
+                        "authors' simultaneous update")
+    p.add_argument("--g-loss", choices=["nonsaturating", "minimax"], default="nonsaturating")
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (paper: 0.1)")
+    p.add_argument("--lr-decay", type=float, default=1.000004, help="lr divided by this per step")
+    p.add_argument("--ema", type=float, nargs="*", default=[0.9999],
+                   help="decays of moving averages of G's weights to sample from (none: --ema)")
+    p.add_argument("--data-dir", default=None,
+                   help="directory with the MNIST .gz files (default: NPGAN_DATA, the cache, then data/mnist)")
+    p.add_argument("--out", default="runs/mnist", help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--eval-every", type=int, default=5, help="validation Parzen LL every N epochs (0: never)")
+    p.add_argument("--eval-samples", type=int, default=10000)
+    p.add_argument("--snapshot-every", type=int, default=5,
+                   help="keep every generator's weights each N epochs in OUT/snapshots (0: never)")
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="also checkpoint mid-epoch this often")
+    p.add_argument("--train-size", type=int, default=50000, help="use train[:N] (paper: 50000)")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.k > 1:
+        args.sequential = True
+    return args
+
+
+def config_of(args):
+    """What must match for --resume to continue the same run."""
+    keys = ["seed", "k", "sequential", "g_loss", "optimizer", "lr", "lr_decay", "ema", "train_size"]
+    return {k: getattr(args, k) for k in keys}
+
+
+def load_data(args):
+    data_dir = args.data_dir
+    if data_dir is None and not os.environ.get("NPGAN_DATA"):
+        try:
+            datasets.find_data_dir("mnist", download=False)
+        except datasets.DatasetError:
+            data_dir = DEFAULT_DATA           # the copy this checkout carries
+    train_x, _ = datasets.load_mnist("train", data_dir=data_dir)
+    valid_x, _ = datasets.load_mnist("valid", data_dir=data_dir)
+    return train_x[:args.train_size], valid_x
+
+
+def build(args, train_x):
+    G, D = models.paper_mnist(args.seed, train_x)
+    if args.optimizer == "sgd":
+        opt_g = optim.SGD(G.parameters(), lr=args.lr, momentum=0.5)
+        opt_d = optim.SGD(D.parameters(), lr=args.lr, momentum=0.5)
+        lr_s = optim.ExponentialDecay(args.lr, args.lr_decay, 1e-6)
+        mom_s = optim.LinearRamp(0.5, 0.7, 1, 250)
+    else:
+        opt_g = optim.Adam(G.parameters(), lr=args.lr, betas=(0.5, 0.999))
+        opt_d = optim.Adam(D.parameters(), lr=args.lr, betas=(0.5, 0.999))
+        lr_s, mom_s = None, None
+    return train.GANTrainer(G, D, train_x, batch_size=100, k=args.k, simultaneous=not args.sequential,
+                            g_loss=args.g_loss, opt_g=opt_g, opt_d=opt_d, lr_schedule=lr_s,
+                            momentum_schedule=mom_s, ema_decays=tuple(args.ema), seed=args.seed)
+
+
+def generators(trainer):
+    """name -> G module to sample from: the trained G and each moving average."""
+    gs = {"G": trainer.G}
+    for d in trainer.emas:
+        gs[f"G_ema{d}"] = trainer.averaged_generator(d, models.Generator())
+    return gs
+
+
+def save_grid(samples, path, rows=10):
+    from PIL import Image
+    n = rows * rows
+    s = np.clip(samples[:n].reshape(rows, rows, 28, 28), 0, 1)
+    grid = np.ones((rows * 29 + 1, rows * 29 + 1), dtype=np.float32)
+    for i in range(rows):
+        for j in range(rows):
+            grid[1 + 29 * i:29 * (i + 1), 1 + 29 * j:29 * (j + 1)] = s[i, j]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray((grid * 255).astype(np.uint8)).resize((grid.shape[1] * 2, grid.shape[0] * 2),
+                                                          Image.NEAREST).save(path)
+
+
+def save_curves(history, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4))
+    ax[0].plot(ep, [h["d_loss"] for h in history], label="D loss")
+    ax[0].plot(ep, [h["g_loss"] for h in history], label="G loss")
+    ax[0].set_title("losses (epoch means)")
+    ax[1].plot(ep, [h["d_real"] for h in history], label="mean D(x)")
+    ax[1].plot(ep, [h["d_fake"] for h in history], label="mean D(G(z))")
+    ax[1].axhline(0.5, color="gray", lw=0.5)
+    ax[1].set_title("discriminator outputs")
+    names = sorted({k for h in history for k in h if k.startswith("parzen_")})
+    for k in names:
+        pts = [(h["epoch"], h[k]) for h in history if k in h]
+        ax[2].plot(*zip(*pts), "o-", label=k.replace("parzen_", ""))
+    ax[2].set_title("validation Parzen LL (nats)")
+    for a in ax:
+        a.set_xlabel("epoch")
+        if a.get_legend_handles_labels()[0]:
+            a.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+class Progress:
+    """tqdm when installed, else a line every ~10 s."""
+
+    def __init__(self, total, desc, disable=False):
+        self.bar = None
+        self.total, self.desc, self.disable, self.n, self.t = total, desc, disable, 0, time.time()
+        if not disable:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+            except ImportError:
+                pass
+
+    def update(self, stats):
+        self.n += 1
+        text = " ".join(f"{k}={v:.3f}" for k, v in stats.items())
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(text, refresh=False)
+        elif not self.disable and time.time() - self.t > 10:
+            self.t = time.time()
+            print(f"  {self.desc} {self.n}/{self.total} {text}", flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    train_x, valid_x = load_data(args)
+    trainer = build(args, train_x)
+    os.makedirs(args.out, exist_ok=True)
+    ck_path = os.path.join(args.out, "checkpoint.npz")
+    cfg = config_of(args)
+    best = {}
+    if args.resume:
+        ck = checkpoint.load(ck_path, config=cfg)
+        trainer.load_state_dict(ck["state"])
+        best = ck["state"].get("best", {}) if isinstance(ck["state"], dict) else {}
+        print(f"resumed from {ck_path} at epoch {trainer.epoch}, step {trainer.step_count}")
+    elif os.path.exists(ck_path):
+        sys.exit(f"{ck_path} exists: pass --resume to continue it, or choose another --out")
+
+    def save_checkpoint():
+        state = trainer.state_dict()
+        state["best"] = best
+        checkpoint.save(ck_path, state, cfg)
+
+    stop = {"flag": False}
+    def on_sigint(signum, frame):
+        if stop["flag"]:
+            raise KeyboardInterrupt
+        stop["flag"] = True
+        print("\ninterrupted: finishing this step and saving a checkpoint (Ctrl-C again to abort)", flush=True)
+    signal.signal(signal.SIGINT, on_sigint)
+
+    z_fixed = np.random.default_rng(2014)
+    print(f"npgan {npgan.__version__}, backend {npgan.backend.name}, kernels {npgan._kernels.available()}")
+    print(f"training on {len(train_x)} images, {trainer.batches_per_epoch()} steps per epoch, "
+          f"until epoch {args.epochs} -> {args.out}")
+    t_start, last_ck = time.time(), time.time()
+    metrics_path = os.path.join(args.out, "metrics.jsonl")
+    while trainer.epoch < args.epochs:
+        bar = Progress(trainer.batches_per_epoch() - trainer._pos, f"epoch {trainer.epoch + 1}", args.no_progress)
+        def should_stop():
+            nonlocal last_ck
+            if stop["flag"]:
+                return True
+            if time.time() - last_ck > 60 * args.checkpoint_minutes:
+                save_checkpoint()
+                last_ck = time.time()
+            return False
+        t0 = time.time()
+        rec = trainer.train_epoch(on_step=lambda t, s: bar.update(s), should_stop=should_stop)
+        bar.close()
+        if rec is None:
+            save_checkpoint()
+            print(f"checkpoint saved to {ck_path} (epoch {trainer.epoch}, step {trainer.step_count}); "
+                  "continue with --resume")
+            return trainer
+        rec["seconds"] = time.time() - t0
+        rec["lr"] = trainer.opt_d.lr
+        gs = generators(trainer)
+        for name, G in gs.items():
+            grid = trainer.generate(100, G, rng=np.random.default_rng(2014))
+            save_grid(grid, os.path.join(args.out, "samples", f"{name}_epoch_{trainer.epoch:04d}.png"))
+        if args.snapshot_every and trainer.epoch % args.snapshot_every == 0:
+            os.makedirs(os.path.join(args.out, "snapshots"), exist_ok=True)
+            for name, G in gs.items():
+                np.savez(os.path.join(args.out, "snapshots", f"{name}_epoch_{trainer.epoch:04d}.npz"),
+                         **G.state_dict())
+        if args.eval_every and trainer.epoch % args.eval_every == 0:
+            for name, G in gs.items():
+                samples = trainer.generate(args.eval_samples, G)
+                from npgan import parzen
+                sigma, curve = parzen.select_sigma(valid_x[:1000], samples)
+                ll = float(max(curve))
+                rec[f"parzen_{name}"], rec[f"sigma_{name}"] = ll, float(sigma)
+                if ll > best.get(name, {}).get("ll", -math.inf):
+                    best[name] = {"ll": ll, "sigma": float(sigma), "epoch": trainer.epoch}
+                    np.savez(os.path.join(args.out, f"best_{name}.npz"), **G.state_dict())
+        trainer.history[-1] = rec
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        save_curves(trainer.history, os.path.join(args.out, "curves.png"))
+        save_checkpoint()
+        last_ck = time.time()
+        parz = " ".join(f"{k[7:]}={v:.1f}" for k, v in rec.items() if k.startswith("parzen_"))
+        print(f"epoch {trainer.epoch:4d}  D {rec['d_loss']:.3f}  G {rec['g_loss']:.3f}  "
+              f"D(x) {rec['d_real']:.3f}  D(G(z)) {rec['d_fake']:.3f}  {rec['seconds']:.1f}s"
+              + (f"  Parzen(valid) {parz}" if parz else ""), flush=True)
+    print(f"done: {trainer.epoch} epochs, {trainer.step_count} steps, {time.time() - t_start:.0f}s this run. "
+          f"Samples in {args.out}/samples; Table 1 protocol: python examples/parzen_table.py {args.out}")
+    return trainer
+
+
+if __name__ == "__main__":
+    main()

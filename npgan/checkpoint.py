@@ -1,0 +1,111 @@
+"""Atomic save and exact resume of a trainer's state.
+
+A checkpoint is one ``.npz`` file: every array of the (nested) state as its own
+member, plus a JSON member with everything else (numbers, RNG states, history),
+the run's config, a format version and a SHA-256 of the content. Saving writes a
+temporary file in the same directory, reads it back and checks it, and only
+then renames it over the old one, so a crash or Ctrl-C never leaves a damaged
+checkpoint where a good one was.
+"""
+import hashlib
+import json
+import os
+import zipfile
+
+import numpy  # checkpoints hold host arrays only, whatever the backend
+
+FORMAT = "npgan-checkpoint-1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, damaged, or from another configuration."""
+
+
+def _split(obj, arrays):
+    """Nested dict/list state -> JSON-able tree, arrays moved into ``arrays``."""
+    if isinstance(obj, numpy.ndarray) or type(obj).__module__.startswith("cupy"):
+        arrays.append(numpy.asarray(obj.get() if hasattr(obj, "get") else obj))
+        return {"__array__": len(arrays) - 1}
+    if isinstance(obj, dict):
+        return {"__dict__": [[k, _split(v, arrays)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [_split(v, arrays) for v in obj]
+    if isinstance(obj, numpy.generic):
+        return obj.item()
+    return obj
+
+
+def _join(tree, arrays):
+    if isinstance(tree, dict):
+        if "__array__" in tree:
+            return arrays[tree["__array__"]]
+        return {k: _join(v, arrays) for k, v in tree["__dict__"]}
+    if isinstance(tree, list):
+        return [_join(v, arrays) for v in tree]
+    return tree
+
+
+def _digest(meta_json, arrays):
+    h = hashlib.sha256(meta_json.encode())
+    for a in arrays:
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(numpy.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def save(path, state, config=None):
+    """Write ``state`` (nested dicts/lists of arrays and plain values) and
+    ``config`` (a JSON-able dict describing the run) to ``path`` atomically."""
+    arrays = []
+    meta = json.dumps({"format": FORMAT, "config": config or {}, "state": _split(state, arrays)})
+    members = {f"a{i}": a for i, a in enumerate(arrays)}
+    members["meta"] = numpy.array(meta)
+    members["sha256"] = numpy.array(_digest(meta, arrays))
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    tmp = os.path.join(d, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            numpy.savez(f, **members)
+            f.flush()
+            os.fsync(f.fileno())
+        load(tmp)                       # never put an unreadable file in place
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load(path, config=None):
+    """Read a checkpoint -> {"state": ..., "config": ...}. If ``config`` is
+    given, every key in it must equal the stored one, else CheckpointError
+    names the differences. Damaged or foreign files raise CheckpointError."""
+    if not os.path.exists(path):
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        with numpy.load(path, allow_pickle=False) as z:
+            meta = str(z["meta"])
+            digest = str(z["sha256"])
+            arrays = [z[f"a{i}"] for i in range(len(z.files) - 2)]
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as e:
+        raise CheckpointError(f"{path} is not a readable npgan checkpoint (damaged or "
+                              f"truncated?): {type(e).__name__}: {e}") from e
+    if _digest(meta, arrays) != digest:
+        raise CheckpointError(f"{path} is damaged: its content does not match its SHA-256")
+    info = json.loads(meta)
+    if info.get("format") != FORMAT:
+        raise CheckpointError(f"{path} has format {info.get('format')!r}, expected {FORMAT!r}")
+    if config is not None:
+        stored = info["config"]
+        diff = {k: (stored.get(k), v) for k, v in _jsonable(config).items() if stored.get(k) != v}
+        if diff:
+            lines = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+            raise CheckpointError(f"{path} was written by a different configuration ({lines}); "
+                                  "use a new output directory or the same options")
+    return {"state": _join(info["state"], arrays), "config": info["config"]}
+
+
+def _jsonable(config):
+    """The config as it reads back from JSON (tuples become lists, ...)."""
+    return json.loads(json.dumps(config))
