@@ -1,0 +1,233 @@
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from npgan import _kernels, parzen
+
+HAVE_KERNEL = _kernels.load("parzen_kernel") is not None
+# every numerical test runs on both paths; the compiled one only where it is built
+PATHS = [pytest.param(False, id="numpy"),
+         pytest.param(True, id="kernel", marks=pytest.mark.skipif(
+             not HAVE_KERNEL, reason="npgan._kernels.parzen_kernel not built"))]
+
+
+def brute_force(x, s, sigmas):
+    """float64, one pair at a time: (len(sigmas), N)."""
+    x, s = np.asarray(x, np.float64), np.asarray(s, np.float64)
+    n, d = x.shape
+    out = np.empty((len(sigmas), n))
+    for k, sig in enumerate(sigmas):
+        for i in range(n):
+            a = [-np.sum((x[i] - s[j]) ** 2) / (2 * sig ** 2) for j in range(len(s))]
+            out[k, i] = logsumexp(a) - math.log(len(s)) - d / 2 * math.log(2 * math.pi * sig ** 2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(42)
+    x = rng.random((23, 17))
+    s = rng.random((41, 17))
+    sig = np.array([0.08, 0.15, 0.3, 0.7, 2.0])
+    return x, s, sig, brute_force(x, s, sig)
+
+
+@pytest.mark.parametrize("kernel", PATHS)
+def test_matches_brute_force(data, kernel):
+    x, s, sig, ref = data
+    out = parzen.log_likelihood(x, s, sig, use_kernel=kernel)
+    assert out.shape == (5, 23) and out.dtype == np.float64
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-10)
+    for k in range(len(sig)):                               # scalar sigma -> (N,)
+        one = parzen.log_likelihood(x, s, float(sig[k]), use_kernel=kernel)
+        assert one.shape == (23,)
+        np.testing.assert_allclose(one, ref[k], rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("kernel", PATHS)
+def test_larger_dim_and_far_points(kernel):
+    """784-d like MNIST, with clusters far apart so the running max and the
+    skipped chunks matter (samples in several blocks, the nearest ones last)."""
+    rng = np.random.default_rng(1)
+    x = rng.random((9, 784))
+    s = np.concatenate([rng.random((150, 784)) + 3.0, x[:3] + 0.01 * rng.random((3, 784))])
+    sig = np.array([0.1, 0.2, 1.0, 5.0])
+    ref = brute_force(x, s, sig)
+    out = parzen.log_likelihood(x, s, sig, block_size=(4, 64), use_kernel=kernel)
+    np.testing.assert_allclose(out, ref, rtol=1e-11, atol=1e-8)
+
+
+@pytest.mark.parametrize("kernel", PATHS)
+@pytest.mark.parametrize("block", [1, 7, 13, (7, 13), (13, 7), (1000, 1000)])
+def test_block_size_invariance(data, kernel, block):
+    x, s, sig, ref = data
+    out = parzen.log_likelihood(x, s, sig, block_size=block, use_kernel=kernel)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("kernel", PATHS)
+def test_float32_close_to_float64(kernel):
+    """Tolerance: float32 distances carry ~1e-7 relative error of ||x||^2 + ||s||^2,
+    i.e. an absolute error of about 1e-7 * ||x||^2 / (2 sigma^2) in log p; for
+    MNIST-like data at sigma >= 0.1 that is < 1e-2 nats (we allow 2e-2 + 1e-5 rel)."""
+    rng = np.random.default_rng(2)
+    x = rng.random((50, 784)) * (rng.random((50, 784)) < 0.2)
+    s = rng.random((300, 784)) * (rng.random((300, 784)) < 0.2)
+    sig = parzen.DEFAULT_SIGMAS
+    ref = parzen.log_likelihood(x, s, sig, use_kernel=False)
+    out = parzen.log_likelihood(x.astype(np.float32), s.astype(np.float32), sig,
+                                block_size=(16, 100), use_kernel=kernel)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=2e-2)
+    # mixed dtypes compute in float64
+    mixed = parzen.log_likelihood(x.astype(np.float32), s, sig, use_kernel=kernel)
+    ref32 = parzen.log_likelihood(x.astype(np.float32).astype(np.float64), s, sig, use_kernel=False)
+    np.testing.assert_allclose(mixed, ref32, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("kernel", PATHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_closed_form_one_sample(kernel, dtype):
+    """M = 1, N = 1: log p(x) = log N(x; s, sigma^2 I)."""
+    rng = np.random.default_rng(3)
+    x, s, sigma = rng.random((1, 5)), rng.random((1, 5)), 0.37
+    expect = (-np.sum((x - s) ** 2) / (2 * sigma ** 2) - 2.5 * math.log(2 * math.pi * sigma ** 2))
+    got = parzen.log_likelihood(x.astype(dtype), s.astype(dtype), sigma, use_kernel=kernel)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(got, [expect], rtol=tol, atol=tol)
+    # identical point and sample: only the normalising constant remains
+    got = parzen.log_likelihood(s, s, sigma, use_kernel=kernel)
+    np.testing.assert_allclose(got, [-2.5 * math.log(2 * math.pi * sigma ** 2)], rtol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", PATHS)
+def test_non_contiguous_inputs(data, kernel):
+    x, s, sig, ref = data
+    xf, sf = np.asfortranarray(x), np.asfortranarray(s)
+    np.testing.assert_allclose(parzen.log_likelihood(xf, sf, sig, use_kernel=kernel), ref,
+                               rtol=1e-12, atol=1e-10)
+    wide = np.zeros((23, 34))
+    wide[:, ::2] = x                                       # strided view
+    np.testing.assert_allclose(parzen.log_likelihood(wide[:, ::2], s[::-1], sig, use_kernel=kernel),
+                               ref, rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("kernel", PATHS)
+def test_threads_agree(data, kernel):
+    x, s, sig, ref = data
+    for threads in (1, 2, 3):
+        out = parzen.log_likelihood(x, s, sig, block_size=(5, 9), threads=threads,
+                                    use_kernel=kernel)
+        np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-10)
+
+
+def test_errors():
+    x, s = np.zeros((4, 3)), np.zeros((5, 3))
+    with pytest.raises(ValueError, match=r"\(4, 3\).*\(5, 2\)"):
+        parzen.log_likelihood(x, np.zeros((5, 2)), 0.1)
+    with pytest.raises(ValueError, match="2-D"):
+        parzen.log_likelihood(np.zeros(3), s, 0.1)
+    with pytest.raises(ValueError, match="empty"):
+        parzen.log_likelihood(np.zeros((0, 3)), s, 0.1)
+    with pytest.raises(ValueError, match="empty"):
+        parzen.log_likelihood(x, np.zeros((0, 3)), 0.1)
+    with pytest.raises(ValueError, match="empty"):
+        parzen.log_likelihood(np.zeros((4, 0)), np.zeros((5, 0)), 0.1)
+    bad = x.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="x contains 1 NaN"):
+        parzen.log_likelihood(bad, s, 0.1)
+    bad = s.copy()
+    bad[0, 0] = np.inf
+    with pytest.raises(ValueError, match="samples contains 1 NaN or infinite"):
+        parzen.log_likelihood(x, bad, 0.1)
+    for sig in (0.0, -1.0, np.nan, np.inf, [0.1, 0.0], [], [[0.1]]):
+        with pytest.raises(ValueError, match="sigma"):
+            parzen.log_likelihood(x, s, sig)
+    with pytest.raises(ValueError, match="block"):
+        parzen.log_likelihood(x, s, 0.1, block_size=0)
+    with pytest.raises(TypeError, match="real"):
+        parzen.log_likelihood(x.astype(complex), s, 0.1)
+    with pytest.raises(ValueError, match="empty"):
+        parzen.mean_and_se([])
+
+
+@pytest.mark.skipif(HAVE_KERNEL, reason="the kernel is built")
+def test_use_kernel_true_without_kernel():
+    with pytest.raises(RuntimeError, match="not available"):
+        parzen.log_likelihood(np.zeros((2, 2)), np.zeros((2, 2)), 0.1, use_kernel=True)
+
+
+def test_kernel_disabled_by_env(monkeypatch, data):
+    monkeypatch.setenv("NPGAN_NO_KERNELS", "1")
+    x, s, sig, ref = data
+    np.testing.assert_allclose(parzen.log_likelihood(x, s, sig), ref, rtol=1e-12, atol=1e-10)
+    with pytest.raises(RuntimeError):
+        parzen.log_likelihood(x, s, sig, use_kernel=True)
+
+
+def test_mean_and_se():
+    ll = np.array([1.0, 2.0, 3.0, 6.0])
+    m, se = parzen.mean_and_se(ll)
+    assert m == 3.0 and se == pytest.approx(np.std(ll, ddof=1) / 2)
+    m, se = parzen.mean_and_se(np.stack([ll, 2 * ll]))
+    np.testing.assert_allclose(m, [3, 6])
+    assert parzen.mean_and_se([5.0]) == (5.0, 0.0)
+
+
+def test_select_sigma_and_evaluate(capsys):
+    rng = np.random.default_rng(5)
+    centres = rng.random((4, 10))
+    def draw(n):
+        return centres[rng.integers(0, 4, n)] + 0.2 * rng.standard_normal((n, 10))
+    samples, valid, test = draw(400), draw(60), draw(50)
+    sig, curve = parzen.select_sigma(valid, samples, n_valid=40)
+    assert curve.shape == (10,) and sig == parzen.DEFAULT_SIGMAS[np.argmax(curve)]
+    ref = parzen.log_likelihood(valid[:40], samples, parzen.DEFAULT_SIGMAS).mean(axis=1)
+    np.testing.assert_allclose(curve, ref)
+    assert 0.1 < sig < 0.5                      # the true width is 0.2
+    r = parzen.evaluate(samples, test, valid, n_valid=40, progress=True)
+    assert r["sigma"] == sig and r["n_valid"] == 40 and r["n_test"] == 50
+    m, se = parzen.mean_and_se(parzen.log_likelihood(test, samples, sig))
+    assert r["ll_mean"] == pytest.approx(m) and r["ll_se"] == pytest.approx(se)
+    assert not r["sigma_at_edge"]
+    assert "parzen" in capsys.readouterr().err    # progress went to stderr
+    r = parzen.evaluate(samples, test, valid, sigmas=[0.001, 0.002], progress=False)
+    assert r["sigma_at_edge"] and capsys.readouterr().err == ""
+
+
+def test_no_tqdm_fallback(monkeypatch, capsys):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_tqdm(name, *a, **k):
+        if name.startswith("tqdm"):
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    x = np.random.default_rng(0).random((30, 4))
+    parzen.log_likelihood(x, x, 0.3, block_size=7, progress=True)
+    assert "30/30 rows" in capsys.readouterr().err
+
+
+def test_cli(tmp_path):
+    """python -m npgan.parzen on a few real MNIST training images as samples."""
+    mnist = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "data", "mnist")
+    if not os.path.isdir(mnist):
+        pytest.skip("data/mnist not in this checkout")
+    from npgan import datasets
+    x, _ = datasets.load_mnist("train", data_dir=mnist)
+    np.save(tmp_path / "s.npy", x[:500])
+    env = dict(os.environ, NPGAN_NO_DOWNLOAD="1")
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+    r = subprocess.run([sys.executable, "-m", "npgan.parzen", str(tmp_path / "s.npy"),
+                        "--data-dir", mnist, "--n-valid", "100", "--n-test", "200",
+                        "--no-progress"], capture_output=True, text=True, env=env, cwd=root,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "test LL =" in r.stdout and "sigma" in r.stdout
