@@ -181,12 +181,17 @@ class Tensor:
                 pruned.append(n)
         try:
             grads = {id(self): grad}
+            handed = {id(grad)}     # arrays a new leaf .grad must not alias (caller's, other leaves')
             for node in reversed(order):
                 g = grads.pop(id(node), None)
                 if g is None or not node.requires_grad:
                     continue
                 if node._backward is None:          # a leaf: keep (and accumulate) its gradient
-                    node.grad = g if node.grad is None else node.grad + g
+                    if node.grad is not None:
+                        node.grad = node.grad + g
+                    else:   # own it: g may be a read-only broadcast view, or also reach another leaf
+                        node.grad = g if g.flags.owndata and id(g) not in handed else g.copy()
+                        handed.add(id(node.grad))
                     continue
                 for p, pg in zip(node._parents, node._backward(g)):
                     if pg is None or not p.requires_grad:

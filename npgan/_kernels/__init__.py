@@ -59,9 +59,8 @@ def _unary(kname, refname):
         k = _compiled(x)
         if k is None:
             return getattr(_ref, refname)(x)
-        x = _np.ascontiguousarray(x)
-        out = _np.empty_like(x)
-        getattr(k, kname)(x.reshape(-1), out.reshape(-1))
+        out = _np.empty(x.shape, dtype=x.dtype)     # not empty_like(ascontiguousarray(x)): keeps 0-d
+        getattr(k, kname)(_np.ascontiguousarray(x).reshape(-1), out.reshape(-1))
         return out
     f.__name__ = refname
     f.__doc__ = getattr(_ref, refname).__doc__
@@ -73,10 +72,9 @@ def _binary(kname, refname, *extra):
         k = _compiled(x)
         if k is None or g.shape != x.shape:
             return getattr(_ref, refname)(g, x)
-        x = _np.ascontiguousarray(x)
-        g = _np.ascontiguousarray(g, dtype=x.dtype)
-        out = _np.empty_like(x)
-        getattr(k, kname)(g.reshape(-1), x.reshape(-1), *extra, out.reshape(-1))
+        out = _np.empty(x.shape, dtype=x.dtype)
+        getattr(k, kname)(_np.ascontiguousarray(g, dtype=x.dtype).reshape(-1),
+                          _np.ascontiguousarray(x).reshape(-1), *extra, out.reshape(-1))
         return out
     f.__name__ = refname
     f.__doc__ = getattr(_ref, refname).__doc__

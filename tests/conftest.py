@@ -1,0 +1,62 @@
+"""Shared test setup.
+
+Kernels: the suite runs twice in CI, normally and with ``NPGAN_NO_KERNELS=1``
+(the plain-NumPy reference path). ``pytest --no-kernels`` is the same as
+setting that variable. Tests that compare the compiled kernels with their
+references take the ``activations_kernel`` fixture, which skips when the
+kernels are disabled or not built; ``reference_kernels`` forces the reference
+path inside one test.
+"""
+import os
+
+import numpy as np
+import pytest
+
+import npgan
+from npgan import _kernels
+
+
+def pytest_addoption(parser):
+    parser.addoption("--no-kernels", action="store_true", default=False,
+                     help="run with NPGAN_NO_KERNELS=1 (the NumPy reference kernels)")
+
+
+def pytest_configure(config):
+    if config.getoption("--no-kernels", default=False):
+        os.environ["NPGAN_NO_KERNELS"] = "1"
+
+
+def pytest_report_header(config):
+    state = "disabled (NPGAN_NO_KERNELS)" if _kernels.disabled() else (
+        "compiled" if _kernels.load("activations") is not None else "not built (reference path)")
+    return f"npgan backend: {npgan.backend.name}; activation kernels: {state}"
+
+
+@pytest.fixture
+def activations_kernel():
+    """The compiled activations module; skip when disabled or not built."""
+    if _kernels.disabled():
+        pytest.skip("kernels disabled (NPGAN_NO_KERNELS=1)")
+    k = _kernels.load("activations")
+    if k is None:
+        pytest.skip("activations extension not built "
+                    "(python setup.py build_ext --inplace)")
+    return k
+
+
+@pytest.fixture
+def reference_kernels(monkeypatch):
+    """Force the reference (NumPy) activations for the duration of a test."""
+    monkeypatch.setenv("NPGAN_NO_KERNELS", "1")
+    assert _kernels.load("activations") is None
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def away_from_zero(a, margin=0.1):
+    """Move values at least ``margin`` from 0 (kinks of relu/clip/max), keeping sign."""
+    a = np.asarray(a, dtype=np.float64)
+    return np.where(a >= 0, 1.0, -1.0) * (margin + np.abs(a))
