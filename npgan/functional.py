@@ -67,12 +67,14 @@ def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
     if isinstance(targets, (int, float)):
         # special-case the GAN's constant targets: one op less, same value
         loss = logits.softplus() if targets == 0 else (-logits).softplus() if targets == 1 \
-            else logits.softplus() - logits * targets
+            else (-logits).softplus() * targets + logits.softplus() * (1 - targets)
     else:
         t = targets if isinstance(targets, Tensor) else Tensor(backend.xp.asarray(targets, dtype=logits.dtype))
         if backend.xp.broadcast_shapes(t.shape, logits.shape) != logits.shape:
             raise ValueError(f"targets of shape {t.shape} do not broadcast to logits {logits.shape}")
-        loss = logits.softplus() - logits * t
+        # t softplus(-l) + (1-t) softplus(l): a sum of non-negative terms, exact; the
+        # shorter softplus(l) - t*l cancels to 0 (value and gradient) at l >> 0, t = 1
+        loss = (-logits).softplus() * t + logits.softplus() * (1 - t)
     return loss.mean() if reduction == "mean" else loss
 
 
