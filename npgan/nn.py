@@ -209,10 +209,10 @@ class Sequential(Module):
         return (v for v in vars(self).values() if isinstance(v, Module))
 
     def __getitem__(self, i):
-        return list(self)[i]
+        return list(iter(self))[i]      # not list(self): that asks len(), which would recurse
 
     def __len__(self):
-        return len(list(self))
+        return sum(1 for _ in self)
 
     def forward(self, x):
         for m in self:

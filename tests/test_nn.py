@@ -1,0 +1,234 @@
+"""nn: layers pass gradcheck; Module bookkeeping; state_dict; init; dropout modes."""
+import numpy as np
+import pytest
+
+from npgan import Tensor, gradcheck, nn
+
+
+def R(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def with_params(module, fn):
+    """A function of (x, *parameters) for gradcheck: the given Tensors stand in
+    for the module's parameters during the call."""
+    slots = []
+    for name, _ in module.named_parameters():
+        *path, attr = name.split(".")
+        owner = module
+        for part in path:
+            owner = getattr(owner, part)
+        slots.append((owner, attr))
+
+    def call(x, *params):
+        saved = [getattr(o, a) for o, a in slots]
+        try:
+            for (o, a), p in zip(slots, params):
+                setattr(o, a, p)
+            return fn(x)
+        finally:
+            for (o, a), p in zip(slots, saved):
+                setattr(o, a, p)
+    return call, [p.data for p in module.parameters()]
+
+
+def test_gradcheck_linear_layer():
+    lin = nn.Linear(3, 4, init="normal", std=0.5, rng=np.random.default_rng(0)).to("float64")
+    lin.bias.data = R(4, seed=3)
+    fn, params = with_params(lin, lin)
+    assert len(params) == 2
+    assert gradcheck(fn, R(5, 3, seed=1), *params)
+
+
+def test_gradcheck_linear_without_bias():
+    lin = nn.Linear(3, 2, bias=False, init="xavier", rng=np.random.default_rng(0)).to("float64")
+    assert [n for n, _ in lin.named_parameters()] == ["weight"]
+    fn, params = with_params(lin, lin)
+    assert gradcheck(fn, R(4, 3, seed=1), *params)
+
+
+def test_gradcheck_maxout_layer():
+    m = nn.Maxout(4, units=3, pieces=2, init="normal", std=1.0, rng=np.random.default_rng(0))
+    m.to("float64")
+    fn, params = with_params(m, m)
+    assert gradcheck(fn, R(5, 4, seed=1), *params)
+
+
+def test_gradcheck_sequential():
+    rng = np.random.default_rng(0)
+    net = nn.Sequential(nn.Linear(3, 6, init="normal", std=1.0, rng=rng), nn.Tanh(),
+                        nn.Maxout(6, 2, 2, init="normal", std=1.0, rng=rng), nn.Sigmoid(),
+                        nn.Linear(2, 3, init="normal", std=1.0, rng=rng), nn.ReLU()).to("float64")
+    fn, params = with_params(net, net)
+    x = R(4, 3, seed=1)
+    pre = Tensor(x)
+    for m in list(net)[:-1]:
+        pre = m(pre)
+    assert np.min(np.abs(pre.data)) > 1e-4            # clear of the final ReLU's kink
+    assert gradcheck(fn, x, *params)
+
+
+def test_gradcheck_dropout_layer_with_fixed_mask():
+    d = nn.Dropout(0.3)
+
+    def fn(x):
+        d.rng = np.random.default_rng(11)          # the same mask on every evaluation
+        return d(x)
+    assert gradcheck(fn, R(5, 6))
+
+
+# ----------------------------------------------------------------------------- bookkeeping
+
+class Net(nn.Module):
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.fc1 = nn.Linear(4, 5, rng=rng)
+        self.scale = nn.Parameter(np.ones(1, np.float32))
+        self.body = nn.Sequential(nn.Maxout(5, 3, 2, rng=rng), nn.Dropout(0.5, rng=1),
+                                  nn.Linear(3, 2, bias=False, rng=rng))
+        self.not_a_param = Tensor(np.zeros(3))
+        self.number = 3
+
+    def forward(self, x):
+        return self.body(self.fc1(x) * self.scale)
+
+
+def test_named_parameters_order_and_names():
+    net = Net()
+    names = [n for n, _ in net.named_parameters()]
+    assert names == ["fc1.weight", "fc1.bias", "scale", "body.0.linear.weight",
+                     "body.0.linear.bias", "body.2.weight"]
+    params = net.parameters()
+    assert [p.shape for p in params] == [(4, 5), (5,), (1,), (5, 6), (6,), (3, 2)]
+    assert params[0] is net.fc1.weight and params[-1] is net.body[2].weight
+    assert net.num_parameters() == 20 + 5 + 1 + 30 + 6 + 6
+    assert all(p.requires_grad for p in params)
+    assert len(net.body) == 3 and [type(m).__name__ for m in net.body] == ["Maxout", "Dropout", "Linear"]
+
+
+def test_zero_grad_clears_all():
+    net = Net()
+    net(Tensor(R(3, 4).astype(np.float32))).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+    net.zero_grad()
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_train_eval_propagate_and_dropout_modes():
+    net = Net()
+    assert all(m.training for m in net.modules())
+    assert net.eval() is net
+    assert not any(m.training for m in net.modules())
+    x = Tensor(np.ones((2000, 5), np.float32))
+    drop = net.body[1]
+    assert drop(x) is x                                 # identity in eval
+    net.train()
+    assert all(m.training for m in net.modules())
+    y = drop(x).data
+    kept = np.mean(y != 0)
+    assert abs(kept - 0.5) < 4 * np.sqrt(0.25 / y.size)
+    assert set(np.unique(y)) == {0.0, 2.0}              # inverted scaling 1/(1-p)
+    assert abs(y.mean() - 1.0) < 0.02                   # mean preserved
+    net.train(False)
+    assert not drop.training
+
+
+def test_dropout_seeded_is_reproducible():
+    x = Tensor(np.ones((6, 7)))
+    a, b = nn.Dropout(0.5, rng=42), nn.Dropout(0.5, rng=np.random.default_rng(42))
+    for _ in range(3):
+        np.testing.assert_array_equal(a(x).data, b(x).data)
+    assert not np.array_equal(a(x).data, a(x).data)     # a new mask every call
+
+
+def test_dropout_refuses_bad_p():
+    for p in (-0.5, 1.0):
+        with pytest.raises(ValueError):
+            nn.Dropout(p)
+
+
+def test_linear_init_uniform_within_irange():
+    lin = nn.Linear(300, 200, irange=0.05, rng=np.random.default_rng(0))
+    w = lin.weight.data
+    assert w.dtype == np.float32 and w.shape == (300, 200)
+    assert np.all(np.abs(w) <= 0.05)
+    assert w.max() > 0.049 and w.min() < -0.049
+    assert abs(w.std() - 0.05 / np.sqrt(3)) < 1e-3        # U(-a, a) has std a/sqrt 3
+    np.testing.assert_array_equal(lin.bias.data, np.zeros(200))
+    m = nn.Maxout(10, 4, 3, rng=np.random.default_rng(0))
+    assert np.all(np.abs(m.linear.weight.data) <= 0.005) and m.linear.weight.shape == (10, 12)
+
+
+def test_other_inits():
+    rng = np.random.default_rng(0)
+    w = nn.init_weight((400, 300), "xavier", rng=rng)
+    assert np.all(np.abs(w) <= np.sqrt(6 / 700))
+    w = nn.init_weight((400, 300), "kaiming", rng=rng)
+    assert abs(w.std() - np.sqrt(2 / 400)) < 2e-3
+    w = nn.init_weight((400, 300), "normal", std=0.1, rng=rng, dtype="float64")
+    assert w.dtype == np.float64 and abs(w.std() - 0.1) < 2e-3
+    assert not nn.init_weight((3, 3), "zeros").any()
+    with pytest.raises(ValueError, match="init"):
+        nn.init_weight((3, 3), "bogus")
+
+
+def test_linear_forward_is_x_at_w_plus_b():
+    lin = nn.Linear(3, 2, dtype="float64", rng=np.random.default_rng(0))
+    lin.bias.data = np.array([1.0, -1.0])
+    x = R(4, 3)
+    np.testing.assert_allclose(lin(x).data, x @ lin.weight.data + [1.0, -1.0], rtol=1e-14)
+
+
+def test_to_casts_parameters():
+    net = Net().to("float64")
+    assert all(p.dtype == np.float64 for p in net.parameters())
+    assert net(Tensor(R(2, 4))).dtype == np.float64
+
+
+def test_state_dict_round_trip():
+    a, b = Net(), Net()
+    for p in b.parameters():
+        p.data = p.data + 1
+    sd = a.state_dict()
+    assert list(sd) == [n for n, _ in a.named_parameters()]
+    assert all(isinstance(v, np.ndarray) for v in sd.values())
+    b.load_state_dict(sd)
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=n)
+        assert p.data is not q.data
+    sd["fc1.bias"][:] = 7                          # a copy: the model is untouched
+    assert not np.any(a.fc1.bias.data == 7) and not np.any(b.fc1.bias.data == 7)
+    x = Tensor(R(3, 4).astype(np.float32))
+    a.eval(), b.eval()
+    np.testing.assert_array_equal(a(x).data, b(x).data)
+
+
+def test_load_state_dict_refuses_missing_extra_and_wrong_shape():
+    net = Net()
+    before = [p.data.copy() for p in net.parameters()]
+    sd = net.state_dict()
+    del sd["scale"]
+    with pytest.raises(KeyError, match="scale"):
+        net.load_state_dict(sd)
+    sd = net.state_dict()
+    sd["extra.weight"] = np.zeros(3)
+    with pytest.raises(KeyError, match="extra.weight"):
+        net.load_state_dict(sd)
+    sd = {k: v + 1 for k, v in net.state_dict().items()}
+    sd["body.2.weight"] = np.zeros((2, 3))
+    with pytest.raises(ValueError, match=r"body\.2\.weight.*\(2, 3\).*\(3, 2\)"):
+        net.load_state_dict(sd)
+    for p, q in zip(net.parameters(), before):    # nothing changed on refusal
+        np.testing.assert_array_equal(p.data, q)
+
+
+def test_sequential_refuses_non_modules_and_module_needs_forward():
+    with pytest.raises(TypeError, match="item 1"):
+        nn.Sequential(nn.ReLU(), lambda x: x)
+    with pytest.raises(NotImplementedError):
+        nn.Module()(1)
+
+
+def test_repr_mentions_structure():
+    r = repr(Net())
+    assert "Linear(4, 5)" in r and "Maxout(5, units=3, pieces=2\n" in r and "(linear): Linear(5, 6)" in r and "Dropout(p=0.5)" in r
