@@ -1,0 +1,220 @@
+"""optim: update rules against hand-computed steps (and torch), state, schedules."""
+import math
+
+import numpy as np
+import pytest
+
+from npgan import nn, optim
+
+G = [np.array([1.0, 2.0]), np.array([-1.0, 0.5]), np.array([0.5, 0.5])]
+
+
+def run(opt_cls, grads, p0=(1.0, -2.0), dtype=np.float64, lr_per_step=None, **kw):
+    p = nn.Parameter(np.array(p0, dtype=dtype))
+    opt = opt_cls([p], **kw)
+    out = []
+    for i, g in enumerate(grads):
+        if lr_per_step is not None:
+            opt.lr = lr_per_step[i]
+        p.grad = np.asarray(g, dtype=dtype)
+        opt.step()
+        out.append(p.data.copy())
+    return out, opt
+
+
+def test_sgd_momentum_three_steps_by_hand():
+    # v <- .5 v - .1 g; p <- p + v, from p = (1, -2)
+    # v1 = (-.1, -.2)      p1 = (.9, -2.2)
+    # v2 = (.05, -.15)     p2 = (.95, -2.35)
+    # v3 = (-.025, -.125)  p3 = (.925, -2.475)
+    ps, opt = run(optim.SGD, G, lr=0.1, momentum=0.5)
+    np.testing.assert_allclose(ps, [[0.9, -2.2], [0.95, -2.35], [0.925, -2.475]], rtol=1e-15)
+    np.testing.assert_allclose(opt.velocity[0], [-0.025, -0.125], rtol=1e-14)
+    assert opt.steps == 3
+
+
+def test_sgd_nesterov_three_steps_by_hand():
+    # v <- .5 v - .1 g; p <- p + .5 v - .1 g
+    # p1 = (1 - .05 - .1, -2 - .1 - .2)           = (.85, -2.3)
+    # p2 = (.85 + .025 + .1, -2.3 - .075 - .05)   = (.975, -2.425)
+    # p3 = (.975 - .0125 - .05, -2.425 - .0625 - .05) = (.9125, -2.5375)
+    ps, _ = run(optim.SGD, G, lr=0.1, momentum=0.5, nesterov=True)
+    np.testing.assert_allclose(ps, [[0.85, -2.3], [0.975, -2.425], [0.9125, -2.5375]], rtol=1e-14)
+
+
+def test_sgd_plain_and_lr_change_keeps_past_gradients_lr():
+    ps, _ = run(optim.SGD, G[:1], lr=0.1)
+    np.testing.assert_allclose(ps[0], [0.9, -2.2], rtol=1e-15)
+    # pylearn2 rule: v2 = .5 * (-.1 g1) - .2 g2 (g1 keeps lr .1)
+    ps, _ = run(optim.SGD, G[:2], lr=0.1, momentum=0.5, lr_per_step=[0.1, 0.2])
+    np.testing.assert_allclose(ps[1], [0.9 + (-0.05 + 0.2), -2.2 + (-0.1 - 0.1)], rtol=1e-14)
+
+
+def test_sgd_matches_torch_at_constant_lr():
+    torch = pytest.importorskip("torch")
+    for nesterov in (False, True):
+        ps, _ = run(optim.SGD, G, lr=0.1, momentum=0.5, nesterov=nesterov)
+        t = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.SGD([t], lr=0.1, momentum=0.5, nesterov=nesterov)
+        for g, p in zip(G, ps):
+            t.grad = torch.tensor(g, dtype=torch.float64)
+            opt.step()
+            np.testing.assert_allclose(t.detach().numpy(), p, rtol=1e-14)
+
+
+def _adam_by_hand(p, grads, lr, b1, b2, eps):
+    m = np.zeros_like(p)
+    v = np.zeros_like(p)
+    out = []
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        p = p - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+        out.append(p)
+    return out
+
+
+def test_adam_first_step_is_lr_times_sign():
+    # step 1: mhat = g, vhat = g^2, so p moves by lr * g / (|g| + eps)
+    ps, _ = run(optim.Adam, G[:1], lr=0.1)
+    np.testing.assert_allclose(ps[0], [1.0 - 0.1 * 1 / (1 + 1e-8), -2.0 - 0.1 * 2 / (2 + 1e-8)],
+                               rtol=1e-15)
+
+
+def test_adam_three_steps_by_hand():
+    # step 2 for the first coordinate, written out:
+    #   m = .9*.1*1 + .1*(-1) = -.01          mhat = -.01 / (1 - .81) = -.052631...
+    #   v = .999*.001*1 + .001*1 = .001999    vhat = .001999 / (1 - .998001) = 1
+    #   p2 = p1 - .1 * (-.052631...) / (1 + 1e-8)
+    ps, _ = run(optim.Adam, G, lr=0.1, betas=(0.9, 0.999), eps=1e-8)
+    p1 = 1.0 - 0.1 / (1 + 1e-8)
+    np.testing.assert_allclose(ps[1][0], p1 + 0.1 * (0.01 / 0.19) / (1 + 1e-8), rtol=1e-14)
+    ref = _adam_by_hand(np.array([1.0, -2.0]), G, 0.1, 0.9, 0.999, 1e-8)
+    np.testing.assert_allclose(ps, ref, rtol=1e-14)
+
+
+def test_adam_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal((3, 4)) for _ in range(5)]
+    p0 = rng.standard_normal((3, 4))
+    ps, _ = run(optim.Adam, grads, p0=p0, lr=2e-3, betas=(0.5, 0.99), eps=1e-6)
+    t = torch.tensor(p0, requires_grad=True)
+    opt = torch.optim.Adam([t], lr=2e-3, betas=(0.5, 0.99), eps=1e-6)
+    for g, p in zip(grads, ps):
+        t.grad = torch.tensor(g)
+        opt.step()
+        np.testing.assert_allclose(t.detach().numpy(), p, rtol=1e-13, atol=1e-15)
+
+
+def test_float32_parameters_stay_float32():
+    for cls, kw in ((optim.SGD, {"lr": 0.1, "momentum": 0.5}), (optim.Adam, {})):
+        ps, opt = run(cls, G, dtype=np.float32, **kw)
+        assert ps[-1].dtype == np.float32
+
+
+def test_parameters_without_grad_are_skipped():
+    a, b = nn.Parameter(np.ones(2)), nn.Parameter(np.ones(2))
+    for opt in (optim.SGD([a, b], lr=0.1, momentum=0.9), optim.Adam([a, b])):
+        a.grad, b.grad = np.ones(2), None
+        opt.step()
+        np.testing.assert_array_equal(b.data, np.ones(2))
+        assert not np.array_equal(a.data, np.ones(2))
+        a.data[:] = 1
+
+
+def test_zero_grad():
+    a = nn.Parameter(np.ones(2))
+    a.grad = np.ones(2)
+    opt = optim.SGD([a], lr=0.1)
+    opt.zero_grad()
+    assert a.grad is None
+
+
+def test_constructor_refusals():
+    with pytest.raises(ValueError, match="empty"):
+        optim.SGD([], lr=0.1)
+    with pytest.raises(TypeError, match="require"):
+        optim.SGD([nn.Tensor(np.ones(2))], lr=0.1)
+    with pytest.raises(ValueError):
+        optim.SGD([nn.Parameter(np.ones(2))], lr=-1)
+    with pytest.raises(ValueError):
+        optim.SGD([nn.Parameter(np.ones(2))], lr=0.1, momentum=1.0)
+
+
+@pytest.mark.parametrize("cls,kw", [(optim.SGD, {"lr": 0.05, "momentum": 0.7, "nesterov": True}),
+                                    (optim.Adam, {"lr": 0.01, "betas": (0.5, 0.9)})])
+def test_state_dict_round_trip_continues_identically(cls, kw):
+    rng = np.random.default_rng(0)
+    grads = [[rng.standard_normal((2, 3)), rng.standard_normal(3)] for _ in range(5)]
+    a = [nn.Parameter(rng.standard_normal((2, 3))), nn.Parameter(rng.standard_normal(3))]
+    opt_a = cls(a, **kw)
+    for gs in grads[:2]:
+        for p, g in zip(a, gs):
+            p.grad = g
+        opt_a.step()
+    state = opt_a.state_dict()
+    b = [nn.Parameter(p.data.copy()) for p in a]
+    opt_b = cls(b, lr=123.0)                       # hyper-parameters come from the state
+    opt_b.load_state_dict(state)
+    assert opt_b.steps == 2 and opt_b.lr == kw["lr"]
+    for name, arrays in opt_a._state_arrays().items():
+        for x in state[name]:
+            x[...] = 99.0                          # the state is a copy
+    for gs in grads[2:]:
+        for p, q, g in zip(a, b, gs):
+            p.grad, q.grad = g, g.copy()
+        opt_a.step()
+        opt_b.step()
+    for p, q in zip(a, b):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_state_dict_refuses_mismatch():
+    p = nn.Parameter(np.ones((2, 3)))
+    opt = optim.SGD([p], lr=0.1, momentum=0.5)
+    p.grad = np.ones((2, 3))
+    opt.step()
+    state = opt.state_dict()
+    q = nn.Parameter(np.ones((3, 2)))
+    with pytest.raises(ValueError, match=r"\(2, 3\)"):
+        optim.SGD([q], lr=0.1).load_state_dict(state)
+    with pytest.raises(ValueError, match="1 entries"):
+        optim.SGD([q, p], lr=0.1).load_state_dict(state)
+
+
+# ----------------------------------------------------------------------------- schedules
+
+@pytest.mark.parametrize("t", [0, 1, 2, 1000, 123_457, 2_000_000])
+def test_exponential_decay_values(t):
+    assert optim.ExponentialDecay()(t) == pytest.approx(0.1 / 1.000004 ** t, rel=1e-12)
+
+
+def test_exponential_decay_floor():
+    d = optim.ExponentialDecay()
+    t_floor = math.log(0.1 / 1e-6) / math.log(1.000004)       # ~2.878e6 updates
+    assert d(int(t_floor) - 1000) > 1e-6
+    assert d(int(t_floor) + 1000) == 1e-6
+    assert d(10 ** 9) == 1e-6
+    assert optim.ExponentialDecay(lr0=1.0, factor=2.0, floor=0.0)(3) == pytest.approx(0.125, rel=1e-14)
+    with pytest.raises(ValueError):
+        optim.ExponentialDecay(factor=0.9)
+
+
+def test_linear_ramp_paper_momentum():
+    r = optim.LinearRamp()
+    for e in (0, 0.5, 1):
+        assert r(e) == pytest.approx(0.5, abs=1e-15)
+    assert r(125.5) == pytest.approx(0.6, abs=1e-15)
+    for e in (250, 251, 10_000):
+        assert r(e) == pytest.approx(0.7, abs=1e-15)
+    vals = [r(e) for e in np.linspace(1, 250, 50)]
+    assert all(b > a for a, b in zip(vals, vals[1:]))
+    assert r(1 + 249 / 4) == pytest.approx(0.55, abs=1e-15)
+
+
+def test_linear_ramp_degenerate_and_refusal():
+    r = optim.LinearRamp(0.1, 0.9, start_epoch=5, end_epoch=5)
+    assert r(4) == 0.1 and r(5) == 0.9
+    with pytest.raises(ValueError):
+        optim.LinearRamp(start_epoch=3, end_epoch=2)
