@@ -52,7 +52,7 @@ def relu_forward(floating[::1] x, floating[::1] out):
     cdef Py_ssize_t i, n = x.shape[0]
     with nogil:
         for i in range(n):
-            out[i] = x[i] if x[i] > 0 else 0
+            out[i] = 0 if x[i] <= 0 else x[i]      # NaN stays NaN, as numpy.maximum
 
 
 def relu_backward(floating[::1] g, floating[::1] y, floating[::1] out):
