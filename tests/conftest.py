@@ -51,12 +51,30 @@ def reference_kernels(monkeypatch):
     assert _kernels.load("activations") is None
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)
-
-
 def away_from_zero(a, margin=0.1):
     """Move values at least ``margin`` from 0 (kinks of relu/clip/max), keeping sign."""
     a = np.asarray(a, dtype=np.float64)
     return np.where(a >= 0, 1.0, -1.0) * (margin + np.abs(a))
+
+
+def with_params(module, fn):
+    """A function of (x, *parameters) for gradcheck: the given Tensors stand in
+    for the module's parameters during the call."""
+    slots = []
+    for name, _ in module.named_parameters():
+        *path, attr = name.split(".")
+        owner = module
+        for part in path:
+            owner = getattr(owner, part)
+        slots.append((owner, attr))
+
+    def call(x, *params):
+        saved = [getattr(o, a) for o, a in slots]
+        try:
+            for (o, a), p in zip(slots, params):
+                setattr(o, a, p)
+            return fn(x)
+        finally:
+            for (o, a), p in zip(slots, saved):
+                setattr(o, a, p)
+    return call, [p.data for p in module.parameters()]

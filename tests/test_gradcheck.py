@@ -54,6 +54,22 @@ def test_worst_index_is_reported():
     assert "max abs err 1.000e+00" in msg
 
 
+def test_scalar_output_is_checked_at_the_stated_tolerance():
+    """A scalar loss is not rescaled by a random weight: an error of 2 atol
+    where the true gradient is 0 is caught, one of atol / 5 is not."""
+    def flat_with_error(err):
+        def op(x):     # sum(0 * x), whose backward reports err at (0, 0)
+            def backward(g):
+                gx = np.zeros(x.shape)
+                gx[0, 0] = err * g
+                return (gx,)
+            return Tensor.make((x.data * 0).sum(), (x,), backward, "flat")
+        return op
+    with pytest.raises(GradcheckError):
+        gradcheck(flat_with_error(2e-5), R(3, 4))
+    assert gradcheck(flat_with_error(2e-6), R(3, 4))
+
+
 def test_only_the_wrong_input_fails():
     def op(a, b):
         return Tensor.make(a.data * b.data, (a, b),

@@ -4,32 +4,11 @@ import pytest
 
 from npgan import Tensor, gradcheck, nn
 
+from conftest import with_params
+
 
 def R(*shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape)
-
-
-def with_params(module, fn):
-    """A function of (x, *parameters) for gradcheck: the given Tensors stand in
-    for the module's parameters during the call."""
-    slots = []
-    for name, _ in module.named_parameters():
-        *path, attr = name.split(".")
-        owner = module
-        for part in path:
-            owner = getattr(owner, part)
-        slots.append((owner, attr))
-
-    def call(x, *params):
-        saved = [getattr(o, a) for o, a in slots]
-        try:
-            for (o, a), p in zip(slots, params):
-                setattr(o, a, p)
-            return fn(x)
-        finally:
-            for (o, a), p in zip(slots, saved):
-                setattr(o, a, p)
-    return call, [p.data for p in module.parameters()]
 
 
 def test_gradcheck_linear_layer():

@@ -1,0 +1,244 @@
+"""The paper's MNIST G and D: shapes, ranges, initialisation, and a GAN step in
+which both players learn (peers.md lesson 3): after one SGD step of the paper's
+losses every parameter of G and of D has moved, and G's gradient *through D*
+matches finite differences."""
+import numpy as np
+import pytest
+
+from npgan import GradcheckError, Tensor, gradcheck, models, nn, no_grad, optim
+
+from conftest import with_params
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return models.paper_mnist(seed=0)
+
+
+def d_loss(d, x, fake):
+    """-[log D(x) + log(1 - D(G(z)))], from logits."""
+    return (-d(x)).softplus().mean() + d(fake).softplus().mean()
+
+
+def g_loss(d, fake, minimax=False):
+    """Non-saturating -log D(G(z)) (what the paper trains with), or the minimax log(1 - D(G(z)))."""
+    l = d(fake)
+    return -(l.softplus().mean()) if minimax else (-l).softplus().mean()
+
+
+def fix_dropout(d, seed=3):
+    """Give D's dropout layers a fresh generator: the same masks on each call."""
+    r = np.random.default_rng(seed)
+    for m in d.modules():
+        if isinstance(m, nn.Dropout):
+            m.rng = r
+
+
+def tiny(seed=0, dtype="float64"):
+    rng = np.random.default_rng(seed)
+    g = models.Generator(z_dim=4, hidden=6, out=10, irange=0.5, rng=rng, dtype=dtype)
+    d = models.Discriminator(inp=10, units=3, pieces=3, irange=0.5, rng=rng, dtype=dtype)
+    for m in (g, d):      # distinct biases: zero ones tie in maxout when a row is all dropped
+        for n, p in m.named_parameters():
+            if n.endswith("bias"):
+                p.data = rng.normal(0, 0.3, p.shape).astype(dtype)
+    return g, d
+
+
+# ----------------------------------------------------------------------------- shapes, ranges, init
+
+def test_generator_output_shape_and_range(paper):
+    g, _ = paper
+    z = models.sample_z(16, np.random.default_rng(0))
+    x = g(z)
+    assert x.shape == (16, 784) and x.dtype == np.float32
+    assert np.all(x.data > 0) and np.all(x.data < 1)
+    logits = g(z, logits=True)
+    np.testing.assert_allclose(logits.sigmoid().data, x.data, rtol=1e-6)
+
+
+def test_discriminator_logits_shape(paper):
+    _, d = paper
+    x = np.random.default_rng(1).uniform(0, 1, (9, 784)).astype(np.float32)
+    d.eval()
+    try:
+        l = d(x)
+        assert l.shape == (9, 1) and l.dtype == np.float32
+        np.testing.assert_array_equal(d(x).data, l.data)       # no dropout in eval
+    finally:
+        d.train()
+    assert not np.array_equal(d(x).data, d(x).data)            # dropout in train
+
+
+def test_parameter_shapes_counts_and_init(paper):
+    g, d = paper
+    assert [(n, p.shape) for n, p in g.named_parameters()] == [
+        ("h0.weight", (100, 1200)), ("h0.bias", (1200,)), ("h1.weight", (1200, 1200)),
+        ("h1.bias", (1200,)), ("y.weight", (1200, 784)), ("y.bias", (784,))]
+    assert [(n, p.shape) for n, p in d.named_parameters()] == [
+        ("h0.linear.weight", (784, 1200)), ("h0.linear.bias", (1200,)),
+        ("h1.linear.weight", (240, 1200)), ("h1.linear.bias", (1200,)),
+        ("y.weight", (240, 1)), ("y.bias", (1,))]
+    assert g.num_parameters() == 2_503_984 and d.num_parameters() == 1_231_441
+    for n, p in g.named_parameters():
+        if n.endswith("weight"):
+            assert np.abs(p.data).max() <= 0.05 and np.abs(p.data).max() > 0.049, n
+    for n, p in d.named_parameters():
+        if n.endswith("weight"):
+            assert np.abs(p.data).max() <= 0.005 and np.abs(p.data).max() > 0.0049, n
+    dropouts = [m for m in d.modules() if isinstance(m, nn.Dropout)]
+    assert [m.p for m in dropouts] == [0.2, 0.5, 0.5]
+
+
+def test_same_seed_same_models():
+    a, b = models.paper_mnist(seed=5), models.paper_mnist(seed=5)
+    c = models.paper_mnist(seed=6)
+    for m, n, o in zip(a, b, c):
+        for (k, p), q, r in zip(m.state_dict().items(), n.state_dict().values(), o.state_dict().values()):
+            np.testing.assert_array_equal(p, q, err_msg=k)
+            if k.endswith("weight"):
+                assert not np.array_equal(p, r)
+
+
+def test_sample_z_prior():
+    z = models.sample_z(20_000, np.random.default_rng(0))
+    assert z.shape == (20_000, 100) and z.dtype == np.float32
+    assert np.abs(z).max() <= np.sqrt(3)
+    assert abs(z.var() - 1.0) < 0.01 and abs(z.mean()) < 0.01
+    assert models.sample_z(2, np.random.default_rng(0), dim=3, dtype="float64").dtype == np.float64
+
+
+def test_output_bias_is_logit_of_pixel_means():
+    rng = np.random.default_rng(0)
+    images = (rng.uniform(0, 1, (50, 12)) < np.linspace(0, 1, 12)).astype(np.float64)
+    b = models.pixel_logits(images)
+    m = np.clip(images.mean(axis=0), 1e-7, 1 - 1e-7)
+    np.testing.assert_allclose(1 / (1 + np.exp(-b)), m, rtol=1e-9)
+    assert np.all(np.isfinite(b))                        # all-0 and all-1 pixels are clipped
+    g = models.Generator(z_dim=3, hidden=4, out=12, irange=0.0, output_bias=b,
+                         rng=rng, dtype="float64")
+    x = g(np.zeros((2, 3)))                              # zero weights: output = sigmoid(bias)
+    np.testing.assert_allclose(x.data, np.broadcast_to(m, (2, 12)), rtol=1e-9)
+
+
+def test_paper_mnist_sets_output_bias():
+    images = np.random.default_rng(0).uniform(0, 1, (10, 784))
+    g, _ = models.paper_mnist(seed=0, train_images=images)
+    np.testing.assert_allclose(g.y.bias.data, models.pixel_logits(images).astype(np.float32), rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- a GAN step
+
+@pytest.mark.parametrize("minimax", [False, True])
+def test_one_sgd_step_moves_every_parameter_of_both(minimax):
+    """Algorithm 1 with k = 1: a D step, then a G step. Each player's
+    optimizer moves exactly its own parameters, each by -lr * grad, and
+    every one of them moves."""
+    g, d = models.paper_mnist(seed=1)
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 1, (8, 784)).astype(np.float32)
+    opt_d = optim.SGD(d.parameters(), lr=0.1, momentum=0.5)
+    opt_g = optim.SGD(g.parameters(), lr=0.1, momentum=0.5)
+    g0 = {n: p.data.copy() for n, p in g.named_parameters()}
+    d0 = {n: p.data.copy() for n, p in d.named_parameters()}
+
+    opt_d.zero_grad()
+    with no_grad():
+        fake = g(models.sample_z(8, rng))
+    loss = d_loss(d, x, Tensor(fake.data))
+    loss.backward()
+    grads = {n: p.grad.copy() for n, p in d.named_parameters()}
+    opt_d.step()
+    for n, p in d.named_parameters():
+        assert np.any(grads[n] != 0), f"D.{n} got no gradient"
+        # first step from v = 0: v = -(0.1 * grad), p += v, in float32 exactly as SGD does
+        np.testing.assert_array_equal(p.data, d0[n] + (np.zeros_like(p.data) - 0.1 * grads[n]), err_msg=n)
+    for n, p in g.named_parameters():
+        np.testing.assert_array_equal(p.data, g0[n], err_msg=f"D's step moved G.{n}")
+
+    d1 = {n: p.data.copy() for n, p in d.named_parameters()}
+    opt_g.zero_grad()
+    opt_d.zero_grad()
+    loss = g_loss(d, g(models.sample_z(8, rng)), minimax)
+    loss.backward()
+    grads = {n: p.grad.copy() for n, p in g.named_parameters()}
+    opt_g.step()
+    for n, p in g.named_parameters():
+        assert np.any(grads[n] != 0), f"G.{n} got no gradient through D"
+        # first step from v = 0: v = -(0.1 * grad), p += v, in float32 exactly as SGD does
+        np.testing.assert_array_equal(p.data, g0[n] + (np.zeros_like(p.data) - 0.1 * grads[n]), err_msg=n)
+    for n, p in d.named_parameters():
+        np.testing.assert_array_equal(p.data, d1[n], err_msg=f"G's step moved D.{n}")
+
+    for name, model, before in (("G", g, g0), ("D", d, d0)):
+        for n, p in model.named_parameters():
+            assert not np.array_equal(p.data, before[n]), f"{name}.{n} did not change"
+
+
+def test_g_gradient_through_d_matches_finite_differences_tiny():
+    """Every element: G's parameters and z, through D in train mode (fixed masks)."""
+    g, d = tiny()
+
+    def loss_of_g(z):
+        fix_dropout(d)
+        return g_loss(d, g(z))
+    fn, params = with_params(g, loss_of_g)
+    z = models.sample_z(3, np.random.default_rng(0), dim=4, dtype="float64")
+    assert gradcheck(fn, z, *params, atol=1e-8)
+
+
+def test_d_gradient_matches_finite_differences_tiny():
+    g, d = tiny(seed=1)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (3, 10))
+    fake = g(models.sample_z(3, rng, dim=4, dtype="float64")).data
+
+    def loss_of_d(xx):
+        fix_dropout(d)
+        return d_loss(d, xx, Tensor(fake))
+    fn, params = with_params(d, loss_of_d)
+    assert gradcheck(fn, x, *params, atol=1e-8)
+
+
+def test_paper_size_g_through_d_random_directions():
+    """The full-size networks in float64: directional derivatives of G's loss
+    with respect to (z, all of G's parameters) match finite differences."""
+    g, d = models.paper_mnist(seed=0)
+    g.to("float64"), d.to("float64")
+
+    def loss_of_g(z):
+        fix_dropout(d)
+        return g_loss(d, g(z))
+    fn, params = with_params(g, loss_of_g)
+    z = models.sample_z(4, np.random.default_rng(0), dtype="float64")
+    assert gradcheck(fn, z, *params, mode="random", n_directions=2, atol=1e-8, rtol=1e-5)
+
+
+def test_paper_size_d_random_directions():
+    g, d = models.paper_mnist(seed=0)
+    g.to("float64"), d.to("float64")
+    rng = np.random.default_rng(0)
+    fake = g(models.sample_z(4, rng, dtype="float64")).data
+
+    def loss_of_d(x):
+        fix_dropout(d)
+        return d_loss(d, x, Tensor(fake))
+    fn, params = with_params(d, loss_of_d)
+    assert gradcheck(fn, rng.uniform(0, 1, (4, 784)), *params, mode="random", n_directions=2,
+                     atol=1e-8, rtol=1e-5)
+
+
+def test_gradcheck_would_catch_a_broken_g_step():
+    """The check above is not vacuous: with G's gradient scaled by 1.1 it fails."""
+    g, d = tiny()
+
+    def scaled(t):
+        return Tensor.make(t.data, (t,), lambda gr: (1.1 * gr,), "scale_grad")
+
+    def loss_of_g(z):
+        fix_dropout(d)
+        return g_loss(d, scaled(g(z)))
+    fn, params = with_params(g, loss_of_g)
+    z = models.sample_z(3, np.random.default_rng(0), dim=4, dtype="float64")
+    with pytest.raises(GradcheckError, match="disagrees"):
+        gradcheck(fn, z, *params)
