@@ -119,5 +119,9 @@ def cross_entropy(logits, labels, reduction="mean"):
     if labels.ndim != 1 or labels.shape[0] != logits.shape[0] or labels.dtype.kind not in "iu":
         raise ValueError(f"cross_entropy: labels must be integer class indices of shape "
                          f"({logits.shape[0]},), got {labels.dtype} {labels.shape}")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
+        # a negative label would silently index from the end
+        raise ValueError(f"cross_entropy: labels must lie in [0, {logits.shape[1]}), got "
+                         f"min {int(labels.min())}, max {int(labels.max())}")
     nll = -log_softmax(logits, axis=1)[backend.xp.arange(labels.shape[0]), labels]
     return nll.mean() if reduction == "mean" else nll

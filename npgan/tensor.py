@@ -246,6 +246,8 @@ class Tensor:
         if isinstance(p, Tensor) or not isinstance(p, (int, float)):
             raise TypeError("Tensor ** p takes a constant number p; use exp/log for a tensor exponent")
         x = self
+        if p == 0:      # d/dx x**0 = 0, also at x = 0 (where p * x**(p-1) is 0 * inf)
+            return Tensor.make(x.data ** p, (x,), lambda g: (backend.xp.zeros_like(x.data),), "pow")
         return Tensor.make(x.data ** p, (x,), lambda g: (g * p * x.data ** (p - 1),), "pow")
 
     def __matmul__(self, other):
@@ -296,7 +298,8 @@ class Tensor:
     def transpose(self, *axes):
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
         axes = tuple(axes) or tuple(reversed(range(self.ndim)))
-        inv = tuple(backend.xp.argsort(backend.xp.asarray(axes)).tolist())
+        # inverse permutation of the axes made non-negative (argsort of (0, -1, 1) is wrong)
+        inv = tuple(sorted(range(len(axes)), key=lambda i: axes[i] % max(self.ndim, 1)))
         return Tensor.make(self.data.transpose(axes), (self,),
                            lambda g: (g.transpose(inv),), "transpose")
 

@@ -69,7 +69,8 @@ def test_cross_entropy_value_and_gradient_closed_form():
     np.testing.assert_allclose(t.grad, (p - onehot) / 4, rtol=1e-12, atol=1e-16)
 
 
-@pytest.mark.parametrize("labels", [np.array([0, 1]), np.array([0.0, 1.0, 2.0]), np.array([[0, 1, 2]])])
+@pytest.mark.parametrize("labels", [np.array([0, 1]), np.array([0.0, 1.0, 2.0]), np.array([[0, 1, 2]]),
+                                    np.array([0, -1, 2]), np.array([0, 4, 2])])
 def test_cross_entropy_refuses_bad_labels(labels):
     with pytest.raises(ValueError, match="labels"):
         F.cross_entropy(R(3, 4), labels)

@@ -74,6 +74,8 @@ UNARY = [
     ("transpose", lambda x: x.transpose(), R(2, 3, 4)),
     ("transpose axes", lambda x: x.transpose(1, 2, 0) * R(3, 4, 2, seed=7), R(2, 3, 4)),
     ("transpose tuple", lambda x: x.transpose((2, 0, 1)) * R(4, 2, 3, seed=7), R(2, 3, 4)),
+    ("transpose negative axes", lambda x: x.transpose(0, -1, 1) * R(2, 4, 3, seed=7), R(2, 3, 4)),
+    ("transpose negative square", lambda x: x.transpose(-1, 0, -2) * R(3, 3, 3, seed=7), R(3, 3, 3)),
     (".T", lambda x: x.T @ R(2, 2, seed=7), R(2, 3)),
     ("getitem int", lambda x: x[1], R(3, 4)),
     ("getitem slice", lambda x: x[1:, ::2], R(3, 4)),
@@ -407,6 +409,15 @@ def test_matmul_shape_mismatch_names_both_shapes():
         a @ b
     with pytest.raises(ValueError, match=r"\(3,\)"):
         a @ Tensor(np.ones(3))
+
+
+def test_pow_gradients_at_zero():
+    x = Tensor(np.array([0.0, 2.0]), requires_grad=True)
+    (x ** 0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 0.0])
+    x.grad = None
+    (x ** 2 + x ** 1).sum().backward()
+    np.testing.assert_array_equal(x.grad, [1.0, 5.0])
 
 
 def test_pow_refuses_a_tensor_exponent():
