@@ -338,6 +338,21 @@ def test_detach_shares_data_but_not_history():
     np.testing.assert_array_equal(x.grad, [2.0, 4.0])       # d treated as a constant
 
 
+def test_leaf_frozen_after_forward_gets_no_grad():
+    a = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    b = Tensor(np.array([3.0, 4.0]), requires_grad=True)
+    h = a * 2.0                 # a branch that only a feeds
+    y = (h * b).sum()
+    a.requires_grad = False     # frozen between forward and backward
+    y.backward()
+    assert a.grad is None
+    np.testing.assert_array_equal(b.grad, [2.0, 4.0])
+    assert h.requires_grad and y.requires_grad and not a.requires_grad   # state restored
+    a.requires_grad = True
+    y.backward()
+    np.testing.assert_array_equal(a.grad, [6.0, 8.0])
+
+
 def test_constant_operand_gets_no_grad():
     x = Tensor(np.ones(3), requires_grad=True)
     c = Tensor(np.full(3, 2.0))
