@@ -41,7 +41,7 @@ class Generator(nn.Module):
         self.h1 = nn.Linear(hidden, hidden, irange=irange, rng=rng, dtype=dtype)
         self.y = nn.Linear(hidden, out, irange=irange, rng=rng, dtype=dtype)
         if output_bias is not None:
-            self.y.bias.data = backend.asarray(numpy.asarray(output_bias), dtype=dtype).copy()
+            self.y.bias.data = backend.asarray(output_bias, dtype=dtype).copy()
 
     def forward(self, z, logits=False):
         z = z if isinstance(z, Tensor) else Tensor(z)

@@ -87,12 +87,13 @@ class Module:
             raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
                            f"unexpected keys {extra}")
         for k, p in own.items():
-            shape = tuple(numpy.shape(state[k]))
+            a = state[k]
+            shape = tuple(a.shape) if hasattr(a, "shape") else numpy.shape(a)   # host or device
             if shape != p.shape:
                 raise ValueError(f"{type(self).__name__}.load_state_dict: '{k}' has shape {shape}, "
                                  f"the parameter has shape {p.shape}")
         for k, p in own.items():
-            p.data = backend.asarray(numpy.asarray(state[k]), dtype=p.dtype).copy()
+            p.data = backend.asarray(state[k], dtype=p.dtype).copy()   # host or device arrays
             p.grad = None
 
     def __repr__(self):

@@ -207,14 +207,15 @@ def log_likelihood(x, samples, sigma, block_size=None, *, use_kernel=None, threa
     inputs are copied). sigma: a positive scalar -> returns (N,) float64, or a
     1-D array of K widths -> returns (K, N) float64, all from one pass over the
     distances. block_size: int or (rows of x, rows of samples) per block.
-    use_kernel: None = compiled kernel if built (NumPy backend), True = require
-    it, False = NumPy path. threads: workers for the compiled path (default:
+    use_kernel: None = compiled kernel if built (NumPy backend) or the CuPy
+    kernels (CuPy backend), True = require one, False = NumPy path. threads: workers for the compiled path (default:
     usable cores; needs threadpoolctl to pin BLAS to one thread per worker).
     Extra memory is bounded by the block sizes, whatever N and M are.
     """
     x, samples, sig, scalar = _check_inputs(x, samples, sigma)
     kern = _kernels.load("parzen_kernel") if use_kernel in (None, True) else None
-    if use_kernel and kern is None:
+    cuda = _kernels.cuda_kernels() if use_kernel in (None, True) else None   # CuPy backend
+    if use_kernel and kern is None and cuda is None:
         raise RuntimeError("parzen_kernel is not available (not built, NPGAN_NO_KERNELS "
                            "set, or the backend is not NumPy)")
     c = 1.0 / (2.0 * sig ** 2)
@@ -224,6 +225,9 @@ def log_likelihood(x, samples, sigma, block_size=None, *, use_kernel=None, threa
             bx, bs = _blocks(block_size, KERNEL_BLOCKS)
             threads = _default_threads() if threads is None else int(threads)
             lse = _lse_kernel(kern, x, samples, c, bx, bs, threads, bar)
+        elif cuda is not None:
+            bx, bs = _blocks(block_size, cuda.BLOCKS)
+            lse = cuda.lse_sqdist(x, samples, c, bx, bs, bar)
         else:
             bx, bs = _blocks(block_size, NUMPY_BLOCKS)
             lse = _lse_numpy(x, samples, c, bx, bs, bar)

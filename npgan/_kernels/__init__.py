@@ -31,6 +31,27 @@ def load(name):
     return _cache[name]
 
 
+def cuda_kernels():
+    """``npgan._kernels.cuda`` (CuPy kernels) when the backend is CuPy and kernels
+    are not disabled, else None. Imported on first use only: CuPy is never
+    imported for the NumPy backend."""
+    if disabled() or backend.name != "cupy":
+        return None
+    if "cuda" not in _cache:
+        try:
+            _cache["cuda"] = importlib.import_module(f"{__name__}.cuda")
+        except ImportError:
+            _cache["cuda"] = None
+    return _cache["cuda"]
+
+
+def _cuda(*arrays):
+    """The CuPy kernels module if it takes these arrays (float32/64 CuPy arrays of
+    one dtype and shape), else None."""
+    cu = cuda_kernels()
+    return cu if cu is not None and cu.accepts(*arrays) else None
+
+
 def available():
     """Names of the compiled kernel modules that import, for reports."""
     here = os.path.dirname(__file__)
@@ -58,7 +79,8 @@ def _unary(kname, refname):
     def f(x):
         k = _compiled(x)
         if k is None:
-            return getattr(_ref, refname)(x)
+            cu = _cuda(x)
+            return cu.UNARY[refname](x) if cu else getattr(_ref, refname)(x)
         out = _np.empty(x.shape, dtype=x.dtype)     # not empty_like(ascontiguousarray(x)): keeps 0-d
         getattr(k, kname)(_np.ascontiguousarray(x).reshape(-1), out.reshape(-1))
         return out
@@ -71,7 +93,8 @@ def _binary(kname, refname, *extra):
     def f(g, x):
         k = _compiled(x)
         if k is None or g.shape != x.shape:
-            return getattr(_ref, refname)(g, x)
+            cu = _cuda(g, x)
+            return cu.BINARY[refname](g, x) if cu else getattr(_ref, refname)(g, x)
         out = _np.empty(x.shape, dtype=x.dtype)
         getattr(k, kname)(_np.ascontiguousarray(g, dtype=x.dtype).reshape(-1),
                           _np.ascontiguousarray(x).reshape(-1), *extra, out.reshape(-1))
@@ -89,5 +112,13 @@ softplus_forward = _unary("softplus_forward", "softplus_forward")
 softplus_backward = _binary("sigmoid_times", "softplus_backward", 1)
 log_sigmoid_forward = _unary("log_sigmoid_forward", "log_sigmoid_forward")
 log_sigmoid_backward = _binary("sigmoid_times", "log_sigmoid_backward", -1)
-maxout_forward = _ref.maxout_forward
-maxout_backward = _ref.maxout_backward
+
+
+def maxout_forward(x, pieces):
+    cu = _cuda(x)
+    return (cu.maxout_forward if cu else _ref.maxout_forward)(x, pieces)
+
+
+def maxout_backward(g, arg, pieces):
+    cu = _cuda(g)
+    return (cu.maxout_backward if cu else _ref.maxout_backward)(g, arg, pieces)
