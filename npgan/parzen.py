@@ -208,7 +208,8 @@ def log_likelihood(x, samples, sigma, block_size=None, *, use_kernel=None, threa
     1-D array of K widths -> returns (K, N) float64, all from one pass over the
     distances. block_size: int or (rows of x, rows of samples) per block.
     use_kernel: None = compiled kernel if built (NumPy backend) or the CuPy
-    kernels (CuPy backend), True = require one, False = NumPy path. threads: workers for the compiled path (default:
+    kernels (CuPy backend), True = require one, False = NumPy path.
+    threads: workers for the compiled path (default:
     usable cores; needs threadpoolctl to pin BLAS to one thread per worker).
     Extra memory is bounded by the block sizes, whatever N and M are.
     """
