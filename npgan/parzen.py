@@ -18,9 +18,11 @@ GEMM (||x||^2 + ||s||^2 - 2 x.s, clamped at 0; float32 when both inputs are
 float32, float64 otherwise), are computed once per block for all sigmas, and
 feed a streaming log-sum-exp with a running max accumulated in float64.
 """
+import contextlib
 import math
 import os
 import sys
+import threading
 import time
 
 import numpy
@@ -34,6 +36,8 @@ DEFAULT_SIGMAS = numpy.logspace(-1, 0, 10)
 #: (test rows, sample columns) per block: compiled kernel, NumPy path
 KERNEL_BLOCKS = (512, 2048)
 NUMPY_BLOCKS = (1024, 2048)
+#: the compiled path's workers hold at most this many bytes of distance blocks
+WORK_BYTES = 128 << 20
 
 
 # ---------------------------------------------------------------- checks
@@ -157,13 +161,32 @@ def _lse_numpy(x, s, c, bx, bs, progress):
     return out
 
 
-def _blas_one_thread():
-    """Context limiting BLAS to one thread (threadpoolctl), or None if unavailable."""
+_blas_lock = threading.Lock()
+_blas_users = [0, None]      # callers inside _one_blas_thread, their threadpool_limits
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """BLAS pinned to one thread (threadpoolctl) while any caller is inside;
+    yields False (and changes nothing) when threadpoolctl is not installed.
+    Counted, so that overlapping calls from several threads restore once."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        return None
-    return threadpool_limits(1, user_api="blas")
+        yield False
+        return
+    with _blas_lock:
+        if _blas_users[0] == 0:
+            _blas_users[1] = threadpool_limits(1, user_api="blas")
+        _blas_users[0] += 1
+    try:
+        yield True
+    finally:
+        with _blas_lock:
+            _blas_users[0] -= 1
+            if _blas_users[0] == 0:
+                _blas_users[1].restore_original_limits()
+                _blas_users[1] = None
 
 
 def _lse_kernel(kern, x, s, c, bx, bs, threads, progress):
@@ -177,15 +200,16 @@ def _lse_kernel(kern, x, s, c, bx, bs, threads, progress):
         out[:, i0:i0 + bx] = kern.lse_sqdist(x[i0:i0 + bx], s, ss, c, bs)
         return min(bx, x.shape[0] - i0)
 
-    limit = _blas_one_thread() if threads > 1 and len(starts) > 1 else None
-    if limit is None:
-        for i0 in starts:
-            progress.update(task(i0))
-        return out
-    from concurrent.futures import ThreadPoolExecutor
-    with limit, ThreadPoolExecutor(min(threads, len(starts))) as pool:
-        for rows in pool.map(task, starts):
-            progress.update(rows)
+    if threads > 1 and len(starts) > 1:
+        with _one_blas_thread() as pinned:
+            if pinned:
+                from concurrent.futures import ThreadPoolExecutor
+                with ThreadPoolExecutor(min(threads, len(starts))) as pool:
+                    for rows in pool.map(task, starts):
+                        progress.update(rows)
+                return out
+    for i0 in starts:                # one worker, BLAS threads as configured
+        progress.update(task(i0))
     return out
 
 
@@ -205,13 +229,16 @@ def log_likelihood(x, samples, sigma, block_size=None, *, use_kernel=None, threa
     x: (N, D) test points; samples: (M, D) kernel centres (any real dtype; the
     distances are float32 when both are float32, else float64; non-contiguous
     inputs are copied). sigma: a positive scalar -> returns (N,) float64, or a
-    1-D array of K widths -> returns (K, N) float64, all from one pass over the
-    distances. block_size: int or (rows of x, rows of samples) per block.
-    use_kernel: None = compiled kernel if built (NumPy backend) or the CuPy
-    kernels (CuPy backend), True = require one, False = NumPy path.
-    threads: workers for the compiled path (default:
-    usable cores; needs threadpoolctl to pin BLAS to one thread per worker).
-    Extra memory is bounded by the block sizes, whatever N and M are.
+    1-D array of K widths -> returns (K, N) float64, all K from one pass over
+    the distances. block_size: int or (rows of x, rows of samples) per block.
+    use_kernel: None = the compiled kernel if built (NumPy backend), True =
+    require it, False = the NumPy path (any backend). threads: workers of the
+    compiled path (default: usable cores); each runs its own single-threaded
+    GEMM, so while they run BLAS is pinned to one thread process-wide (needs
+    threadpoolctl; without it one worker and a threaded BLAS are used).
+    Extra memory is bounded by the block sizes (compiled: <= 128 MiB of
+    blocks over all workers; NumPy path: ~5 float64 blocks), whatever N and M.
+    progress: show progress on stderr (tqdm if installed).
     """
     x, samples, sig, scalar = _check_inputs(x, samples, sigma)
     kern = _kernels.load("parzen_kernel") if use_kernel in (None, True) else None
@@ -223,8 +250,12 @@ def log_likelihood(x, samples, sigma, block_size=None, *, use_kernel=None, threa
     bar = _Progress(x.shape[0], "parzen", progress)
     try:
         if kern is not None:
+            threads = _default_threads() if threads is None else max(1, int(threads))
             bx, bs = _blocks(block_size, KERNEL_BLOCKS)
-            threads = _default_threads() if threads is None else int(threads)
+            if block_size is None:        # >= 4 blocks per worker, for balance
+                bx = min(bx, max(64, -(-x.shape[0] // (4 * threads))))
+            # each worker holds a (bx, bs) block: keep them all under WORK_BYTES
+            threads = min(threads, max(1, WORK_BYTES // (bx * bs * x.dtype.itemsize)))
             lse = _lse_kernel(kern, x, samples, c, bx, bs, threads, bar)
         elif cuda is not None:
             bx, bs = _blocks(block_size, cuda.BLOCKS)
