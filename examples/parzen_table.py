@@ -1,0 +1,181 @@
+"""Table 1 of the paper for a run of examples/mnist_gan.py, and Fig. 2.
+
+    python examples/parzen_table.py runs/paper --out results/mnist
+
+For every generator the run kept (G and its moving averages) and every snapshot
+(OUT/snapshots/<G>_epoch_XXXX.npz): 10,000 samples, Parzen sigma chosen over
+logspace(-1, 0, 10) on the first 1,000 validation images (train[50000:51000]),
+validation LL -> a curve. The best validation epoch of each generator is then
+evaluated by the paper's protocol on the 10,000 test images (LL +- standard
+error), plus a clearly labelled finer sigma grid. A sanity row uses 10,000 real
+training images in place of samples. Writes table1.md, parzen_curve.csv,
+parzen_curve.png, samples and Fig. 2 (nearest training image beside each sample)
+under --out.
+"""
+import argparse
+import glob
+import json
+import os
+import platform
+import re
+import time
+
+import numpy as np
+
+import npgan
+from npgan import datasets, models, parzen
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PAPER_SIGMAS = np.logspace(-1, 0, 10)
+FINE_SIGMAS = np.logspace(np.log10(0.1), np.log10(0.3), 41)
+
+
+def sample(G, n, seed=12345, batch=1000):
+    rng = np.random.default_rng(seed)
+    out = []
+    with npgan.no_grad():
+        for i in range(0, n, batch):
+            z = models.sample_z(min(batch, n - i), rng)
+            out.append(npgan.backend.to_numpy(G(z).data))
+    return np.concatenate(out)
+
+
+def load_G(path):
+    G = models.Generator()
+    with np.load(path) as f:
+        G.load_state_dict({k: f[k] for k in f.files})
+    return G
+
+
+def snapshots(run):
+    """{generator name: [(epoch, path), ...]} from RUN/snapshots."""
+    found = {}
+    for p in sorted(glob.glob(os.path.join(run, "snapshots", "*_epoch_*.npz"))):
+        m = re.match(r"(.+)_epoch_(\d+)\.npz$", os.path.basename(p))
+        found.setdefault(m.group(1), []).append((int(m.group(2)), p))
+    if not found:
+        raise SystemExit(f"no snapshots in {run}/snapshots: train with --snapshot-every N")
+    return found
+
+
+def nearest_train_figure(samples, train_x, path, n=24):
+    """Fig. 2: rows of samples, each followed by its nearest training image."""
+    from PIL import Image
+    s = samples[:n]
+    d2 = (s * s).sum(1)[:, None] + (train_x * train_x).sum(1)[None, :] - 2 * s @ train_x.T
+    nn_img = train_x[d2.argmin(1)]
+    cols = 6                                # 6 pairs per row: sample | nearest
+    rows = n // cols
+    canvas = np.ones((rows * 29 + 1, cols * 2 * 29 + cols * 4 + 1), np.float32)
+    for k in range(n):
+        r, c = divmod(k, cols)
+        x0 = 1 + c * (2 * 29 + 4)
+        canvas[1 + 29 * r:29 * r + 29, x0:x0 + 28] = s[k].reshape(28, 28)
+        canvas[1 + 29 * r:29 * r + 29, x0 + 29:x0 + 57] = 1 - 0.6 * (1 - nn_img[k].reshape(28, 28))
+    Image.fromarray((canvas * 255).astype(np.uint8)).resize(
+        (canvas.shape[1] * 3, canvas.shape[0] * 3), Image.NEAREST).save(path)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="run directory of examples/mnist_gan.py")
+    p.add_argument("--out", default="results/mnist")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--n-samples", type=int, default=10000)
+    p.add_argument("--n-valid", type=int, default=1000)
+    p.add_argument("--label", default=None, help="name of this run in the table (default: run dir name)")
+    args = p.parse_args(argv)
+    label = args.label or os.path.basename(os.path.normpath(args.run))
+    os.makedirs(args.out, exist_ok=True)
+    data_dir = args.data_dir
+    if data_dir is None and not os.environ.get("NPGAN_DATA"):
+        data_dir = os.path.join(HERE, "..", "data", "mnist")
+    train_x, _ = datasets.load_mnist("train", data_dir=data_dir)
+    valid_x = datasets.load_mnist("valid", data_dir=data_dir)[0][:args.n_valid]
+    test_x, _ = datasets.load_mnist("test", data_dir=data_dir)
+    t0 = time.time()
+
+    # 1. validation curve of every generator over its snapshots
+    curve, best = [], {}
+    for name, snaps in snapshots(args.run).items():
+        for epoch, path in snaps:
+            s = sample(load_G(path), args.n_samples)
+            sigma, lls = parzen.select_sigma(valid_x, s, PAPER_SIGMAS)
+            ll = float(np.max(lls))
+            curve.append({"generator": name, "epoch": epoch, "valid_ll": ll, "sigma": float(sigma)})
+            print(f"{name:14s} epoch {epoch:4d}  valid LL {ll:8.2f}  sigma {sigma:.3f}", flush=True)
+            if ll > best.get(name, {"valid_ll": -np.inf})["valid_ll"]:
+                best[name] = {"epoch": epoch, "path": path, "valid_ll": ll, "sigma": float(sigma)}
+    with open(os.path.join(args.out, f"parzen_curve_{label}.csv"), "w") as f:
+        f.write("generator,epoch,valid_ll,sigma\n")
+        for r in curve:
+            f.write(f"{r['generator']},{r['epoch']},{r['valid_ll']:.3f},{r['sigma']:.4f}\n")
+    plot_curve(curve, os.path.join(args.out, f"parzen_curve_{label}.png"), label)
+
+    # 2. the Table 1 protocol on the test set, at each generator's best epoch
+    rows = []
+    for name, b in best.items():
+        s = sample(load_G(b["path"]), args.n_samples)
+        ll = parzen.log_likelihood(test_x, s, b["sigma"])
+        m, se = parzen.mean_and_se(ll)
+        sig_f, lls_f = parzen.select_sigma(valid_x, s, FINE_SIGMAS)
+        mf, sef = parzen.mean_and_se(parzen.log_likelihood(test_x, s, sig_f))
+        rows.append({"generator": name, **b, "test_ll": float(m), "test_se": float(se),
+                     "fine_sigma": float(sig_f), "fine_test_ll": float(mf), "fine_test_se": float(sef)})
+        print(f"TEST {name}: epoch {b['epoch']}  sigma {b['sigma']:.3f}  LL {m:.1f} +- {se:.1f}"
+              f"   (fine grid: sigma {sig_f:.3f}, LL {mf:.1f} +- {sef:.1f})", flush=True)
+        from mnist_gan import save_grid     # examples/ is on sys.path when run as a script
+        save_grid(s, os.path.join(args.out, f"samples_{label}_{name}_epoch{b['epoch']}.png"))
+        nearest_train_figure(s, train_x[:50000], os.path.join(args.out, f"fig2_{label}_{name}.png"))
+
+    # 3. sanity row: real training images as the "samples"
+    real = train_x[:args.n_samples]
+    sig_r, _ = parzen.select_sigma(valid_x, real, PAPER_SIGMAS)
+    mr, ser = parzen.mean_and_se(parzen.log_likelihood(test_x, real, sig_r))
+    print(f"TEST real train[:{args.n_samples}]: sigma {sig_r:.3f}  LL {mr:.1f} +- {ser:.1f}")
+
+    metrics = [json.loads(l) for l in open(os.path.join(args.run, "metrics.jsonl"))]
+    result = {"run": args.run, "label": label, "rows": rows,
+              "real": {"sigma": float(sig_r), "test_ll": float(mr), "test_se": float(ser)},
+              "epochs": metrics[-1]["epoch"], "steps": metrics[-1]["step"],
+              "train_seconds": sum(m.get("seconds", 0) for m in metrics),
+              "eval_seconds": time.time() - t0, "machine": machine()}
+    with open(os.path.join(args.out, f"table1_{label}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
+    return result
+
+
+def machine():
+    cpu = ""
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "npgan": npgan.__version__}
+
+
+def plot_curve(curve, path, label):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in sorted({r["generator"] for r in curve}):
+        pts = sorted((r["epoch"], r["valid_ll"]) for r in curve if r["generator"] == name)
+        ax.plot(*zip(*pts), "o-", ms=3, label=name)
+    ax.axhline(225, color="k", ls="--", lw=0.8, label="paper, Table 1 (test): 225")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("Parzen log-likelihood, validation (nats)")
+    ax.set_title(f"MNIST GAN ({label}): Parzen LL on 1,000 validation images")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
