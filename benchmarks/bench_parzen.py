@@ -20,6 +20,7 @@ fresh subprocess (peak RSS after the data is made, minus RSS before: BLAS and
 torch allocations are invisible to tracemalloc).
 
     python benchmarks/bench_parzen.py [--n-samples 10000] [--n-test 10000] [--repeats 3]
+                                      [--data random|mnist] [--no-memory] [--json FILE]
 """
 import argparse
 import collections
@@ -44,11 +45,22 @@ ONE_SIGMA = float(SIGMAS[3])      # 0.215, what the paper's grid picks for a GAN
 DIM = 784
 
 
-def make_data(n_samples, n_test, dim=DIM, seed=0):
-    """Uniform [0, 1) float32 test points and samples (made without temporaries)."""
+def make_data(n_samples, n_test, data="random", seed=0):
+    """(test points, samples), float32 (n, 784). ``random``: uniform [0, 1)
+    (distances concentrate, so few blocks can be skipped: the hard case);
+    ``mnist``: MNIST test images under training images (the real-data row)."""
+    if data == "mnist":
+        from npgan import datasets
+        test, _ = datasets.load_mnist("test")
+        train, _ = datasets.load_mnist("train_full")
+        if n_test > len(test) or n_samples > len(train):
+            raise ValueError(f"MNIST has {len(test)} test and {len(train)} training images")
+        return test[:n_test], train[:n_samples]
+    if data != "random":
+        raise ValueError(f"data must be 'random' or 'mnist', not {data!r}")
     rng = numpy.random.default_rng(seed)
-    return (rng.random((n_test, dim), dtype=numpy.float32),
-            rng.random((n_samples, dim), dtype=numpy.float32))
+    return (rng.random((n_test, DIM), dtype=numpy.float32),
+            rng.random((n_samples, DIM), dtype=numpy.float32))
 
 
 def _threads():
@@ -79,7 +91,7 @@ def torch_parzen(x, s, sigmas, block_x=1024, block_s=4096):
     return out.numpy() - const[:, None]
 
 
-def _cases(x, s):
+def _cases(x, s, torch_rows=True):
     """name -> zero-argument callable (data bound), and a note per skipped row."""
     cases, notes = {}, []
     c_out = numpy.empty((x.shape[0], s.shape[0]), numpy.float32)
@@ -92,6 +104,8 @@ def _cases(x, s):
                      "python setup.py build_ext --inplace)")
     cases["numpy_1"] = lambda: parzen.log_likelihood(x, s, ONE_SIGMA, use_kernel=False)
     try:
+        if not torch_rows:
+            return cases, notes
         import torch
         torch.set_num_threads(_threads())
         cases["torch_1"] = lambda: torch_parzen(x, s, ONE_SIGMA)
@@ -119,10 +133,10 @@ def _rss_kib(field):
     raise KeyError(field)
 
 
-def _child(case, n_samples, n_test):
+def _child(case, n_samples, n_test, data):
     """Run one case once in this (fresh) process; print its peak extra RSS in MiB."""
-    x, s = make_data(n_samples, n_test)
-    cases, _ = _cases(x, s)
+    x, s = make_data(n_samples, n_test, data)
+    cases, _ = _cases(x, s, torch_rows=case.startswith("torch"))
     try:                                    # Linux: reset the high-water mark
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -138,10 +152,11 @@ def _child(case, n_samples, n_test):
     print(json.dumps({"peak_mib": (peak - before) / 1024}))
 
 
-def peak_memory(case, n_samples, n_test):
+def peak_memory(case, n_samples, n_test, data="random"):
     """Peak extra RSS (MiB) of one case, measured in a subprocess; None on failure."""
     r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", case,
-                        "--n-samples", str(n_samples), "--n-test", str(n_test)],
+                        "--n-samples", str(n_samples), "--n-test", str(n_test),
+                        "--data", data],
                        capture_output=True, text=True, cwd=ROOT)
     try:
         return json.loads(r.stdout.strip().splitlines()[-1])["peak_mib"]
@@ -155,13 +170,15 @@ def _cpu():
     return r.ru_utime + r.ru_stime
 
 
-def run(n_samples=10000, n_test=10000, repeats=3, memory=True, verbose=True, slow_s=5.0):
+def run(n_samples=10000, n_test=10000, repeats=3, memory=True, verbose=True, slow_s=5.0,
+        data="random"):
     """Time every row; -> list of Row(name, seconds, ratio to the GEMM,
     peak_mib, cpu_seconds).
 
     Skipped rows (kernel not built, torch missing) are left out and reported on
-    stderr. peak_mib is None when ``memory`` is False."""
-    x, s = make_data(n_samples, n_test)
+    stderr. peak_mib is None when ``memory`` is False (and for the torch sweep,
+    whose memory is that of the torch 1-sigma row)."""
+    x, s = make_data(n_samples, n_test, data)
     cases, notes = _cases(x, s)
     for note in notes:
         print("note:", note, file=sys.stderr)
@@ -184,21 +201,21 @@ def run(n_samples=10000, n_test=10000, repeats=3, memory=True, verbose=True, slo
                   file=sys.stderr)
     rows = []
     for k in cases:
-        mib = peak_memory(k, n_samples, n_test) if memory else None
+        mib = peak_memory(k, n_samples, n_test, data) if memory and k != "torch_10" else None
         rows.append(Row(NAMES[k].format(n=n_test, m=n_samples, d=DIM), best[k],
                         best[k] / best["gemm"], mib, cpu[k]))
     return rows
 
 
-def report(rows, n_samples, n_test):
+def report(rows, n_samples, n_test, data="random"):
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    lines = [f"Parzen window, {n_test} test x {n_samples} samples x {DIM}-d, float32, "
+    lines = [f"Parzen window, {n_test} test x {n_samples} samples x {DIM}-d ({data}), float32, "
              f"{_threads()} threads, {os.cpu_count()} CPUs, load average {load}", "",
-             f"| {'row':40s} | seconds | x GEMM | CPU s | peak extra MiB |",
-             f"|{'-' * 42}|---------|--------|-------|----------------|"]
+             f"| {'row':44s} | seconds | x GEMM | CPU s | peak extra MiB |",
+             f"|{'-' * 46}|---------|--------|-------|----------------|"]
     for r in rows:
         mib = "" if r.peak_mib is None else f"{r.peak_mib:.0f}"
-        lines.append(f"| {r.name:40s} | {r.seconds:7.3f} | {r.ratio:6.2f} | {r.cpu_seconds:5.2f} "
+        lines.append(f"| {r.name:44s} | {r.seconds:7.3f} | {r.ratio:6.2f} | {r.cpu_seconds:5.2f} "
                      f"| {mib:>14s} |")
     by = {r.name: r.seconds for r in rows}
     k1, k10 = by.get(NAMES["kernel_1"]), by.get(NAMES["kernel_10"])
@@ -212,14 +229,15 @@ def main(argv=None):
     p.add_argument("--n-samples", type=int, default=10000)
     p.add_argument("--n-test", type=int, default=10000)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--data", choices=["random", "mnist"], default="random")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--child", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
-        return _child(a.child, a.n_samples, a.n_test)
-    rows = run(a.n_samples, a.n_test, a.repeats, memory=not a.no_memory)
-    print(report(rows, a.n_samples, a.n_test))
+        return _child(a.child, a.n_samples, a.n_test, a.data)
+    rows = run(a.n_samples, a.n_test, a.repeats, memory=not a.no_memory, data=a.data)
+    print(report(rows, a.n_samples, a.n_test, a.data))
     if a.json:
         with open(a.json, "w") as f:
             json.dump([r._asdict() for r in rows], f, indent=1)

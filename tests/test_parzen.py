@@ -231,3 +231,29 @@ def test_cli(tmp_path):
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert "test LL =" in r.stdout and "sigma" in r.stdout
+
+
+def test_benchmark_smoke():
+    """benchmarks/bench_parzen.py runs at a tiny size and reports every row."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
+                        "benchmarks", "bench_parzen.py")
+    spec = importlib.util.spec_from_file_location("bench_parzen", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.run(n_samples=64, n_test=48, repeats=1, memory=False, verbose=False)
+    names = [r.name for r in rows]
+    assert names[0].startswith("float32 GEMM") and rows[0].ratio == 1.0
+    assert any("NumPy path" in n for n in names)
+    assert all(r.seconds > 0 for r in rows)
+    assert ("npgan kernel, 10-sigma sweep" in names) == HAVE_KERNEL
+    assert "10000" not in bench.report(rows, 64, 48)
+    mib = bench.peak_memory("gemm", 64, 48)
+    assert mib is not None and mib >= 0
+    # the torch rows agree with npgan
+    x, s = bench.make_data(40, 30)
+    try:
+        ref = parzen.log_likelihood(x, s, bench.SIGMAS)
+        np.testing.assert_allclose(bench.torch_parzen(x, s, bench.SIGMAS), ref, rtol=1e-4, atol=1e-2)
+    except ImportError:
+        pass
