@@ -231,9 +231,10 @@ def log_likelihood(x, samples, sigma, block_size=None, *, use_kernel=None, threa
     inputs are copied). sigma: a positive scalar -> returns (N,) float64, or a
     1-D array of K widths -> returns (K, N) float64, all K from one pass over
     the distances. block_size: int or (rows of x, rows of samples) per block.
-    use_kernel: None = the compiled kernel if built (NumPy backend), True =
-    require it, False = the NumPy path (any backend). threads: workers of the
-    compiled path (default: usable cores); each runs its own single-threaded
+    use_kernel: None = the compiled kernel if built (NumPy backend) or the
+    CUDA kernels (CuPy backend), True = require one, False = the NumPy path
+    (any backend). threads: workers of the compiled CPU path (default: usable
+    cores); each runs its own single-threaded
     GEMM, so while they run BLAS is pinned to one thread process-wide (needs
     threadpoolctl; without it one worker and a threaded BLAS are used).
     Extra memory is bounded by the block sizes (compiled: <= 128 MiB of
