@@ -528,3 +528,80 @@ def test_pyproject_has_the_cuda12_extra_and_the_gpu_marker():
     assert any(req.replace(" ", "").startswith("cupy-cuda12x>=13") for req in extra), extra
     markers = meta["tool"]["pytest"]["ini_options"]["markers"]
     assert any(m.startswith("gpu:") for m in markers), markers
+
+
+# ----------------------------------------------------------------------------- the CUDA kernels, emulated
+
+@pytest.fixture
+def emulated_cupy(monkeypatch):
+    """``npgan.use("cupy")`` with ``tests/cupy_emulator.fake_cupy()``: strict device
+    arrays, and npgan/_kernels/cuda.py's kernel sources compiled as C++ for the CPU."""
+    import cupy_emulator
+    if cupy_emulator.compiler() is None:
+        pytest.skip("no C++ compiler to emulate the CuPy kernels")
+    fake = cupy_emulator.fake_cupy()
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.delitem(sys.modules, "npgan._kernels.cuda", raising=False)
+    monkeypatch.delitem(_kernels._cache, "cuda", raising=False)
+    monkeypatch.delenv("NPGAN_NO_KERNELS", raising=False)
+    prev = backend.set_module(np, "numpy")
+    npgan.use("cupy")
+    try:
+        yield fake
+    finally:
+        backend.set_module(*prev)
+        _kernels._cache.pop("cuda", None)
+        sys.modules.pop("npgan._kernels.cuda", None)
+
+
+ACTIVATIONS = ["relu", "sigmoid", "softplus", "log_sigmoid"]
+EXTREMES = np.array([0.0, -0.0, 1e-30, -15.0, 15.0, -40.0, 40.0, -1e3, 1e3])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cuda_activation_kernels_emulated(dtype, emulated_cupy):
+    from npgan._kernels import reference as ref
+    cu = _kernels.cuda_kernels()
+    assert cu is not None and cu.cupy is emulated_cupy
+    x = np.concatenate([4 * R(50), EXTREMES]).astype(dtype)[::2]     # a strided view too
+    g = R(x.size, seed=1).astype(dtype)
+    xd, gd = strict.asarray(x), strict.asarray(g)
+    rtol = 1e-6 if dtype == np.float32 else 1e-14
+    with numpy_backend():
+        refs = {n: (getattr(ref, f"{n}_forward")(x),
+                    getattr(ref, f"{n}_backward")(g, np.maximum(x, 0) if n == "relu" else x))
+                for n in ACTIVATIONS}
+    for n in ACTIVATIONS:
+        fwd = getattr(_kernels, f"{n}_forward")(xd)
+        bwd = getattr(_kernels, f"{n}_backward")(gd, strict.maximum(xd, 0) if n == "relu" else xd)
+        assert_close(fwd, refs[n][0], rtol=rtol, atol=0, what=f"{n} forward")
+        assert_close(bwd, refs[n][1], rtol=rtol, atol=0, what=f"{n} backward")
+    assert getattr(_kernels, "sigmoid_forward")(strict.asarray(dtype(0.5))).shape == ()
+
+
+def test_cuda_maxout_kernels_emulated(emulated_cupy):
+    from npgan._kernels import reference as ref
+    for x, pieces in ((R(7, 12), 3), (np.random.default_rng(0).integers(0, 3, (4, 5, 6)).astype(np.float32), 2),
+                      (R(3, 4), 1), (np.zeros((0, 6)), 2)):
+        y, arg = _kernels.maxout_forward(strict.asarray(x), pieces)
+        g = R(*y.shape, seed=2).astype(x.dtype)
+        gx = _kernels.maxout_backward(strict.asarray(g), arg, pieces)
+        with numpy_backend():
+            ry, rarg = ref.maxout_forward(x, pieces)
+            rgx = ref.maxout_backward(g, rarg, pieces)
+        assert_close(y, ry, rtol=0, atol=0)
+        assert_close(arg, rarg, rtol=0, atol=0)
+        assert_close(gx, rgx, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cuda_parzen_kernel_emulated(dtype, emulated_cupy):
+    rng = np.random.default_rng(0)
+    x, s = rng.uniform(0, 1, (23, 5)).astype(dtype), rng.uniform(0, 1, (31, 5)).astype(dtype)
+    sig = np.array([0.1, 0.4])
+    with numpy_backend():
+        want = parzen.log_likelihood(x, s, sig, (6, 7), use_kernel=False)
+    got = parzen.log_likelihood(x, s, sig, (6, 7), use_kernel=True)      # the CUDA path
+    assert_close(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-10)
+    one = parzen.log_likelihood(x, s, 0.4)
+    assert_close(one, want[1], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-10)
