@@ -62,13 +62,20 @@ def _check_inputs(x, samples, sigma):
     if x.shape[0] == 0 or samples.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"empty input: x has shape {tuple(x.shape)}, samples have "
                          f"shape {tuple(samples.shape)}")
-    dtype = xp.float32 if x.dtype == samples.dtype == xp.float32 else xp.float64
+    big = 0.0
+    for a, name in ((x, "x"), (samples, "samples")):
+        lo, hi = float(a.min()), float(a.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            bad = int((~xp.isfinite(a)).sum())
+            raise ValueError(f"{name} contains {bad} NaN or infinite values")
+        big = max(big, -lo, hi)
+    if big > 1e150:
+        raise ValueError(f"values up to {big:.3g}: squared distances would overflow")
+    # float32 distances when both are float32 and their squares cannot overflow
+    dtype = (xp.float32 if x.dtype == samples.dtype == xp.float32 and big < 1e15
+             else xp.float64)
     # non-contiguous or other dtypes are copied (the kernel needs C order)
     x, samples = xp.ascontiguousarray(x, dtype), xp.ascontiguousarray(samples, dtype)
-    for a, name in ((x, "x"), (samples, "samples")):
-        bad = int((~xp.isfinite(a)).sum())
-        if bad:
-            raise ValueError(f"{name} contains {bad} NaN or infinite values")
     sig = numpy.asarray(backend.to_numpy(sigma), dtype=numpy.float64)
     if sig.ndim > 1 or sig.size == 0:
         raise ValueError(f"sigma must be a positive scalar or a non-empty 1-D array, "

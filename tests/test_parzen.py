@@ -257,3 +257,15 @@ def test_benchmark_smoke():
         np.testing.assert_allclose(bench.torch_parzen(x, s, bench.SIGMAS), ref, rtol=1e-4, atol=1e-2)
     except ImportError:
         pass
+
+
+@pytest.mark.parametrize("kernel", PATHS)
+def test_huge_values(kernel):
+    """float32 inputs whose squares would overflow float32 are computed in float64."""
+    x = np.array([[0.0, 1e17], [3e16, 0.0]], np.float32)
+    s = np.array([[0.0, 1e17]], np.float32)
+    got = parzen.log_likelihood(x, s, 1e16, use_kernel=kernel)
+    ref = brute_force(x, s, [1e16])[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+    with pytest.raises(ValueError, match="overflow"):
+        parzen.log_likelihood(x.astype(np.float64) * 1e140, s, 1.0, use_kernel=kernel)
