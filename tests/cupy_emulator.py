@@ -21,6 +21,7 @@ Two pieces:
   and ``tests/test_gpu.py`` to run on the CPU:
 
       python tests/cupy_emulator.py [pytest options]     # test_gpu.py, emulated
+      python tests/cupy_emulator.py --script benchmarks/bench_gpu.py --quick --no-torch
 
   A pass there means the GPU tests and kernels are consistent with each other
   and with the NumPy results; only a run on a real GPU says they are right there.
@@ -320,7 +321,9 @@ def fake_cupy():
     for name in ("ndarray", "asarray", "array", "asanyarray"):
         setattr(mod, name, getattr(strict, name))
     mod.ElementwiseKernel, mod.ReductionKernel = ElementwiseKernel, ReductionKernel
-    mod.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+    mod.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(
+        getDeviceCount=lambda: 1, deviceSynchronize=lambda: None,
+        getDeviceProperties=lambda i: {"name": b"CPU (emulated CuPy)"}))
     mod.__version__ = "emulated"
 
     def host(a):
@@ -333,10 +336,17 @@ def fake_cupy():
 
 
 def main(argv):
-    import pytest
+    """Run tests/test_gpu.py (default) or, with ``--script FILE ARGS...``, a script
+    (e.g. benchmarks/bench_gpu.py --quick) with the emulated cupy."""
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:0] = [here, os.path.dirname(here)]
     sys.modules["cupy"] = fake_cupy()
+    if argv[:1] == ["--script"]:
+        import runpy
+        sys.argv = argv[1:]
+        runpy.run_path(argv[1], run_name="__main__")
+        return 0
+    import pytest
     return pytest.main([os.path.join(here, "test_gpu.py"), "-p", "no:cacheprovider"] + argv)
 
 
