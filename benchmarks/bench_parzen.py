@@ -20,7 +20,7 @@ fresh subprocess (peak RSS after the data is made, minus RSS before: BLAS and
 torch allocations are invisible to tracemalloc).
 
     python benchmarks/bench_parzen.py [--n-samples 10000] [--n-test 10000] [--repeats 3]
-                                      [--data random|mnist] [--no-memory] [--json FILE]
+                                      [--data random|mnist] [--no-memory] [--no-torch] [--json FILE]
 """
 import argparse
 import collections
@@ -171,7 +171,7 @@ def _cpu():
 
 
 def run(n_samples=10000, n_test=10000, repeats=3, memory=True, verbose=True, slow_s=5.0,
-        data="random"):
+        data="random", torch=True):
     """Time every row; -> list of Row(name, seconds, ratio to the GEMM,
     peak_mib, cpu_seconds).
 
@@ -179,7 +179,7 @@ def run(n_samples=10000, n_test=10000, repeats=3, memory=True, verbose=True, slo
     stderr. peak_mib is None when ``memory`` is False (and for the torch sweep,
     whose memory is that of the torch 1-sigma row)."""
     x, s = make_data(n_samples, n_test, data)
-    cases, notes = _cases(x, s)
+    cases, notes = _cases(x, s, torch_rows=torch)
     for note in notes:
         print("note:", note, file=sys.stderr)
     for k, f in cases.items():        # warm up: threads, page faults, first-call costs
@@ -231,12 +231,14 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--data", choices=["random", "mnist"], default="random")
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--no-torch", action="store_true")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--child", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
         return _child(a.child, a.n_samples, a.n_test, a.data)
-    rows = run(a.n_samples, a.n_test, a.repeats, memory=not a.no_memory, data=a.data)
+    rows = run(a.n_samples, a.n_test, a.repeats, memory=not a.no_memory, data=a.data,
+               torch=not a.no_torch)
     print(report(rows, a.n_samples, a.n_test, a.data))
     if a.json:
         with open(a.json, "w") as f:

@@ -161,6 +161,8 @@ def _lse_numpy(x, s, c, bx, bs, progress):
             t = xp.empty_like(d)
             for k in range(len(c)):
                 xp.multiply(d, -float(c[k]), out=t)
+                # exp takes a slow path below -708 (denormals); e^-700 adds nothing here
+                xp.maximum(t, -700.0, out=t)
                 xp.exp(t, out=t)
                 acc[k] += t.sum(axis=1)
         out[:, i0:i0 + xb.shape[0]] = xp.log(acc) - cc * dmin
