@@ -53,7 +53,7 @@ MIRRORS = {
               "https://storage.googleapis.com/cvdf-datasets/mnist/"],
     "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
 }
-DOWNLOAD_TIMEOUT = 5.0   #: seconds per connection attempt
+DOWNLOAD_TIMEOUT = 3.0   #: seconds per connection attempt (at most 2 mirrors are tried)
 
 # IDX type code -> big-endian dtype
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
