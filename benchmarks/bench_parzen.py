@@ -103,9 +103,9 @@ def _cases(x, s, torch_rows=True):
         notes.append("npgan kernel: skipped (parzen_kernel not built: "
                      "python setup.py build_ext --inplace)")
     cases["numpy_1"] = lambda: parzen.log_likelihood(x, s, ONE_SIGMA, use_kernel=False)
+    if not torch_rows:
+        return cases, notes
     try:
-        if not torch_rows:
-            return cases, notes
         import torch
         torch.set_num_threads(_threads())
         cases["torch_1"] = lambda: torch_parzen(x, s, ONE_SIGMA)
