@@ -17,6 +17,9 @@ kernels; every timing ends with a device synchronisation):
     python benchmarks/bench_gpu.py [--repeats 5] [--steps 50] [--json out.json]
     python benchmarks/bench_gpu.py --quick        # small sizes, a smoke run
 
+float32 GEMMs run without TF32 on both sides (CuPy's default unless
+CUPY_TF32=1; torch's default since 1.12), so both compute the same thing.
+
 Needs CuPy and an NVIDIA GPU (``pip install -e ".[cuda12]"``); PyTorch rows
 are left out when torch or its CUDA build is not installed. Where there is no
 GPU the script says so and exits with status 2.
