@@ -605,3 +605,9 @@ def test_cuda_parzen_kernel_emulated(dtype, emulated_cupy):
     assert_close(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-10)
     one = parzen.log_likelihood(x, s, 0.4)
     assert_close(one, want[1], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+def test_available_reports_the_cuda_kernels(emulated_cupy):
+    assert _kernels.available()["cuda"] is True
+    with numpy_backend():
+        assert "cuda" not in _kernels.available()

@@ -53,10 +53,14 @@ def _cuda(*arrays):
 
 
 def available():
-    """Names of the compiled kernel modules that import, for reports."""
+    """Names of the compiled kernel modules that import, for reports (with the
+    CuPy backend: whether the CUDA kernels are in use, as "cuda")."""
     here = os.path.dirname(__file__)
     names = sorted({f.split(".")[0] for f in os.listdir(here) if f.endswith(".pyx")})
-    return {n: load(n) is not None for n in names}
+    out = {n: load(n) is not None for n in names}
+    if backend.name == "cupy":
+        out["cuda"] = cuda_kernels() is not None
+    return out
 
 
 # --- fused activations: compiled when possible, else reference.py -------------
