@@ -1,8 +1,11 @@
 """CuPy kernels: the GPU counterparts of the Cython kernels.
 
 Imported only when the backend is CuPy (``npgan._kernels.cuda_kernels()``), so
-importing npgan never needs CuPy. Each function equals its namesake in
-``reference.py`` (the ``gpu``-marked tests compare them on a GPU):
+importing npgan never needs CuPy. The activation and maxout functions equal
+their namesakes in ``reference.py``, ``lse_sqdist`` equals
+``npgan.parzen._lse_numpy`` (the ``gpu``-marked tests compare them on a GPU;
+``tests/cupy_emulator.py`` compiles these kernel sources as C++ to check them
+on a CPU):
 
 * fused activations, forward and backward: one ``cupy.ElementwiseKernel``
   each (one read, one write per element, instead of the 3-5 temporaries of the
@@ -11,10 +14,11 @@ importing npgan never needs CuPy. Each function equals its namesake in
 * maxout: an ElementwiseKernel over output units that scans the ``pieces``
   values of its group once, giving the max and its (first) argmax; and one over
   input features that routes the gradient to the argmax;
-* the Parzen log-sum-exp: squared distances by cuBLAS (``x @ s.T``), then a
-  ``cupy.ReductionKernel`` that sums ``exp(-c (max(d, 0) - m))`` along each row
-  in float64 straight from the GEMM's output (no clamped or shifted copy of the
-  distance block), with the same running-max rescaling as the NumPy path.
+* the Parzen log-sum-exp: ``x @ s.T`` by cuBLAS, turned into squared distances
+  in place by an ElementwiseKernel, then a ``cupy.ReductionKernel`` that sums
+  ``exp(-c (max(d, 0) - m))`` along each row in float64 straight from that
+  block (no clamped, shifted or float64 copy of it), with the same running-max
+  rescaling as the NumPy path.
 
 Everything else runs as plain CuPy operations (cuBLAS GEMMs, CuPy ufuncs),
 which are as fast as a hand kernel would be.
