@@ -4,6 +4,7 @@ All losses are computed from logits (softplus / log-sigmoid), never as
 ``log(clip(sigmoid(x)))``, so confident samples keep their gradient.
 """
 from . import backend
+from . import _kernels as K
 from .tensor import Tensor, concatenate  # noqa: F401  (re-exported)
 
 
@@ -48,10 +49,31 @@ def maxout(x, pieces):
     return _t(x).maxout(pieces)
 
 
-def linear(x, weight, bias=None):
-    """x (N, in) @ weight (in, out) + bias (out,) -> (N, out)."""
-    y = _t(x) @ weight
-    return y if bias is None else y + bias
+def linear(x, weight, bias=None, activation=None):
+    """x (N, in) @ weight (in, out) + bias (out,) -> (N, out), followed by
+    ``activation`` (None, "relu" or "sigmoid") within the same op.
+
+    One op in the graph: a GEMM and one pass over its output for bias and
+    activation, and in backward only the gradients that are needed (see
+    ``_kernels.linear_forward``). Other shapes or mixed dtypes (x not 2-D, a
+    bias that only broadcasts) take the general ``x @ weight + bias`` route."""
+    if activation not in K.ACTIVATIONS:
+        raise ValueError(f"linear: activation must be one of {K.ACTIVATIONS}, got {activation!r}")
+    x = _t(x)
+    w = x._lift(weight)
+    b = None if bias is None else x._lift(bias)
+    if not (x.ndim == 2 and w.ndim == 2 and x.shape[1] == w.shape[0] and x.dtype == w.dtype
+            and (b is None or (b.shape == (w.shape[1],) and b.dtype == x.dtype))):
+        y = x @ w if b is None else x @ w + b
+        return y if activation is None else getattr(y, activation)()
+    y, saved = K.linear_forward(x.data, w.data, None if b is None else b.data, activation)
+    parents = (x, w) if b is None else (x, w, b)
+
+    def backward(g):
+        gx, gw, gb = K.linear_backward(g, x.data, w.data, saved, activation, x.requires_grad,
+                                       w.requires_grad, b is not None and b.requires_grad)
+        return (gx, gw) if b is None else (gx, gw, gb)
+    return Tensor.make(y, parents, backward, "linear")
 
 
 def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
@@ -93,10 +115,9 @@ def dropout(x, p, training=True, rng=None):
     if rng is None:
         import numpy
         rng = numpy.random.default_rng()
-    keep = 1.0 - p
-    u = rng.random(x.shape, dtype="float32")
-    mask = backend.asarray((u < keep) * (1.0 / keep), dtype=x.dtype)
-    return x * Tensor(mask)
+    u = backend.asarray(rng.random(x.shape, dtype="float32"))   # the draws are the mask
+    return Tensor.make(K.dropout_forward(x.data, u, p), (x,),
+                       lambda g: (K.dropout_backward(g, u, p),), "dropout")
 
 
 def log_softmax(x, axis=-1):

@@ -12,6 +12,7 @@ taken with). ``nesterov=True`` uses p <- p + momentum * v - lr * grad.
 """
 import math
 
+from . import _kernels as K
 from . import backend
 
 
@@ -81,12 +82,7 @@ class SGD(Optimizer):
             v = self.velocity[i]
             if v is None:
                 v = self.velocity[i] = backend.xp.zeros_like(p.data)
-            v *= mu
-            v -= lr * p.grad
-            if self.nesterov:
-                p.data += mu * v - lr * p.grad
-            else:
-                p.data += v
+            K.sgd_momentum_(p.data, v, p.grad, lr, mu, self.nesterov)   # in place, one pass
         self.steps += 1
 
 

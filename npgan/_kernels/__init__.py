@@ -118,11 +118,157 @@ log_sigmoid_forward = _unary("log_sigmoid_forward", "log_sigmoid_forward")
 log_sigmoid_backward = _binary("sigmoid_times", "log_sigmoid_backward", -1)
 
 
+# --- layers: linear (GEMM + bias + activation), maxout, dropout; SGD ----------
+# Compiled (layers.pyx, update.pyx) for NumPy float32/float64 arrays of one
+# dtype, else the references (NumPy or CuPy through backend.xp, with the CUDA
+# activations/maxout on CuPy). Both paths take and return the same things,
+# refuse the same inputs, and agree to rounding (bit for bit where no GEMM is
+# involved). The compiled kernels refuse empty batches; these wrappers send an
+# empty batch to the reference instead, which returns the empty result.
+
+ACTIVATIONS = (None, "relu", "sigmoid")
+_ACT_CODE = {None: 0, "relu": 1, "sigmoid": 2}      # as in layers.pyx
+
+
+def _numpy_floats(*arrays):
+    """True if every non-None array is a NumPy float32/float64 array, all of one dtype."""
+    arrays = [a for a in arrays if a is not None]
+    return (all(isinstance(a, _np.ndarray) for a in arrays) and arrays[0].dtype in _FLOATS
+            and all(a.dtype == arrays[0].dtype for a in arrays))
+
+
+def _layers(*arrays):
+    """The compiled layers module if it takes these arrays, else None."""
+    k = load("layers")
+    return k if k is not None and _numpy_floats(*arrays) else None
+
+
+def _gemm_operand(a):
+    """``a`` itself if C- or F-contiguous (BLAS takes either), else a C copy."""
+    return a if a.flags.c_contiguous or a.flags.f_contiguous else _np.ascontiguousarray(a)
+
+
+def linear_forward(x, weight, bias=None, activation=None):
+    """y = activation(x @ weight + bias) -> (y, saved), ``saved`` being what
+    :func:`linear_backward` needs: y for relu, the pre-activation for sigmoid
+    (its exact backward needs x, not y), None without activation.
+
+    x (N, in), weight (in, out), bias (out,) or None, one float dtype; N > 0.
+    Compiled: one GEMM into a fresh output, then bias and activation in one
+    pass over it."""
+    if activation not in _ACT_CODE:
+        raise ValueError(f"linear: activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[0] or (
+            bias is not None and tuple(bias.shape) != (weight.shape[1],)):
+        raise ValueError(f"linear: need x (N, in), weight (in, out), bias (out,); got "
+                         f"{tuple(x.shape)}, {tuple(weight.shape)}, "
+                         f"{None if bias is None else tuple(bias.shape)}")
+    k = _layers(x, weight, bias)
+    if k is None or x.size == 0:          # empty batch, or in_features = 0
+        z, _ = _ref.linear_forward(x, weight, bias)
+        if activation is None:
+            return z, None
+        y = (relu_forward if activation == "relu" else sigmoid_forward)(z)
+        return y, (y if activation == "relu" else z)
+    y = _np.empty((x.shape[0], weight.shape[1]), dtype=x.dtype)
+    k.gemm(_gemm_operand(x), _gemm_operand(weight), y)
+    pre = _np.empty_like(y) if activation == "sigmoid" else None
+    k.bias_act(y, None if bias is None else _np.ascontiguousarray(bias), _ACT_CODE[activation], pre)
+    return y, (y if activation == "relu" else pre)
+
+
+def linear_backward(g, x, weight, saved, activation=None, need_x=True, need_weight=True,
+                    need_bias=True):
+    """Gradients (gx, gweight, gbias) of :func:`linear_forward` for the
+    upstream gradient g (N, out); each is None unless asked for, and its GEMM
+    is skipped. Compiled: g * activation' and the bias gradient in one pass,
+    then at most two GEMMs (g W^T and x^T g, transposes by BLAS flags)."""
+    if activation not in _ACT_CODE:
+        raise ValueError(f"linear: activation must be one of {ACTIVATIONS}, got {activation!r}")
+    k = _layers(g, x, weight, saved)
+    if k is None or x.size == 0:
+        if activation is not None:
+            g = (relu_backward if activation == "relu" else sigmoid_backward)(g, saved)
+        return _ref.linear_backward(g, x, weight, None, None, need_x, need_weight, need_bias)
+    g = _np.ascontiguousarray(g)
+    gb = _np.empty(g.shape[1], dtype=g.dtype) if need_bias else None
+    if activation is None:
+        gpre = g
+        if need_bias:
+            k.act_backward(g, None, 0, None, gb)
+    else:
+        gpre = _np.empty_like(g)
+        k.act_backward(g, _np.ascontiguousarray(saved), _ACT_CODE[activation], gpre, gb)
+    gx = gw = None
+    if need_x:
+        gx = k.gemm(gpre, _gemm_operand(weight).T, _np.empty(x.shape, dtype=g.dtype))
+    if need_weight:
+        gw = k.gemm(_gemm_operand(x).T, gpre, _np.empty(weight.shape, dtype=g.dtype))
+    return gx, gw, gb
+
+
 def maxout_forward(x, pieces):
-    cu = _cuda(x)
-    return (cu.maxout_forward if cu else _ref.maxout_forward)(x, pieces)
+    """(..., units*pieces) -> (y (..., units), arg): the max of each group of
+    ``pieces`` consecutive features and its index in the group (the first
+    maximum, or the first NaN, as numpy.argmax). arg is uint8 on the compiled
+    path (pieces <= 256), int64 on the others; maxout_backward takes either."""
+    if x.ndim == 0 or pieces < 1 or x.shape[-1] % pieces:
+        raise ValueError(f"maxout: last axis of {tuple(x.shape)} is not a multiple of pieces={pieces}")
+    k = _layers(x)
+    if k is None or pieces > 256 or x.size == 0:
+        cu = _cuda(x)
+        return (cu.maxout_forward if cu else _ref.maxout_forward)(x, pieces)
+    y = _np.empty(x.shape[:-1] + (x.shape[-1] // pieces,), dtype=x.dtype)
+    arg = _np.empty(y.shape, dtype=_np.uint8)
+    k.maxout_forward(_np.ascontiguousarray(x).reshape(-1), pieces, y.reshape(-1), arg.reshape(-1))
+    return y, arg
 
 
 def maxout_backward(g, arg, pieces):
-    cu = _cuda(g)
-    return (cu.maxout_backward if cu else _ref.maxout_backward)(g, arg, pieces)
+    """Scatter g (..., units) to the argmax of each group: (..., units*pieces)."""
+    k = _layers(g)
+    if k is None or arg.dtype != _np.uint8 or g.shape != arg.shape or g.size == 0:
+        cu = _cuda(g)
+        return (cu.maxout_backward if cu else _ref.maxout_backward)(g, arg, pieces)
+    gx = _np.empty(g.shape[:-1] + (g.shape[-1] * pieces,), dtype=g.dtype)
+    k.maxout_backward(_np.ascontiguousarray(g).reshape(-1), arg.reshape(-1), pieces, gx.reshape(-1))
+    return gx
+
+
+def _dropout(x, u, p):
+    """x * mask, mask = 1/(1-p) where u < 1-p, else 0 (in x's dtype)."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if tuple(u.shape) != tuple(x.shape):
+        raise ValueError(f"dropout: draws of shape {tuple(u.shape)} for input {tuple(x.shape)}")
+    k = _layers(x)
+    if k is None or x.size == 0 or not isinstance(u, _np.ndarray) or u.dtype != _np.float32:
+        return _ref.dropout_forward(x, u, p)
+    out = _np.empty(x.shape, dtype=x.dtype)
+    k.dropout(_np.ascontiguousarray(x).reshape(-1), _np.ascontiguousarray(u).reshape(-1),
+              _ref.dropout_keep(p), x.dtype.type(1.0 / (1.0 - p)), out.reshape(-1))
+    return out
+
+
+def dropout_forward(x, u, p):
+    """Inverted dropout of x given its uniform draws u (float32, x's shape):
+    x * (u < 1-p) / (1-p). The draws, not a mask, are what the backward keeps."""
+    return _dropout(x, u, p)
+
+
+def dropout_backward(g, u, p):
+    """g * (u < 1-p) / (1-p): the same mask and scale as the forward."""
+    return _dropout(g, u, p)
+
+
+def sgd_momentum_(p, v, g, lr, momentum, nesterov=False):
+    """In place: v <- momentum v - lr g; p <- p + v (Nesterov: p <- p +
+    momentum v - lr g). One pass over memory when compiled; bit for bit the
+    reference's result either way (lr, momentum rounded to p's dtype, as NumPy
+    does for Python floats)."""
+    k = load("update")
+    if (k is None or not _numpy_floats(p, v, g) or p.shape != v.shape or p.shape != g.shape
+            or not (p.flags.c_contiguous and v.flags.c_contiguous)):
+        return _ref.sgd_momentum_(p, v, g, lr, momentum, nesterov)
+    k.sgd_momentum(p.reshape(-1), v.reshape(-1), _np.ascontiguousarray(g).reshape(-1),
+                   float(lr), float(momentum), bool(nesterov))

@@ -1,11 +1,14 @@
-"""Plain array-module references for the fused activation kernels.
+"""Plain array-module references for the compiled kernels.
 
-These are the truth the Cython kernels in ``activations.pyx`` are tested
-against, and the path used when the kernels are absent or disabled, or when the
+These are the truth the Cython kernels in ``activations.pyx`` (fused
+activations), ``layers.pyx`` (linear, maxout, dropout) and ``update.pyx`` (SGD)
+are tested against, and the path used when the kernels are absent or disabled, or when the
 backend is CuPy. All take and return arrays of one floating dtype (float32 or
 float64) and are exact at large |x|: no ``1 - sigmoid(x)`` cancellation, no
 overflow of ``exp``.
 """
+import numpy  # host scalars only
+
 from .. import backend
 
 
@@ -68,3 +71,60 @@ def maxout_backward(g, arg, pieces):
     xp = backend.xp
     onehot = xp.arange(pieces) == arg[..., None]
     return (onehot * g[..., None]).astype(g.dtype).reshape(g.shape[:-1] + (g.shape[-1] * pieces,))
+
+
+# --- layers (layers.pyx, update.pyx) ------------------------------------------
+
+def linear_forward(x, weight, bias=None, activation=None):
+    """act(x @ weight + bias) -> (y, saved): saved is y for relu, the
+    pre-activation for sigmoid, None without activation."""
+    z = x @ weight
+    if bias is not None:
+        z += bias
+    if activation is None:
+        return z, None
+    if activation == "relu":
+        y = relu_forward(z)
+        return y, y
+    if activation == "sigmoid":
+        return sigmoid_forward(z), z
+    raise ValueError(f"unknown activation {activation!r}")
+
+
+def linear_backward(g, x, weight, saved, activation=None, need_x=True, need_weight=True,
+                    need_bias=True):
+    """(g W^T, x^T g, sum_rows g) with g first multiplied by act'; None where not needed."""
+    if activation == "relu":
+        g = relu_backward(g, saved)
+    elif activation == "sigmoid":
+        g = sigmoid_backward(g, saved)
+    elif activation is not None:
+        raise ValueError(f"unknown activation {activation!r}")
+    return (g @ weight.T if need_x else None,
+            x.T @ g if need_weight else None,
+            g.sum(axis=0) if need_bias else None)
+
+
+def dropout_keep(p):
+    """The keep threshold 1-p as the float32 value the float32 draws are
+    compared with (as NumPy 2 compares float32 arrays with a Python float)."""
+    return float(numpy.float32(1.0 - p))
+
+
+def dropout_forward(x, u, p):
+    """x * mask, mask = 1/(1-p) (in x's dtype) where the draw u < 1-p, else 0."""
+    mask = (u < dropout_keep(p)).astype(x.dtype) * (1.0 / (1.0 - p))
+    return x * mask
+
+
+dropout_backward = dropout_forward      # g * the same mask
+
+
+def sgd_momentum_(p, v, g, lr, momentum, nesterov=False):
+    """In place: v <- momentum v - lr g; p <- p + v (Nesterov: p += momentum v - lr g)."""
+    v *= momentum
+    v -= lr * g
+    if nesterov:
+        p += momentum * v - lr * g
+    else:
+        p += v
