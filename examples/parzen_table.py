@@ -97,11 +97,18 @@ def main(argv=None):
 
     # 1. validation curve of every generator over its snapshots
     curve, best = [], {}
+    cache_path = os.path.join(args.run, "parzen_valid_cache.json")   # reruns skip done snapshots
+    cache = json.load(open(cache_path)) if os.path.exists(cache_path) else {}
     for name, snaps in snapshots(args.run).items():
         for epoch, path in snaps:
-            s = sample(load_G(path), args.n_samples)
-            sigma, lls = parzen.select_sigma(valid_x, s, PAPER_SIGMAS)
-            ll = float(np.max(lls))
+            key = f"{os.path.basename(path)}:{args.n_samples}:{args.n_valid}"
+            if key not in cache:
+                s = sample(load_G(path), args.n_samples)
+                sigma, lls = parzen.select_sigma(valid_x, s, PAPER_SIGMAS)
+                cache[key] = [float(sigma), float(np.max(lls))]
+                with open(cache_path, "w") as f:
+                    json.dump(cache, f)
+            sigma, ll = cache[key]
             curve.append({"generator": name, "epoch": epoch, "valid_ll": ll, "sigma": float(sigma)})
             print(f"{name:14s} epoch {epoch:4d}  valid LL {ll:8.2f}  sigma {sigma:.3f}", flush=True)
             if ll > best.get(name, {"valid_ll": -np.inf})["valid_ll"]:
