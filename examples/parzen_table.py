@@ -58,20 +58,22 @@ def snapshots(run):
     return found
 
 
-def nearest_train_figure(samples, train_x, path, n=24):
-    """Fig. 2: rows of samples, each followed by its nearest training image."""
+def nearest_train_figure(samples, train_x, path, rows=8, cols=6):
+    """Fig. 2 as in the paper: rows of samples; the rightmost column (after a
+    gap, on a grey background) is the training image nearest to the sample
+    beside it, to show the model has not memorised the training set."""
     from PIL import Image
-    s = samples[:n]
-    d2 = (s * s).sum(1)[:, None] + (train_x * train_x).sum(1)[None, :] - 2 * s @ train_x.T
+    s = samples[:rows * cols].reshape(rows, cols, 784)
+    last = s[:, -1]
+    d2 = (last * last).sum(1)[:, None] + (train_x * train_x).sum(1)[None, :] - 2 * last @ train_x.T
     nn_img = train_x[d2.argmin(1)]
-    cols = 6                                # 6 pairs per row: sample | nearest
-    rows = n // cols
-    canvas = np.ones((rows * 29 + 1, cols * 2 * 29 + cols * 4 + 1), np.float32)
-    for k in range(n):
-        r, c = divmod(k, cols)
-        x0 = 1 + c * (2 * 29 + 4)
-        canvas[1 + 29 * r:29 * r + 29, x0:x0 + 28] = s[k].reshape(28, 28)
-        canvas[1 + 29 * r:29 * r + 29, x0 + 29:x0 + 57] = 1 - 0.6 * (1 - nn_img[k].reshape(28, 28))
+    gap = 6
+    canvas = np.ones((rows * 29 + 1, (cols + 1) * 29 + gap + 1), np.float32)
+    for r in range(rows):
+        for c in range(cols):
+            canvas[1 + 29 * r:29 * r + 29, 1 + 29 * c:29 * c + 29] = s[r, c].reshape(28, 28)
+        x0 = 1 + 29 * cols + gap
+        canvas[1 + 29 * r:29 * r + 29, x0:x0 + 28] = 0.35 + 0.65 * nn_img[r].reshape(28, 28)
     Image.fromarray((canvas * 255).astype(np.uint8)).resize(
         (canvas.shape[1] * 3, canvas.shape[0] * 3), Image.NEAREST).save(path)
 
