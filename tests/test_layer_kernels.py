@@ -84,6 +84,62 @@ def test_gemm_takes_c_and_f_layouts_without_copies(layers_kernel, dtype):
     close(c, a @ b + 0.5 * c0, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(64, 256, 300), (300, 256, 64), (37, 1100, 203)])
+def test_gemm_split_over_threads_equals_one_call(layers_kernel, dtype, shape):
+    """Big products are cut into bands of columns (or rows) run on the
+    module's workers; every layout and beta must give the single call's result."""
+    m, k, n = shape                                           # m*n*k >= 2**22: split
+    a, b = rand(m, k, dtype=dtype), rand(k, n, dtype=dtype, seed=1)
+    c0 = rand(m, n, dtype=dtype, seed=2)
+    threads = layers_kernel.split_threads()
+    for A in (a, np.asfortranarray(a)):
+        for B in (b, np.asfortranarray(b)):
+            for beta in (0.0, 1.0):
+                want = c0.copy()
+                prev = layers_kernel.set_split(False)
+                try:
+                    layers_kernel.gemm(A, B, want, beta)
+                finally:
+                    layers_kernel.set_split(prev)
+                got = c0.copy()
+                layers_kernel.gemm(A, B, got, beta)
+                # sums of k products of unit normals: float32 rounding grows with k
+                tol = TOL[dtype] if dtype == np.float64 else dict(rtol=2e-5, atol=1e-6 * k)
+                np.testing.assert_allclose(got, want, err_msg=f"{shape} beta {beta}", **tol)
+                np.testing.assert_allclose(got, a @ b + beta * c0, **tol)
+    assert layers_kernel.split_threads() == threads           # BLAS's thread count restored
+
+
+def test_gemm_split_follows_the_blas_thread_setting(layers_kernel):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if layers_kernel.split_threads() < 2:
+        pytest.skip("one BLAS thread (or thread functions not found): nothing is split")
+    with threadpoolctl.threadpool_limits(1):
+        assert layers_kernel.split_threads() == 1
+    assert layers_kernel.split_threads() >= 2
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_gemm_split_works_in_a_forked_child(layers_kernel):
+    """Worker threads do not survive fork(): the child starts its own."""
+    a, b = rand(64, 256, dtype=np.float32), rand(256, 300, dtype=np.float32, seed=1)
+    c = np.empty((64, 300), np.float32)
+    layers_kernel.gemm(a, b, c)                               # workers started in the parent
+    pid = os.fork()
+    if pid == 0:                                              # child: never return into pytest
+        import signal
+        signal.alarm(20)
+        try:
+            d = np.empty_like(c)
+            layers_kernel.gemm(a, b, d)
+            os._exit(0 if np.array_equal(c, d) else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
 def test_gemm_refuses_what_blas_cannot_take(layers_kernel):
     a, b = rand(6, 4), rand(4, 3)
     with pytest.raises(ValueError, match="contiguous"):

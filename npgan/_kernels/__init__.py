@@ -28,6 +28,9 @@ def load(name):
             _cache[name] = importlib.import_module(f"{__name__}.{name}")
         except ImportError:
             _cache[name] = None
+        else:
+            if name in _ON_LOAD:
+                _ON_LOAD[name](_cache[name])
     return _cache[name]
 
 
@@ -127,6 +130,45 @@ log_sigmoid_backward = _binary("sigmoid_times", "log_sigmoid_backward", -1)
 # empty batch to the reference instead, which returns the empty result.
 
 ACTIVATIONS = (None, "relu", "sigmoid")
+
+
+def _blas_thread_functions():
+    """Addresses of (get_num_threads, set_num_threads) of the OpenBLAS behind
+    scipy.linalg.cython_blas, or (0, 0) when it cannot be told apart (not
+    Linux, not OpenBLAS, or several candidates)."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split(None, 5)[5].strip() for line in f if "openblas" in line.lower()
+                    and len(line.split(None, 5)) == 6}
+    except OSError:
+        return 0, 0
+    scipys = [p for p in libs if "scipy" in os.path.basename(os.path.dirname(p))]
+    libs = scipys or sorted(libs)
+    if len(libs) != 1:
+        return 0, 0
+    try:
+        lib = ctypes.CDLL(libs[0])
+    except OSError:
+        return 0, 0
+    for prefix in ("scipy_openblas", "openblas"):
+        for suffix in ("", "64_"):
+            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                return (ctypes.cast(get, ctypes.c_void_p).value,
+                        ctypes.cast(put, ctypes.c_void_p).value)
+    return 0, 0
+
+
+def _setup_layers(module):
+    """On first load: let layers.gemm split big products over threads (see
+    layers.pyx) unless NPGAN_GEMM_SPLIT=0 leaves the threading to BLAS."""
+    module.set_blas_threading(*_blas_thread_functions())
+    module.set_split(os.environ.get("NPGAN_GEMM_SPLIT", "") != "0")
+
+
+_ON_LOAD = {"layers": _setup_layers}
 _ACT_CODE = {None: 0, "relu": 1, "sigmoid": 2}      # as in layers.pyx
 
 

@@ -6,7 +6,9 @@
   without SciPy, and npgan then uses its NumPy references). ``a`` and ``b`` may
   each be C- or F-contiguous (a transposed view costs no copy): row-major
   C = A B is column-major C^T = B^T A^T, so the operands are handed over
-  swapped, with 'N' or 'T' according to their layout.
+  swapped, with 'N' or 'T' according to their layout. A big product is cut
+  into as many bands as BLAS has threads, computed at once by single-threaded
+  BLAS calls on workers that block instead of spinning (see "The split").
 * ``bias_act``: the GEMM's epilogue, y = act(y + b) in one pass over y
   (act: 0 none, 1 relu, 2 sigmoid, which also keeps the pre-activation).
 * ``act_backward``: the backward prologue, g_pre = g * act'(.) and the bias
@@ -18,15 +20,18 @@
   (float32, from the caller's numpy Generator); forward and backward alike.
 
 Each equals its namesake in ``reference.py`` (tests/test_layer_kernels.py).
-Empty arrays are refused with a ValueError. Arrays arrive C-contiguous and of one float dtype (the wrappers in
-``npgan._kernels`` make them so, or take the reference path); loops run
-without the GIL, single-threaded; BLAS uses its own thread settings
-(OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / threadpoolctl).
+Empty arrays are refused with a ValueError. Arrays arrive C-contiguous and
+of one float dtype (the wrappers in ``npgan._kernels`` make them so, or take
+the reference path); loops run without the GIL, single-threaded; GEMMs use as
+many threads as BLAS is set to (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS /
+threadpoolctl).
 """
 cimport numpy as cnp
 from cython cimport floating
-from libc.math cimport exp, expf, fabs, fabsf
+from libc.math cimport exp, fabs
 from libc.string cimport memset
+from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_acquire_lock,
+                               PyThread_release_lock, WAIT_LOCK, NOWAIT_LOCK)
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cnp.import_array()
@@ -46,6 +51,154 @@ cdef enum:
 
 
 # ----------------------------------------------------------------------------- GEMM
+# One BLAS call, in BLAS's column-major terms: the row-major product C = A B
+# (M x N) is C^T = op(B^T) op(A^T), so B goes first. ``tb``/``ta`` are 'N' when
+# the row-major operand is C-contiguous (ld = its columns) and 'T' when it is
+# F-contiguous (ld = its rows).
+
+cdef struct Gemm:
+    char tb, ta
+    int n, m, k, ldb, lda, ldc          # n, m: columns and rows of the row-major C
+    double alpha, beta
+    char *b
+    char *a
+    char *c
+    int itemsize                         # 4: sgemm, 8: dgemm
+
+
+cdef void _run(Gemm *g) noexcept nogil:
+    cdef float sa = <float> g.alpha, sb = <float> g.beta
+    if g.itemsize == 4:
+        sgemm(&g.tb, &g.ta, &g.n, &g.m, &g.k, &sa, <float *> g.b, &g.ldb, <float *> g.a, &g.lda,
+              &sb, <float *> g.c, &g.ldc)
+    else:
+        dgemm(&g.tb, &g.ta, &g.n, &g.m, &g.k, &g.alpha, <double *> g.b, &g.ldb, <double *> g.a,
+              &g.lda, &g.beta, <double *> g.c, &g.ldc)
+
+
+cdef Gemm _part(Gemm *g, int i, int parts, bint by_columns) noexcept nogil:
+    """Block i of ``parts`` of g: a band of C's columns (or rows), edges on
+    multiples of 16 elements; the operand it needs is offset to match."""
+    cdef Gemm p = g[0]
+    cdef int total = g.n if by_columns else g.m
+    cdef int lo = (<long> total * i // parts) // 16 * 16
+    cdef int hi = total if i == parts - 1 else (<long> total * (i + 1) // parts) // 16 * 16
+    if by_columns:                       # C[:, lo:hi] = A B[:, lo:hi]
+        p.n = hi - lo
+        p.b = g.b + <long> lo * (1 if g.tb == b'N' else g.ldb) * g.itemsize
+        p.c = g.c + <long> lo * g.itemsize
+    else:                                # C[lo:hi] = A[lo:hi] B
+        p.m = hi - lo
+        p.a = g.a + <long> lo * (g.lda if g.ta == b'N' else 1) * g.itemsize
+        p.c = g.c + <long> lo * g.ldc * g.itemsize
+    return p
+
+
+# The split: a GEMM big enough is cut into ``t`` bands run at once by t
+# single-threaded BLAS calls, one on the calling thread and the others on
+# workers of this module, where t is the thread count BLAS is configured with
+# (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, or threadpoolctl at run time), read
+# at every call; BLAS is set to 1 thread for the duration and restored. The
+# workers wait on locks (futexes) and never spin, so on a machine shared with
+# other jobs a step slows down gracefully, where BLAS's own spinning threads
+# collapse (OpenBLAS with 2 threads on 2 busy cores: several times slower than
+# with 1). Needs the BLAS's thread-count functions (``set_blas_threading``);
+# without them, or with set_split(False), BLAS threads itself.
+
+ctypedef int (*get_threads_t)() noexcept nogil
+ctypedef void (*set_threads_t)(int) noexcept nogil
+
+cdef enum:
+    MAX_THREADS = 64
+    SPLIT_MIN_WORK = 1 << 22             # M*N*K below this: one call (the sync would cost more)
+
+cdef get_threads_t _blas_get = NULL
+cdef set_threads_t _blas_set = NULL
+cdef bint _split = True
+cdef Gemm _jobs[MAX_THREADS]
+cdef PyThread_type_lock _go[MAX_THREADS]
+cdef PyThread_type_lock _done[MAX_THREADS]
+cdef PyThread_type_lock _busy = NULL     # one caller at a time drives the workers
+cdef int _workers = 0                    # workers 1.._workers are running
+
+
+def set_blas_threading(size_t get_address, size_t set_address):
+    """Give the addresses of the BLAS's ``int get_num_threads(void)`` and
+    ``void set_num_threads(int)`` (0, 0: unknown; then no split)."""
+    global _blas_get, _blas_set
+    _blas_get = <get_threads_t> get_address
+    _blas_set = <set_threads_t> set_address
+
+
+def set_split(bint on):
+    """Split big GEMMs over this module's workers (True) or leave the
+    threading to BLAS (False). Returns the previous setting."""
+    global _split
+    prev, _split = _split, on
+    return prev
+
+
+def split_threads():
+    """How many bands a big GEMM is cut into now (1: no split)."""
+    if not _split or _blas_get == NULL or _blas_set == NULL:
+        return 1
+    return max(1, min(_blas_get(), MAX_THREADS))
+
+
+def _worker(int i):
+    with nogil:
+        while True:
+            PyThread_acquire_lock(_go[i], WAIT_LOCK)
+            if _jobs[i].itemsize == 0:          # told to stop
+                break
+            _run(&_jobs[i])
+            PyThread_release_lock(_done[i])
+
+
+def _start_workers(int upto):
+    """Workers 1..upto-1 running (started on first need; threads are daemons)."""
+    global _workers, _busy
+    import threading
+    if _busy == NULL:
+        _busy = PyThread_allocate_lock()
+    while _workers < upto - 1:
+        i = _workers + 1
+        _go[i] = PyThread_allocate_lock()
+        _done[i] = PyThread_allocate_lock()
+        if _go[i] == NULL or _done[i] == NULL:
+            raise MemoryError("npgan gemm: cannot allocate a lock")
+        PyThread_acquire_lock(_go[i], WAIT_LOCK)     # held: the worker waits on it
+        PyThread_acquire_lock(_done[i], WAIT_LOCK)   # held: released when a job is done
+        threading.Thread(target=_worker, args=(i,), daemon=True,
+                         name=f"npgan-gemm-{i}").start()
+        _workers = i
+
+
+def _after_fork_in_child():
+    """The workers did not survive a fork(): start afresh when next needed."""
+    global _workers, _busy
+    _workers = 0
+    _busy = NULL
+
+
+import os as _os
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+cdef void _run_split(Gemm *g, int parts) noexcept nogil:
+    cdef int i, prev = _blas_get()
+    cdef bint by_columns = g.n >= g.m
+    cdef Gemm mine = _part(g, 0, parts, by_columns)
+    _blas_set(1)
+    for i in range(1, parts):
+        _jobs[i] = _part(g, i, parts, by_columns)
+        PyThread_release_lock(_go[i])
+    _run(&mine)
+    for i in range(1, parts):
+        PyThread_acquire_lock(_done[i], WAIT_LOCK)
+    _blas_set(prev)
+
 
 cdef inline int _op(cnp.ndarray a, char *trans, int *ld) except -1:
     """BLAS operand of row-major ``a`` as seen column-major: 'N' with ld =
@@ -63,11 +216,11 @@ cdef inline int _op(cnp.ndarray a, char *trans, int *ld) except -1:
 
 def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, double beta=0.0):
     """c = a @ b + beta * c. a (m, k), b (k, n): C- or F-contiguous; c (m, n)
-    C-contiguous; one dtype, float32 or float64. Returns c."""
-    cdef int m = a.shape[0], k = a.shape[1], n = b.shape[1], lda, ldb, ldc = max(n, 1)
-    cdef char ta, tb
-    cdef float sa = 1, sb = <float> beta
-    cdef double da = 1, db = beta
+    C-contiguous; one dtype, float32 or float64. Returns c. Big products are
+    split over threads (see above)."""
+    cdef Gemm g
+    cdef int parts = 1
+    cdef long m = a.shape[0], k = a.shape[1], n = b.shape[1]
     if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n:
         raise ValueError(f"gemm: shapes ({m}, {k}) @ ({b.shape[0]}, {n}) -> "
                          f"({c.shape[0]}, {c.shape[1]}) do not match")
@@ -75,36 +228,162 @@ def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, double beta=0.0):
         raise ValueError("gemm: the output must be C-contiguous")
     if not (a.dtype == b.dtype == c.dtype):
         raise TypeError(f"gemm: one dtype needed, got {a.dtype}, {b.dtype}, {c.dtype}")
+    if c.dtype.num != cnp.NPY_FLOAT32 and c.dtype.num != cnp.NPY_FLOAT64:
+        raise TypeError(f"gemm: float32 or float64 needed, got {c.dtype}")
     _nonempty("gemm", m)
     _nonempty("gemm", n)
     _nonempty("gemm", k)
-    _op(a, &ta, &lda)
-    _op(b, &tb, &ldb)
-    if c.dtype.num == cnp.NPY_FLOAT32:
-        with nogil:
-            sgemm(&tb, &ta, &n, &m, &k, &sa, <float *> cnp.PyArray_DATA(b), &ldb,
-                  <float *> cnp.PyArray_DATA(a), &lda, &sb, <float *> cnp.PyArray_DATA(c), &ldc)
-    elif c.dtype.num == cnp.NPY_FLOAT64:
-        with nogil:
-            dgemm(&tb, &ta, &n, &m, &k, &da, <double *> cnp.PyArray_DATA(b), &ldb,
-                  <double *> cnp.PyArray_DATA(a), &lda, &db, <double *> cnp.PyArray_DATA(c), &ldc)
-    else:
-        raise TypeError(f"gemm: float32 or float64 needed, got {c.dtype}")
+    if m > 2**31 - 1 or n > 2**31 - 1 or k > 2**31 - 1:
+        raise ValueError("gemm: dimensions beyond 32-bit BLAS")
+    _op(a, &g.ta, &g.lda)
+    _op(b, &g.tb, &g.ldb)
+    g.m, g.n, g.k, g.ldc = m, n, k, max(n, 1)
+    g.alpha, g.beta = 1.0, beta
+    g.a, g.b, g.c = <char *> cnp.PyArray_DATA(a), <char *> cnp.PyArray_DATA(b), \
+        <char *> cnp.PyArray_DATA(c)
+    g.itemsize = c.itemsize
+    if m * n * k >= SPLIT_MIN_WORK:
+        parts = min(split_threads(), max(n, m) // 16)
+    if parts > 1:
+        _start_workers(parts)
+        if PyThread_acquire_lock(_busy, NOWAIT_LOCK):   # else another thread has the workers
+            with nogil:
+                _run_split(&g, parts)
+            PyThread_release_lock(_busy)
+            return c
+    with nogil:
+        _run(&g)
     return c
+
+
+# ----------------------------------------------------------------------------- C loops
+# float32 loops in C with restrict pointers and no branches, so that GCC
+# vectorizes them (AVX-512 / AVX2 clones where the machine has them); float64
+# (gradient checks) takes the plain Cython loops below, with libm's exp.
+
+cdef extern from * nogil:
+    """
+    #include <stdint.h>
+    #include <string.h>
+
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define NPL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+    #else
+    #define NPL_CLONES
+    #endif
+    #define NPL_INLINE static inline __attribute__((always_inline))
+
+    NPL_INLINE float npl_bits_to_float(int32_t i) { float f; memcpy(&f, &i, 4); return f; }
+    NPL_INLINE int32_t npl_float_to_bits(float f) { int32_t i; memcpy(&i, &f, 4); return i; }
+
+    /* e^x for x <= 0, float32, within 2 ulp (NaN -> NaN, -inf -> 0); branch-free.
+       x = n ln2 + r, |r| <= ln2/2 (Cody-Waite: n * ln2_hi is exact), e^r by its
+       Taylor polynomial of degree 7 (error < 6e-9), 2^n as two normal powers of
+       two so that results down to the smallest subnormal round once. */
+    NPL_INLINE float npl_exp_neg(float x) {
+        const float magic = 12582912.0f;            /* 1.5 * 2^23: t - magic = round(x log2 e) */
+        x = x < -104.0f ? -104.0f : x;              /* e^-104 rounds to 0 */
+        float t = x * 1.44269504088896341f + magic;
+        float n = t - magic;
+        float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+        float p = 1.0f / 5040;
+        p = p * r + 1.0f / 720;
+        p = p * r + 1.0f / 120;
+        p = p * r + 1.0f / 24;
+        p = p * r + 1.0f / 6;
+        p = p * r + 0.5f;
+        p = p * r + 1.0f;
+        p = p * r + 1.0f;
+        int32_t k = npl_float_to_bits(t) - npl_float_to_bits(magic);   /* n, in [-150, 0] */
+        int32_t k1 = k >> 1, k2 = k - k1;
+        return p * npl_bits_to_float((k1 + 127) << 23) * npl_bits_to_float((k2 + 127) << 23);
+    }
+
+    NPL_INLINE float npl_sigmoid(float v) {
+        float e = npl_exp_neg(v < 0 ? v : -v);
+        return (v >= 0 ? 1.0f : e) / (1.0f + e);
+    }
+
+    /* y = act(y + b) over rows of m; act 0 none, 1 relu, 2 sigmoid (pre = y + b) */
+    NPL_CLONES static void npl_bias_act_f(float *restrict y, const float *restrict b, int64_t n,
+                                          int64_t m, int act, float *restrict pre) {
+        for (int64_t i = 0; i < n; i++) {
+            float *restrict yi = y + i * m;
+            if (act == 1) {
+                if (b) for (int64_t j = 0; j < m; j++) { float v = yi[j] + b[j]; yi[j] = v <= 0 ? 0.0f : v; }
+                else   for (int64_t j = 0; j < m; j++) { float v = yi[j]; yi[j] = v <= 0 ? 0.0f : v; }
+            } else if (act == 2) {
+                float *restrict pi = pre + i * m;
+                for (int64_t j = 0; j < m; j++) {
+                    float v = b ? yi[j] + b[j] : yi[j];
+                    pi[j] = v;
+                    yi[j] = npl_sigmoid(v);
+                }
+            } else if (b) {
+                for (int64_t j = 0; j < m; j++) yi[j] += b[j];
+            }
+        }
+    }
+
+    /* gpre = g * act'(saved), gb (if not NULL) = column sums of gpre, row by row */
+    NPL_CLONES static void npl_act_backward_f(const float *restrict g, const float *restrict saved,
+                                              int64_t n, int64_t m, int act, float *restrict gpre,
+                                              float *restrict gb) {
+        if (gb) memset(gb, 0, sizeof(float) * m);
+        for (int64_t i = 0; i < n; i++) {
+            const float *restrict gi = g + i * m, *restrict si = saved + i * m;
+            float *restrict oi = gpre + i * m;
+            if (act == 1) {
+                for (int64_t j = 0; j < m; j++) oi[j] = si[j] > 0 ? gi[j] : 0.0f;
+            } else if (act == 2) {
+                for (int64_t j = 0; j < m; j++) {
+                    float v = si[j], e = npl_exp_neg(v < 0 ? v : -v);
+                    oi[j] = gi[j] * (e / ((1.0f + e) * (1.0f + e)));
+                }
+            }
+            if (gb) {
+                const float *restrict src = act ? oi : gi;
+                for (int64_t j = 0; j < m; j++) gb[j] += src[j];
+            }
+        }
+    }
+
+    /* maxout, float32 or float64 (T): one pass per piece over all units, the
+       running max and its index kept in y and arg (strided loads, vectorized
+       across units; the first maximum wins ties as its index is only replaced
+       by a strictly greater value). Returns 1 if a NaN was seen: the caller
+       then redoes the array with the NaN-aware loop. */
+    #define NPL_MAXOUT(T, NAME) \
+    NPL_CLONES static int NAME(const T *restrict x, int64_t units, int pieces, T *restrict y, \
+                               uint8_t *restrict arg) { \
+        int nan = 0; \
+        for (int64_t u = 0; u < units; u++) { T v = x[u * pieces]; y[u] = v; arg[u] = 0; nan |= v != v; } \
+        for (int k = 1; k < pieces; k++) { \
+            for (int64_t u = 0; u < units; u++) { \
+                T v = x[u * pieces + k], b = y[u]; \
+                int c = v > b; \
+                y[u] = c ? v : b; \
+                arg[u] = c ? (uint8_t)k : arg[u]; \
+                nan |= v != v; \
+            } \
+        } \
+        return nan; \
+    }
+    NPL_MAXOUT(float, npl_maxout_f)
+    NPL_MAXOUT(double, npl_maxout_d)
+    """
+    void npl_bias_act_f(float *y, const float *b, Py_ssize_t n, Py_ssize_t m, int act, float *pre)
+    void npl_act_backward_f(const float *g, const float *saved, Py_ssize_t n, Py_ssize_t m, int act,
+                            float *gpre, float *gb)
+    int npl_maxout_f(const float *x, Py_ssize_t units, int pieces, float *y, cnp.uint8_t *arg)
+    int npl_maxout_d(const double *x, Py_ssize_t units, int pieces, double *y, cnp.uint8_t *arg)
 
 
 # ----------------------------------------------------------------------------- activations
 
-cdef inline floating _exp_neg_abs(floating x) noexcept nogil:
-    if floating is float:
-        return expf(-fabsf(x))
-    else:
-        return exp(-fabs(x))
-
-
-cdef inline floating _sigmoid(floating x) noexcept nogil:
+cdef inline double _sigmoid_d(double x) noexcept nogil:
     # as reference.sigmoid_forward: from exp(-|x|), never overflows
-    cdef floating e = _exp_neg_abs(x)
+    cdef double e = exp(-fabs(x))
     if x >= 0:
         return 1 / (1 + e)
     return e / (1 + e)
@@ -114,7 +393,7 @@ def bias_act(floating[:, ::1] y, floating[::1] b, int act, floating[:, ::1] pre)
     """In place: y = act(y + b) (b may be None); act SIGMOID also stores
     y + b in ``pre`` (the backward needs it; else pass None)."""
     cdef Py_ssize_t i, j, n = y.shape[0], m = y.shape[1]
-    cdef floating v
+    cdef double v
     cdef bint has_b = b is not None
     _nonempty("bias_act", n * m)
     if has_b and b.shape[0] != m:
@@ -123,17 +402,22 @@ def bias_act(floating[:, ::1] y, floating[::1] b, int act, floating[:, ::1] pre)
         raise ValueError("bias_act: sigmoid needs a pre-activation array of y's shape")
     if act == NONE and not has_b:
         return
-    with nogil:
-        for i in range(n):
-            for j in range(m):
-                v = y[i, j] + b[j] if has_b else y[i, j]
-                if act == RELU:
-                    y[i, j] = 0 if v <= 0 else v      # NaN stays NaN, as numpy.maximum
-                elif act == SIGMOID:
-                    pre[i, j] = v
-                    y[i, j] = _sigmoid(v)
-                else:
-                    y[i, j] = v
+    if floating is float:
+        with nogil:
+            npl_bias_act_f(&y[0, 0], &b[0] if has_b else NULL, n, m, act,
+                           &pre[0, 0] if act == SIGMOID else NULL)
+    else:
+        with nogil:
+            for i in range(n):
+                for j in range(m):
+                    v = y[i, j] + b[j] if has_b else y[i, j]
+                    if act == RELU:
+                        y[i, j] = 0 if v <= 0 else v      # NaN stays NaN, as numpy.maximum
+                    elif act == SIGMOID:
+                        pre[i, j] = v
+                        y[i, j] = _sigmoid_d(v)
+                    else:
+                        y[i, j] = v
 
 
 def act_backward(floating[:, ::1] g, floating[:, ::1] saved, int act,
@@ -142,29 +426,34 @@ def act_backward(floating[:, ::1] g, floating[:, ::1] saved, int act,
     sigmoid; unused for NONE, where gpre may be None) and, unless gb is None,
     gb = gpre.sum(axis=0), in one pass over g."""
     cdef Py_ssize_t i, j, n = g.shape[0], m = g.shape[1]
-    cdef floating v, e
+    cdef double v, e
     cdef bint want_b = gb is not None
     _nonempty("act_backward", n * m)
-    if want_b:
-        if gb.shape[0] != m:
-            raise ValueError("act_backward: bias gradient length does not match")
-        gb[:] = 0
+    if want_b and gb.shape[0] != m:
+        raise ValueError("act_backward: bias gradient length does not match")
     if act != NONE and (saved is None or gpre is None or saved.shape[0] != n or saved.shape[1] != m
                         or gpre.shape[0] != n or gpre.shape[1] != m):
         raise ValueError("act_backward: saved and gpre must have g's shape")
-    with nogil:
-        for i in range(n):
-            for j in range(m):
-                v = g[i, j]
-                if act == RELU:
-                    v = v if saved[i, j] > 0 else 0
-                    gpre[i, j] = v
-                elif act == SIGMOID:
-                    e = _exp_neg_abs(saved[i, j])
-                    v = v * (e / ((1 + e) * (1 + e)))
-                    gpre[i, j] = v
-                if want_b:
-                    gb[j] += v
+    if floating is float:
+        with nogil:
+            npl_act_backward_f(&g[0, 0], &saved[0, 0] if act != NONE else NULL, n, m, act,
+                               &gpre[0, 0] if act != NONE else NULL, &gb[0] if want_b else NULL)
+    else:
+        if want_b:
+            gb[:] = 0
+        with nogil:
+            for i in range(n):
+                for j in range(m):
+                    v = g[i, j]
+                    if act == RELU:
+                        v = v if saved[i, j] > 0 else 0
+                        gpre[i, j] = v
+                    elif act == SIGMOID:
+                        e = exp(-fabs(saved[i, j]))
+                        v = v * (e / ((1 + e) * (1 + e)))
+                        gpre[i, j] = v
+                    if want_b:
+                        gb[j] += v
 
 
 # ----------------------------------------------------------------------------- maxout
@@ -174,37 +463,39 @@ def maxout_forward(floating[::1] x, int pieces, floating[::1] y, cnp.uint8_t[::1
     first NaN), for the flat C-order data of (..., units*pieces)."""
     cdef Py_ssize_t u, k, base, units = y.shape[0]
     cdef floating best, v
-    cdef int b
+    cdef int b, nan
     _nonempty("maxout_forward", units)
     if pieces < 1 or pieces > 256 or x.shape[0] != units * pieces or arg.shape[0] != units:
         raise ValueError("maxout_forward: sizes do not match (or pieces not in 1..256)")
     with nogil:
-        for u in range(units):
-            base = u * pieces
-            best = x[base]
-            b = 0
-            for k in range(1, pieces):
-                v = x[base + k]
-                if v > best or (v != v and best == best):
-                    best = v
-                    b = k
-            y[u] = best
-            arg[u] = <cnp.uint8_t> b
+        if floating is float:
+            nan = npl_maxout_f(&x[0], units, pieces, &y[0], &arg[0])
+        else:
+            nan = npl_maxout_d(&x[0], units, pieces, &y[0], &arg[0])
+        if nan:                        # rare: redo with NaN handling (the first NaN wins)
+            for u in range(units):
+                base = u * pieces
+                best = x[base]
+                b = 0
+                for k in range(1, pieces):
+                    v = x[base + k]
+                    if v > best or (v != v and best == best):
+                        best = v
+                        b = k
+                y[u] = best
+                arg[u] = <cnp.uint8_t> b
 
 
 def maxout_backward(floating[::1] g, cnp.uint8_t[::1] arg, int pieces, floating[::1] gx):
-    """gx[u*pieces + k] = g[u] if k == arg[u] else 0; every element written."""
-    cdef Py_ssize_t u, k, base, units = g.shape[0]
-    cdef int a
+    """gx[u*pieces + k] = g[u] if k == arg[u] else 0: zeros, then one write per unit."""
+    cdef Py_ssize_t u, units = g.shape[0]
     _nonempty("maxout_backward", units)
     if pieces < 1 or gx.shape[0] != units * pieces or arg.shape[0] != units:
         raise ValueError("maxout_backward: sizes do not match")
     with nogil:
+        memset(&gx[0], 0, gx.shape[0] * sizeof(floating))
         for u in range(units):
-            base = u * pieces
-            a = arg[u]
-            for k in range(pieces):
-                gx[base + k] = g[u] if k == a else 0
+            gx[u * pieces + arg[u]] = g[u]
 
 
 # ----------------------------------------------------------------------------- dropout
