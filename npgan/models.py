@@ -45,8 +45,8 @@ class Generator(nn.Module):
 
     def forward(self, z, logits=False):
         z = z if isinstance(z, Tensor) else Tensor(z)
-        a = self.y(self.h1(self.h0(z).relu()).relu())
-        return a if logits else a.sigmoid()
+        h = self.h1(self.h0(z, activation="relu"), activation="relu")   # fused into each layer's op
+        return self.y(h, activation=None if logits else "sigmoid")
 
 
 class Discriminator(nn.Module):

@@ -141,8 +141,10 @@ class Linear(Module):
             init_weight((in_features, out_features), init, irange, std, rng, dtype)))
         self.bias = Parameter(backend.xp.zeros(out_features, dtype=dtype)) if bias else None
 
-    def forward(self, x):
-        return F.linear(x, self.weight, self.bias)
+    def forward(self, x, activation=None):
+        """activation None, "relu" or "sigmoid": applied inside the same op
+        (one pass over the output with the bias; see F.linear)."""
+        return F.linear(x, self.weight, self.bias, activation=activation)
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}"
