@@ -88,26 +88,21 @@ def test_gemm_takes_c_and_f_layouts_without_copies(layers_kernel, dtype):
 @pytest.mark.parametrize("shape", [(64, 256, 300), (300, 256, 64), (37, 1100, 203)])
 def test_gemm_split_over_threads_equals_one_call(layers_kernel, dtype, shape):
     """Big products are cut into bands of columns (or rows) run on the
-    module's workers; every layout and beta must give the single call's result."""
+    module's threads; every layout and beta must give the product."""
     m, k, n = shape                                           # m*n*k >= 2**22: split
     a, b = rand(m, k, dtype=dtype), rand(k, n, dtype=dtype, seed=1)
     c0 = rand(m, n, dtype=dtype, seed=2)
+    truth = a.astype(np.float64) @ b.astype(np.float64)
     threads = layers_kernel.split_threads()
+    # sums of k products of unit normals: float32 rounding grows with k
+    tol = TOL[dtype] if dtype == np.float64 else dict(rtol=2e-5, atol=1e-6 * k)
     for A in (a, np.asfortranarray(a)):
         for B in (b, np.asfortranarray(b)):
             for beta in (0.0, 1.0):
-                want = c0.copy()
-                prev = layers_kernel.set_split(False)
-                try:
-                    layers_kernel.gemm(A, B, want, beta)
-                finally:
-                    layers_kernel.set_split(prev)
                 got = c0.copy()
                 layers_kernel.gemm(A, B, got, beta)
-                # sums of k products of unit normals: float32 rounding grows with k
-                tol = TOL[dtype] if dtype == np.float64 else dict(rtol=2e-5, atol=1e-6 * k)
-                np.testing.assert_allclose(got, want, err_msg=f"{shape} beta {beta}", **tol)
-                np.testing.assert_allclose(got, a @ b + beta * c0, **tol)
+                np.testing.assert_allclose(got, truth + beta * c0, err_msg=f"{shape} beta {beta}",
+                                           **tol)
     assert layers_kernel.split_threads() == threads           # BLAS's thread count restored
 
 
@@ -118,6 +113,49 @@ def test_gemm_split_follows_the_blas_thread_setting(layers_kernel):
     with threadpoolctl.threadpool_limits(1):
         assert layers_kernel.split_threads() == 1
     assert layers_kernel.split_threads() >= 2
+
+
+def test_gemm_from_several_python_threads_at_once(layers_kernel):
+    """Callers that find the workers busy compute alone; results stay exact."""
+    import threading
+    rng = np.random.default_rng(0)
+    cases = []
+    for _ in range(24):
+        m, k, n = (int(v) for v in rng.integers(16, 300, 3))
+        k = max(k, (1 << 22) // (m * n) + 1) if rng.random() < 0.7 else k   # most are split
+        a, b = rand(m, k, dtype=np.float32, seed=m), rand(k, n, dtype=np.float32, seed=n)
+        if rng.random() < 0.5:
+            a = np.asfortranarray(a)
+        cases.append((a, b, a.astype(np.float64) @ b))
+    errors = []
+
+    def work(offset):
+        try:
+            for i in range(len(cases)):
+                a, b, want = cases[(i + offset) % len(cases)]
+                c = np.empty(want.shape, np.float32)
+                layers_kernel.gemm(a, b, c)
+                np.testing.assert_allclose(c, want, rtol=1e-4, atol=1e-5 * a.shape[1])
+        except Exception as e:                                  # pragma: no cover
+            errors.append(e)
+    threads = [threading.Thread(target=work, args=(o,)) for o in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+@pytest.mark.parametrize("chunks_per_thread", [1, 3, 8])
+def test_gemm_split_into_more_bands_than_threads(layers_kernel, chunks_per_thread):
+    a, b = rand(50, 300, dtype=np.float64), rand(300, 400, dtype=np.float64, seed=1)
+    prev = layers_kernel.set_split(True, chunks_per_thread)
+    try:
+        c = np.empty((50, 400))
+        layers_kernel.gemm(a, b, c)
+    finally:
+        layers_kernel.set_split(*prev)
+    close(c, a @ b, np.float64)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")

@@ -30,8 +30,6 @@ cimport numpy as cnp
 from cython cimport floating
 from libc.math cimport exp, fabs
 from libc.string cimport memset
-from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_acquire_lock,
-                               PyThread_release_lock, WAIT_LOCK, NOWAIT_LOCK)
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cnp.import_array()
@@ -94,16 +92,135 @@ cdef Gemm _part(Gemm *g, int i, int parts, bint by_columns) noexcept nogil:
     return p
 
 
-# The split: a GEMM big enough is cut into ``t`` bands run at once by t
-# single-threaded BLAS calls, one on the calling thread and the others on
-# workers of this module, where t is the thread count BLAS is configured with
-# (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, or threadpoolctl at run time), read
-# at every call; BLAS is set to 1 thread for the duration and restored. The
-# workers wait on locks (futexes) and never spin, so on a machine shared with
-# other jobs a step slows down gracefully, where BLAS's own spinning threads
-# collapse (OpenBLAS with 2 threads on 2 busy cores: several times slower than
-# with 1). Needs the BLAS's thread-count functions (``set_blas_threading``);
-# without them, or with set_split(False), BLAS threads itself.
+# The split: a GEMM big enough is cut into bands of C, ``chunks_per_thread``
+# per thread, that the calling thread and this module's workers claim one at a
+# time and compute with single-threaded BLAS calls, where the thread count is
+# the one BLAS is configured with (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, or
+# threadpoolctl at run time), read at every call; BLAS is set to 1 thread for
+# the duration and restored. Waiting threads block (condition variables) and
+# never spin, and a thread that is late to wake simply finds its bands taken:
+# on a machine shared with other jobs a step slows down gracefully, where
+# BLAS's own spinning threads collapse (OpenBLAS with 2 threads on 2 busy
+# cores: several times slower than with 1). Needs POSIX threads and the BLAS's
+# thread-count functions (``set_blas_threading``); without them, or with
+# set_split(False), BLAS threads itself.
+
+cdef extern from * nogil:
+    """
+    #if defined(_WIN32)
+    #define NPL_HAVE_POOL 0
+    static int npl_pool_acquire(void) { return 0; }
+    static void npl_pool_release(void) {}
+    static int npl_pool_run(void (*fn)(void *, int, int), void *ctx, int chunks, int threads) {
+        for (int i = 0; i < chunks; i++) fn(ctx, i, chunks);
+        return 1;
+    }
+    #else
+    #define NPL_HAVE_POOL 1
+    #include <pthread.h>
+    #include <stdatomic.h>
+
+    /* A job is fn(ctx, i, chunks) for i < chunks. Chunk indices are claimed
+       from npl_next, which holds (job number << 24) | next index, by
+       compare-and-swap, so a worker still holding an old job can never claim
+       (or spend) an index of the next one. The caller waits until npl_done
+       counts every chunk of its job, so none is still running afterwards. */
+    static pthread_mutex_t npl_caller = PTHREAD_MUTEX_INITIALIZER;   /* one job at a time */
+    static pthread_mutex_t npl_mu = PTHREAD_MUTEX_INITIALIZER;
+    static pthread_cond_t npl_work = PTHREAD_COND_INITIALIZER;
+    static pthread_cond_t npl_finished = PTHREAD_COND_INITIALIZER;
+    static long long npl_job = 0;          /* job number, under npl_mu */
+    static void (*npl_fn)(void *, int, int);
+    static void *npl_ctx;
+    static int npl_chunks, npl_helpers;    /* chunks of the job, workers that join it */
+    static int npl_workers = 0;            /* threads started */
+    static _Atomic long long npl_next;
+    static _Atomic int npl_done;
+    static int npl_atfork = 0;
+
+    static int npl_claim(long long job, int chunks) {
+        long long cur = atomic_load(&npl_next);
+        for (;;) {
+            if ((cur >> 24) != job || (int)(cur & 0xffffff) >= chunks) return -1;
+            if (atomic_compare_exchange_weak(&npl_next, &cur, cur + 1)) return (int)(cur & 0xffffff);
+        }
+    }
+
+    static void npl_work_on(long long job, void (*fn)(void *, int, int), void *ctx, int chunks) {
+        int i;
+        while ((i = npl_claim(job, chunks)) >= 0) {
+            fn(ctx, i, chunks);
+            if (atomic_fetch_add(&npl_done, 1) + 1 == chunks) {
+                pthread_mutex_lock(&npl_mu);
+                pthread_cond_broadcast(&npl_finished);
+                pthread_mutex_unlock(&npl_mu);
+            }
+        }
+    }
+
+    static void *npl_worker(void *arg) {
+        int id = (int)(intptr_t)arg;
+        pthread_mutex_lock(&npl_mu);
+        long long seen = npl_job;
+        for (;;) {
+            while (npl_job == seen) pthread_cond_wait(&npl_work, &npl_mu);
+            seen = npl_job;
+            if (id >= npl_helpers) continue;            /* fewer threads wanted now */
+            void (*fn)(void *, int, int) = npl_fn;
+            void *ctx = npl_ctx;
+            int chunks = npl_chunks;
+            pthread_mutex_unlock(&npl_mu);
+            npl_work_on(seen, fn, ctx, chunks);
+            pthread_mutex_lock(&npl_mu);
+        }
+        return NULL;
+    }
+
+    static void npl_child_after_fork(void) {        /* no worker survives fork() */
+        pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+        pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+        npl_caller = m; npl_mu = m; npl_work = c; npl_finished = c;
+        npl_workers = 0;
+    }
+
+    /* 1 if this thread may run a job now (else another one is: compute alone) */
+    static int npl_pool_acquire(void) { return pthread_mutex_trylock(&npl_caller) == 0; }
+    static void npl_pool_release(void) { pthread_mutex_unlock(&npl_caller); }
+
+    /* Run a job on the caller and up to threads-1 workers (pool acquired). */
+    static int npl_pool_run(void (*fn)(void *, int, int), void *ctx, int chunks, int threads) {
+        pthread_mutex_lock(&npl_mu);
+        if (!npl_atfork) { pthread_atfork(NULL, NULL, npl_child_after_fork); npl_atfork = 1; }
+        while (npl_workers < threads - 1) {
+            pthread_t t;
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            int err = pthread_create(&t, &attr, npl_worker, (void *)(intptr_t)npl_workers);
+            pthread_attr_destroy(&attr);
+            if (err) break;                             /* go on with fewer */
+            npl_workers++;
+        }
+        npl_fn = fn; npl_ctx = ctx; npl_chunks = chunks;
+        npl_helpers = threads - 1 < npl_workers ? threads - 1 : npl_workers;
+        atomic_store(&npl_done, 0);
+        long long job = ++npl_job;
+        atomic_store(&npl_next, job << 24);
+        pthread_cond_broadcast(&npl_work);
+        pthread_mutex_unlock(&npl_mu);
+        npl_work_on(job, fn, ctx, chunks);
+        pthread_mutex_lock(&npl_mu);
+        while (atomic_load(&npl_done) < chunks) pthread_cond_wait(&npl_finished, &npl_mu);
+        pthread_mutex_unlock(&npl_mu);
+        return npl_helpers + 1;
+    }
+    #endif
+    """
+    int NPL_HAVE_POOL
+    int npl_pool_acquire()
+    void npl_pool_release()
+    int npl_pool_run(void (*fn)(void *, int, int) noexcept nogil, void *ctx, int chunks, int threads)
+
 
 ctypedef int (*get_threads_t)() noexcept nogil
 ctypedef void (*set_threads_t)(int) noexcept nogil
@@ -115,11 +232,7 @@ cdef enum:
 cdef get_threads_t _blas_get = NULL
 cdef set_threads_t _blas_set = NULL
 cdef bint _split = True
-cdef Gemm _jobs[MAX_THREADS]
-cdef PyThread_type_lock _go[MAX_THREADS]
-cdef PyThread_type_lock _done[MAX_THREADS]
-cdef PyThread_type_lock _busy = NULL     # one caller at a time drives the workers
-cdef int _workers = 0                    # workers 1.._workers are running
+cdef int _chunks_per_thread = 2
 
 
 def set_blas_threading(size_t get_address, size_t set_address):
@@ -130,74 +243,62 @@ def set_blas_threading(size_t get_address, size_t set_address):
     _blas_set = <set_threads_t> set_address
 
 
-def set_split(bint on):
-    """Split big GEMMs over this module's workers (True) or leave the
-    threading to BLAS (False). Returns the previous setting."""
-    global _split
-    prev, _split = _split, on
+def set_split(bint on, int chunks_per_thread=0):
+    """Split big GEMMs over this module's threads (True) or leave the
+    threading to BLAS (False); optionally the bands per thread (default 2:
+    a thread that is late finds work done by the others). Returns the
+    previous (on, chunks_per_thread)."""
+    global _split, _chunks_per_thread
+    prev = (_split, _chunks_per_thread)
+    _split = on
+    if chunks_per_thread > 0:
+        _chunks_per_thread = chunks_per_thread
     return prev
 
 
-def split_threads():
-    """How many bands a big GEMM is cut into now (1: no split)."""
-    if not _split or _blas_get == NULL or _blas_set == NULL:
+cdef int _split_threads() noexcept nogil:
+    if not _split or not NPL_HAVE_POOL or _blas_get == NULL or _blas_set == NULL:
         return 1
     return max(1, min(_blas_get(), MAX_THREADS))
 
 
-def _worker(int i):
-    with nogil:
-        while True:
-            PyThread_acquire_lock(_go[i], WAIT_LOCK)
-            if _jobs[i].itemsize == 0:          # told to stop
-                break
-            _run(&_jobs[i])
-            PyThread_release_lock(_done[i])
+def split_threads():
+    """How many threads a big GEMM is computed on now (1: one BLAS call,
+    threaded by BLAS itself)."""
+    return _split_threads()
 
 
-def _start_workers(int upto):
-    """Workers 1..upto-1 running (started on first need; threads are daemons)."""
-    global _workers, _busy
-    import threading
-    if _busy == NULL:
-        _busy = PyThread_allocate_lock()
-    while _workers < upto - 1:
-        i = _workers + 1
-        _go[i] = PyThread_allocate_lock()
-        _done[i] = PyThread_allocate_lock()
-        if _go[i] == NULL or _done[i] == NULL:
-            raise MemoryError("npgan gemm: cannot allocate a lock")
-        PyThread_acquire_lock(_go[i], WAIT_LOCK)     # held: the worker waits on it
-        PyThread_acquire_lock(_done[i], WAIT_LOCK)   # held: released when a job is done
-        threading.Thread(target=_worker, args=(i,), daemon=True,
-                         name=f"npgan-gemm-{i}").start()
-        _workers = i
+cdef struct Split:
+    Gemm g
+    bint by_columns
 
 
-def _after_fork_in_child():
-    """The workers did not survive a fork(): start afresh when next needed."""
-    global _workers, _busy
-    _workers = 0
-    _busy = NULL
+cdef void _run_chunk(void *ctx, int i, int parts) noexcept nogil:
+    cdef Split *s = <Split *> ctx
+    cdef Gemm p = _part(&s.g, i, parts, s.by_columns)
+    _run(&p)
 
 
-import os as _os
-if hasattr(_os, "register_at_fork"):
-    _os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-cdef void _run_split(Gemm *g, int parts) noexcept nogil:
-    cdef int i, prev = _blas_get()
-    cdef bint by_columns = g.n >= g.m
-    cdef Gemm mine = _part(g, 0, parts, by_columns)
+cdef void _gemm(Gemm *g) noexcept nogil:
+    """One GEMM: split over threads when it is big enough and the pool is free."""
+    cdef Split s
+    cdef int threads, chunks, prev
+    if <double> g.m * g.n * g.k < SPLIT_MIN_WORK or _split_threads() < 2 or not npl_pool_acquire():
+        _run(g)
+        return
+    prev = _blas_get()                   # read under the pool: only its holder changes it
+    threads = _split_threads()
+    chunks = min(threads * _chunks_per_thread, max(g.n, g.m) // 16)
+    if threads < 2 or chunks < 2:
+        npl_pool_release()
+        _run(g)
+        return
+    s.g = g[0]
+    s.by_columns = g.n >= g.m
     _blas_set(1)
-    for i in range(1, parts):
-        _jobs[i] = _part(g, i, parts, by_columns)
-        PyThread_release_lock(_go[i])
-    _run(&mine)
-    for i in range(1, parts):
-        PyThread_acquire_lock(_done[i], WAIT_LOCK)
+    npl_pool_run(_run_chunk, &s, chunks, threads)
     _blas_set(prev)
+    npl_pool_release()
 
 
 cdef inline int _op(cnp.ndarray a, char *trans, int *ld) except -1:
@@ -219,7 +320,6 @@ def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, double beta=0.0):
     C-contiguous; one dtype, float32 or float64. Returns c. Big products are
     split over threads (see above)."""
     cdef Gemm g
-    cdef int parts = 1
     cdef long m = a.shape[0], k = a.shape[1], n = b.shape[1]
     if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n:
         raise ValueError(f"gemm: shapes ({m}, {k}) @ ({b.shape[0]}, {n}) -> "
@@ -242,17 +342,8 @@ def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, double beta=0.0):
     g.a, g.b, g.c = <char *> cnp.PyArray_DATA(a), <char *> cnp.PyArray_DATA(b), \
         <char *> cnp.PyArray_DATA(c)
     g.itemsize = c.itemsize
-    if m * n * k >= SPLIT_MIN_WORK:
-        parts = min(split_threads(), max(n, m) // 16)
-    if parts > 1:
-        _start_workers(parts)
-        if PyThread_acquire_lock(_busy, NOWAIT_LOCK):   # else another thread has the workers
-            with nogil:
-                _run_split(&g, parts)
-            PyThread_release_lock(_busy)
-            return c
     with nogil:
-        _run(&g)
+        _gemm(&g)
     return c
 
 
