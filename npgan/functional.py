@@ -5,7 +5,7 @@ All losses are computed from logits (softplus / log-sigmoid), never as
 """
 from . import backend
 from . import _kernels as K
-from .tensor import Tensor, concatenate  # noqa: F401  (re-exported)
+from .tensor import Tensor, concatenate, is_grad_enabled  # noqa: F401  (re-exported)
 
 
 def _t(x):
@@ -66,8 +66,9 @@ def linear(x, weight, bias=None, activation=None):
             and (b is None or (b.shape == (w.shape[1],) and b.dtype == x.dtype))):
         y = x @ w if b is None else x @ w + b
         return y if activation is None else getattr(y, activation)()
-    y, saved = K.linear_forward(x.data, w.data, None if b is None else b.data, activation)
     parents = (x, w) if b is None else (x, w, b)
+    keep = is_grad_enabled() and any(p.requires_grad for p in parents)   # a backward may follow
+    y, saved = K.linear_forward(x.data, w.data, None if b is None else b.data, activation, keep)
 
     def backward(g):
         gx, gw, gb = K.linear_backward(g, x.data, w.data, saved, activation, x.requires_grad,

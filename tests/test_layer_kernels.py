@@ -232,6 +232,20 @@ def test_linear_forward_views_copied_or_taken_by_layout(layers_kernel, dtype):
           ref.linear_forward(x, wbig[:, ::2].copy(), b[::-1].copy())[0], dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_without_a_backward_keeps_nothing(dtype):
+    """keep=False (F.linear under no_grad): same output, no pre-activation stored."""
+    x, w, b = _linear_case(5, 7, 3, dtype)
+    y, saved = K.linear_forward(x, w, b, "sigmoid", keep=False)
+    assert saved is None
+    close(y, ref.linear_forward(x, w, b, "sigmoid")[0], dtype)
+    from npgan import no_grad
+    with no_grad():
+        out = F.linear(x, w, b, activation="sigmoid")
+    np.testing.assert_array_equal(out.data, y)
+    assert out._backward is None
+
+
 def test_linear_sigmoid_saves_the_pre_activation_for_an_exact_backward(layers_kernel):
     x = np.array([[1.0]], np.float32)
     w = np.array([[1.0, 1.0, 1.0, 1.0]], np.float32)

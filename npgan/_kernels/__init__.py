@@ -190,10 +190,12 @@ def _gemm_operand(a):
     return a if a.flags.c_contiguous or a.flags.f_contiguous else _np.ascontiguousarray(a)
 
 
-def linear_forward(x, weight, bias=None, activation=None):
+def linear_forward(x, weight, bias=None, activation=None, keep=True):
     """y = activation(x @ weight + bias) -> (y, saved), ``saved`` being what
     :func:`linear_backward` needs: y for relu, the pre-activation for sigmoid
-    (its exact backward needs x, not y), None without activation.
+    (its exact backward needs x, not y), None without activation (and None
+    when ``keep`` is False: no backward will follow, so no pre-activation is
+    stored).
 
     x (N, in), weight (in, out), bias (out,) or None, one float dtype; N > 0.
     Compiled: one GEMM into a fresh output, then bias and activation in one
@@ -211,10 +213,10 @@ def linear_forward(x, weight, bias=None, activation=None):
         if activation is None:
             return z, None
         y = (relu_forward if activation == "relu" else sigmoid_forward)(z)
-        return y, (y if activation == "relu" else z)
+        return y, (y if activation == "relu" else z if keep else None)
     y = _np.empty((x.shape[0], weight.shape[1]), dtype=x.dtype)
     k.gemm(_gemm_operand(x), _gemm_operand(weight), y)
-    pre = _np.empty_like(y) if activation == "sigmoid" else None
+    pre = _np.empty_like(y) if activation == "sigmoid" and keep else None
     k.bias_act(y, None if bias is None else _np.ascontiguousarray(bias), _ACT_CODE[activation], pre)
     return y, (y if activation == "relu" else pre)
 

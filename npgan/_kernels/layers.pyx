@@ -403,13 +403,15 @@ cdef extern from * nogil:
             if (act == 1) {
                 if (b) for (int64_t j = 0; j < m; j++) { float v = yi[j] + b[j]; yi[j] = v <= 0 ? 0.0f : v; }
                 else   for (int64_t j = 0; j < m; j++) { float v = yi[j]; yi[j] = v <= 0 ? 0.0f : v; }
-            } else if (act == 2) {
+            } else if (act == 2 && pre) {
                 float *restrict pi = pre + i * m;
                 for (int64_t j = 0; j < m; j++) {
                     float v = b ? yi[j] + b[j] : yi[j];
                     pi[j] = v;
                     yi[j] = npl_sigmoid(v);
                 }
+            } else if (act == 2) {
+                for (int64_t j = 0; j < m; j++) yi[j] = npl_sigmoid(b ? yi[j] + b[j] : yi[j]);
             } else if (b) {
                 for (int64_t j = 0; j < m; j++) yi[j] += b[j];
             }
@@ -481,22 +483,22 @@ cdef inline double _sigmoid_d(double x) noexcept nogil:
 
 
 def bias_act(floating[:, ::1] y, floating[::1] b, int act, floating[:, ::1] pre):
-    """In place: y = act(y + b) (b may be None); act SIGMOID also stores
-    y + b in ``pre`` (the backward needs it; else pass None)."""
+    """In place: y = act(y + b) (b may be None); with act SIGMOID and ``pre``
+    not None, y + b is also stored there (the backward needs it)."""
     cdef Py_ssize_t i, j, n = y.shape[0], m = y.shape[1]
     cdef double v
-    cdef bint has_b = b is not None
+    cdef bint has_b = b is not None, has_pre = pre is not None
     _nonempty("bias_act", n * m)
     if has_b and b.shape[0] != m:
         raise ValueError("bias_act: bias length does not match")
-    if act == SIGMOID and (pre is None or pre.shape[0] != n or pre.shape[1] != m):
-        raise ValueError("bias_act: sigmoid needs a pre-activation array of y's shape")
+    if has_pre and (pre.shape[0] != n or pre.shape[1] != m):
+        raise ValueError("bias_act: the pre-activation array must have y's shape")
     if act == NONE and not has_b:
         return
     if floating is float:
         with nogil:
             npl_bias_act_f(&y[0, 0], &b[0] if has_b else NULL, n, m, act,
-                           &pre[0, 0] if act == SIGMOID else NULL)
+                           &pre[0, 0] if act == SIGMOID and has_pre else NULL)
     else:
         with nogil:
             for i in range(n):
@@ -505,7 +507,8 @@ def bias_act(floating[:, ::1] y, floating[::1] b, int act, floating[:, ::1] pre)
                     if act == RELU:
                         y[i, j] = 0 if v <= 0 else v      # NaN stays NaN, as numpy.maximum
                     elif act == SIGMOID:
-                        pre[i, j] = v
+                        if has_pre:
+                            pre[i, j] = v
                         y[i, j] = _sigmoid_d(v)
                     else:
                         y[i, j] = v
