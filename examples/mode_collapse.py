@@ -28,9 +28,10 @@ import os
 import sys
 import time
 
-# tiny matrices: one BLAS thread is fastest, and 8x faster than many on busy shared cores
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("NPGAN_GEMM_SPLIT", "0")
+if __name__ == "__main__":   # as a script only (importing it must not change the environment):
+    # tiny matrices: one BLAS thread is fastest, and 8x faster than many on busy shared cores
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("NPGAN_GEMM_SPLIT", "0")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout

@@ -1,0 +1,151 @@
+"""The teaching examples: 8-Gaussian metrics, the gradcheck tutorial's ops,
+and the z-path of the interpolation figure (no checkpoint, no training)."""
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+import npgan
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"_example_{name}", os.path.join(EXAMPLES, f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def mc():
+    return _load("mode_collapse")
+
+
+@pytest.fixture(scope="module")
+def tutorial():
+    return _load("gradcheck_tutorial")
+
+
+@pytest.fixture(scope="module")
+def interp():
+    return _load("interpolation")
+
+
+# ---- mode_collapse metrics -------------------------------------------------------
+STD = 0.02
+
+
+def test_ring_centers(mc):
+    c = mc.ring_centers(8, 2.0)
+    assert c.shape == (8, 2)
+    np.testing.assert_allclose(np.linalg.norm(c, axis=1), 2.0)
+
+
+def test_samples_at_all_modes(mc):
+    rng = np.random.default_rng(0)
+    centers = mc.ring_centers()
+    s = np.repeat(centers, 50, axis=0) + STD * 0.5 * rng.standard_normal((400, 2))
+    assert mc.modes_covered(s, centers, STD, min_count=10) == 8
+    assert mc.high_quality_fraction(s, centers, STD) == 1.0
+
+
+def test_data_sampler_covers_all_modes(mc):
+    s = mc.sample_ring(4000, np.random.default_rng(1), std=STD)
+    centers = mc.ring_centers()
+    assert mc.modes_covered(s, centers, STD, min_count=40) == 8
+    assert abs(mc.high_quality_fraction(s, centers, STD) - (1 - np.exp(-4.5))) < 0.01   # 3 std in 2-D: 98.9%
+
+
+def test_all_samples_at_one_mode(mc):
+    centers = mc.ring_centers()
+    s = np.tile(centers[3], (300, 1)) + STD * 0.3 * np.random.default_rng(2).standard_normal((300, 2))
+    assert mc.modes_covered(s, centers, STD, min_count=10) == 1
+    assert mc.high_quality_fraction(s, centers, STD) == 1.0
+
+
+def test_far_away_noise(mc):
+    centers = mc.ring_centers()
+    s = np.random.default_rng(3).uniform(10, 20, (500, 2))
+    assert mc.modes_covered(s, centers, STD, min_count=1) == 0
+    assert mc.high_quality_fraction(s, centers, STD) == 0.0
+
+
+def test_min_count_threshold_and_half_quality(mc):
+    centers = mc.ring_centers()
+    s = np.concatenate([np.tile(centers[0], (5, 1)), np.tile(centers[1], (20, 1)),
+                        np.full((25, 2), 50.0)])
+    assert mc.modes_covered(s, centers, STD, min_count=10) == 1     # mode 0 has too few
+    assert mc.modes_covered(s, centers, STD, min_count=5) == 2
+    assert mc.high_quality_fraction(s, centers, STD) == 0.5
+    # a point just inside / just outside 3 std of a centre
+    edge = centers[2] + np.array([[3 * STD * 0.999, 0.0], [3 * STD * 1.001, 0.0]])
+    assert mc.high_quality_fraction(edge, centers, STD) == 0.5
+
+
+# ---- gradcheck tutorial -----------------------------------------------------------
+def test_right_op_passes_gradcheck(tutorial):
+    x = np.random.default_rng(0).standard_normal((3, 4)) * 3
+    assert npgan.gradcheck(tutorial.right_op(), x) is True
+
+
+def test_wrong_op_is_caught(tutorial):
+    x = np.random.default_rng(0).standard_normal((3, 4)) * 3
+    with pytest.raises(npgan.GradcheckError, match="disagrees with finite differences"):
+        npgan.gradcheck(tutorial.wrong_op(), x)
+
+
+def test_wrong_op_has_the_right_forward(tutorial):
+    x = np.linspace(-5, 5, 11)
+    right = tutorial.right_op()(npgan.Tensor(x)).numpy()
+    wrong = tutorial.wrong_op()(npgan.Tensor(x)).numpy()
+    np.testing.assert_allclose(right, x / (1 + np.exp(-x)), rtol=1e-12)
+    np.testing.assert_array_equal(right, wrong)         # only backward differs
+
+
+def test_tutorial_runs(tutorial, capsys):
+    tutorial.main()
+    assert "raised GradcheckError" in capsys.readouterr().out
+
+
+# ---- interpolation z path ------------------------------------------------------------
+def test_z_path_endpoints_exact_and_linear(interp):
+    rng = np.random.default_rng(0)
+    z0, z1 = rng.uniform(-1.7, 1.7, 100), rng.uniform(-1.7, 1.7, 100)
+    for steps in (2, 3, 10, 7):
+        p = interp.z_path(z0, z1, steps)
+        assert p.shape == (steps, 100)
+        np.testing.assert_array_equal(p[0], z0)
+        np.testing.assert_array_equal(p[-1], z1)
+        np.testing.assert_allclose(np.diff(p, axis=0), np.tile((z1 - z0) / (steps - 1), (steps - 1, 1)),
+                                   atol=1e-12)
+    mid = interp.z_path(z0, z1, 3)[1]
+    np.testing.assert_allclose(mid, (z0 + z1) / 2, atol=1e-15)
+
+
+def test_z_path_needs_two_steps(interp):
+    with pytest.raises(ValueError):
+        interp.z_path(np.zeros(3), np.ones(3), 1)
+
+
+def test_grid_z_rows_are_paths_in_the_prior(interp):
+    z = interp.interpolation_grid_z(4, 5, np.random.default_rng(1), dim=100)
+    assert z.shape == (20, 100)
+    assert np.all(np.abs(z) <= np.sqrt(3) + 1e-6)        # convex combos stay in the cube
+    rows = z.reshape(4, 5, 100)
+    np.testing.assert_allclose(rows[:, 2], (rows[:, 0] + rows[:, 4]) / 2, atol=1e-12)
+
+
+def test_interpolation_renders_with_random_generator(interp, tmp_path):
+    from npgan import models
+    G = models.Generator(hidden=16, rng=np.random.default_rng(0))
+    snap = tmp_path / "G.npz"
+    np.savez(snap, **G.state_dict())
+    with pytest.raises(Exception):
+        interp.load_generator(snap)                    # shape mismatch: refused, not silently loaded
+    G = models.Generator(rng=np.random.default_rng(0))
+    np.savez(snap, **G.state_dict())
+    interp.main(["--snapshot", str(snap), "--rows", "2", "--steps", "3", "--out", str(tmp_path)])
+    from PIL import Image
+    assert Image.open(tmp_path / "interpolation.png").size == ((3 * 29 + 1) * 3, (2 * 29 + 1) * 3)
