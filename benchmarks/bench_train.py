@@ -43,6 +43,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 IMPLS = ("npgan", "npgan-blas", "npgan-ref", "npgan-api", "torch", "jax")
+DEFAULT_IMPLS = ("npgan", "npgan-blas", "npgan-ref", "torch", "jax")   # npgan-api: same step as npgan
 BATCH, Z_DIM, X_DIM, N_BATCHES = 100, 100, 784, 10
 GF_SAMPLES = 10_000
 S3 = math.sqrt(3.0)
@@ -347,10 +348,15 @@ def measure_memory(impl, threads, what="train", steps=30):
         return None
 
 
-def run(steps=200, block=20, gf_reps=5, threads=None, impls=IMPLS, memory=True, pause=0.15,
-        verbose=True):
+def run(steps=200, block=20, gf_reps=3, threads=None, impls=IMPLS, memory=True, pause=0.15,
+        verbose=True, max_s=30.0, min_steps=50):
     """Time every implementation; -> dict with per-implementation step and
-    G-forward times (seconds), descriptions, memory and notes (skipped ones)."""
+    G-forward times (seconds), descriptions, memory and notes (skipped ones).
+
+    Every implementation gets ``steps`` training steps, except that one whose
+    steps have taken ``max_s`` seconds in all stops getting turns once it has
+    ``min_steps`` (on a loaded machine the slowest rows would otherwise take
+    minutes); the tables give each row's count."""
     threads = threads or os.cpu_count() or 1
     notes, workers = [], {}
     for impl in impls:
@@ -370,6 +376,8 @@ def run(steps=200, block=20, gf_reps=5, threads=None, impls=IMPLS, memory=True, 
         for r in range(rounds):
             order = names[r % len(names):] + names[:r % len(names)]
             for k in order:
+                if len(train[k]) >= min_steps and sum(train[k]) > max_s:
+                    continue
                 time.sleep(pause)
                 train[k] += workers[k].run("train", min(block, steps - r * block))
             if r < gf_reps:
@@ -390,7 +398,7 @@ def run(steps=200, block=20, gf_reps=5, threads=None, impls=IMPLS, memory=True, 
     if memory:
         for k in names:
             mem[k] = {"train": measure_memory(k, threads, "train"),
-                      "gforward": measure_memory(k, threads, "gforward")}
+                      "gforward": measure_memory(k, threads, "gforward") if memory == "all" else None}
     return {"threads": threads, "steps": steps, "train": train, "gforward": gfwd,
             "desc": {k: w.desc for k, w in workers.items()}, "memory": mem, "notes": notes}
 
@@ -424,6 +432,7 @@ def report(res):
         for k, m in res["memory"].items():
             t, g = m["train"] or (float("nan"),) * 2, m["gforward"] or (float("nan"),) * 2
             lines.append(f"| {k} | {t[0]:.0f} | {t[1]:.0f} | {g[0]:.0f} | {g[1]:.0f} |")
+        lines.append("(nan: not measured)")
         lines.append("")
     lines += [f"{k}: {d}" for k, d in res["desc"].items()]
     lines += [f"note: {n}" for n in res["notes"]]
@@ -434,17 +443,21 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--block", type=int, default=20, help="steps per turn")
-    p.add_argument("--gf-reps", type=int, default=5, help="G forward repetitions")
+    p.add_argument("--gf-reps", type=int, default=3, help="G forward repetitions")
+    p.add_argument("--max-s", type=float, default=30.0,
+                   help="seconds of steps after which a row stops (once it has 50 steps)")
     p.add_argument("--threads", type=int, default=None, help="default: all CPUs")
-    p.add_argument("--impls", default=",".join(IMPLS))
+    p.add_argument("--impls", default=",".join(DEFAULT_IMPLS), help=f"of {','.join(IMPLS)}")
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--memory-gforward", action="store_true", help="also G forward's peak RSS")
     p.add_argument("--json", help="also write the raw times to this file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--rss", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
         return worker(a.worker, a.threads, a.rss, a.steps)
-    res = run(a.steps, a.block, a.gf_reps, a.threads, a.impls.split(","), not a.no_memory)
+    res = run(a.steps, a.block, a.gf_reps, a.threads, a.impls.split(","),
+              False if a.no_memory else ("all" if a.memory_gforward else True), max_s=a.max_s)
     print(report(res))
     if a.json:
         with open(a.json, "w") as f:

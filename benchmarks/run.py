@@ -1,7 +1,7 @@
 """Run the CPU benchmarks and write them to benchmarks/results/cpu-<date>.txt (+ .json).
 
-    python benchmarks/run.py [--steps 200] [--threads N] [--parzen-test 2000] [--no-parzen]
-                             [--no-memory] [--out DIR]
+    python benchmarks/run.py [--steps 200] [--max-s 30] [--threads N] [--impls ...]
+                             [--parzen-test 2000] [--no-parzen] [--no-memory] [--out DIR]
 
 Sections, all measured in this one run (ratios are taken between rows of the
 same run: on a shared machine only they mean anything):
@@ -11,8 +11,12 @@ same run: on a shared machine only they mean anything):
              and OPENBLAS_CORETYPE: whether it is set, and what it does to a
              NumPy sgemm (measured in subprocesses with and without it)
   train      the paper's GAN step and G forward for 10,000 samples: npgan
-             (kernels; BLAS-threaded GEMMs; reference path; public-API step)
-             vs PyTorch vs JAX (bench_train.py), with peak RSS per process
+             (kernels with split GEMMs; kernels with BLAS-threaded GEMMs; the
+             reference path; optionally the public-API step) vs PyTorch vs JAX
+             (bench_train.py), with the training peak RSS of each in a fresh
+             process. 200 steps each, but a row whose steps have taken --max-s
+             seconds stops at 50 or more (a loaded machine makes the slow rows
+             crawl); every row shows its count.
   parzen     the rows of bench_parzen.run() (if that script exists), at a
              smaller test size by default to keep the whole run near 5 minutes
 """
@@ -206,13 +210,17 @@ def targets(res):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=200, help="training steps per implementation")
-    p.add_argument("--gf-reps", type=int, default=5, help="G forward repetitions")
+    p.add_argument("--gf-reps", type=int, default=3, help="G forward repetitions")
+    p.add_argument("--max-s", type=float, default=30.0,
+                   help="seconds of training steps after which a row stops (once it has 50)")
     p.add_argument("--threads", type=int, default=None, help="default: all CPUs")
-    p.add_argument("--impls", default=",".join(bench_train.IMPLS))
+    p.add_argument("--impls", default=",".join(bench_train.DEFAULT_IMPLS),
+                   help=f"of {','.join(bench_train.IMPLS)}")
     p.add_argument("--parzen-test", type=int, default=2000, help="Parzen test points (10000: the full size)")
     p.add_argument("--parzen-samples", type=int, default=10000)
     p.add_argument("--no-parzen", action="store_true")
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--parzen-memory", action="store_true", help="peak RSS of the Parzen rows too")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     a = p.parse_args(argv)
 
@@ -228,14 +236,15 @@ def main(argv=None):
     say(machine_text(m))
     say()
     res = bench_train.run(steps=a.steps, gf_reps=a.gf_reps, threads=a.threads,
-                          impls=a.impls.split(","), memory=not a.no_memory)
+                          impls=a.impls.split(","), memory=not a.no_memory, max_s=a.max_s)
     say(bench_train.report(res))
     say()
     say("Targets (issue): " + ("; ".join(targets(res)) or "not checkable (rows missing)"))
     parzen_rows, parzen_note = None, None
     if not a.no_parzen:
         say()
-        parzen_rows, parzen_text = parzen_section(a.parzen_test, a.parzen_samples, 2, not a.no_memory)
+        parzen_rows, parzen_text = parzen_section(a.parzen_test, a.parzen_samples, 2,
+                                                  a.parzen_memory)
         parzen_note = parzen_text if parzen_rows is None else None
         say(parzen_text)
     m["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -244,7 +253,8 @@ def main(argv=None):
         f"total {time.time() - t0:.0f} s")
 
     os.makedirs(a.out, exist_ok=True)
-    stem = os.path.join(a.out, f"cpu-{datetime.date.today().isoformat()}")
+    stem = os.path.join(a.out, f"cpu-{datetime.date.today().isoformat()}"
+                        + ("" if a.threads is None else f"-{a.threads}thread"))
     with open(stem + ".txt", "w") as f:
         f.write(out.getvalue())
     with open(stem + ".json", "w") as f:
