@@ -19,8 +19,7 @@ longer tell them apart: D(x) ~ 1/2 (Theorem 1: p_g = p_data, D* = 1/2).
 Why z ~ N(0, 1) and not U(-1, 1) as in Fig. 1's sketch: from a uniform z, G
 must learn the Gaussian's inverse CDF, which runs off to infinity at z = +-1;
 a tanh MLP gets the middle right but not the tails, and the standard
-deviation (a tail-sensitive number) wanders. fig1_toy.py shows the uniform
-case in pictures.
+deviation (a tail-sensitive number) wanders (try --noise uniform).
 """
 import argparse
 import os
