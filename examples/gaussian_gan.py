@@ -49,14 +49,16 @@ class GaussianGAN:
     """G, D, their optimizers and the two samplers of Algorithm 1."""
 
     def __init__(self, seed=0, hidden=16, lr_d=2e-3, lr_g=5e-4, betas=(0.5, 0.999),
-                 data_mean=DATA_MEAN, data_std=DATA_STD, noise="normal"):
+                 data_mean=DATA_MEAN, data_std=DATA_STD, noise="normal", g_loss="nonsaturating"):
         if noise not in ("normal", "uniform"):
             raise ValueError(f"noise must be 'normal' or 'uniform', got {noise!r}")
+        if g_loss not in ("nonsaturating", "minimax"):
+            raise ValueError(f"g_loss must be 'nonsaturating' or 'minimax', got {g_loss!r}")
         self.rng = np.random.default_rng(seed)
         self.data_mean, self.data_std = data_mean, data_std
         self.G = mlp([1, hidden, hidden, 1], self.rng)      # z -> x
         self.D = mlp([1, hidden, hidden, 1], self.rng)      # x -> logit of "x is real"
-        self.noise, self.lr_d, self.lr_g = noise, lr_d, lr_g
+        self.noise, self.g_loss, self.lr_d, self.lr_g = noise, g_loss, lr_d, lr_g
         self.opt_d = optim.Adam(self.D.parameters(), lr=lr_d, betas=betas)
         self.opt_g = optim.Adam(self.G.parameters(), lr=lr_g, betas=betas)
 
@@ -86,12 +88,21 @@ class GaussianGAN:
         self.opt_d.step()
         return loss.item()
 
+    def g_loss_of(self, logits):
+        """G's loss from D's logits on G's samples (a scalar Tensor).
+        Non-saturating (default): -log D(G(z)) = BCE(logit, 1) = softplus(-logit);
+        minimax (Algorithm 1 as written): log(1 - D(G(z))) = -BCE(logit, 0) = -softplus(logit)."""
+        if self.g_loss == "nonsaturating":
+            return F.binary_cross_entropy_with_logits(logits, 1.0)
+        return -F.binary_cross_entropy_with_logits(logits, 0.0)
+
     def g_step(self, m):
         """Non-saturating: ascend grad_theta_g 1/m sum log D(G(z)), i.e.
-        descend -log D(G(z)) = BCE(D(G(z)), 1). Only G's optimizer steps (D's
-        gradients from this backward are cleared before D's next step)."""
+        descend -log D(G(z)) (or, minimax, descend log(1 - D(G(z)))). Only G's
+        optimizer steps (D's gradients from this backward are cleared before
+        D's next step)."""
         z = self.sample_noise(m)
-        loss = F.binary_cross_entropy_with_logits(self.D(self.G(z)), 1.0)
+        loss = self.g_loss_of(self.D(self.G(z)))
         self.opt_g.zero_grad()
         loss.backward()
         self.opt_g.step()
