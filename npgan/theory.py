@@ -136,12 +136,18 @@ def jsd_shift_gradient(x, p, q, dq):
     ``dq`` = d q_theta(x) / d theta on the grid (p fixed):
 
         d/dtheta JSD = 1/2 int dq(x) log(2 q(x) / (p(x) + q(x))) dx
+                     = 1/2 int dq(x) log(q(x) / (p(x) + q(x))) dx
 
-    (the terms with int dq = 0 drop out). For q = N(theta, s^2):
-    dq = q (x - theta) / s^2."""
+    (the terms with int dq = 0 drop out; the second form also drops the
+    log 2, so that where q >> p the integrand is -dq log1p(p / q) ~ 0 instead
+    of a log 2 that cancels only to rounding, and tiny gradients keep their
+    digits). For q = N(theta, s^2): dq = q (x - theta) / s^2."""
     p, q, dq = (np.asarray(a, dtype=np.float64) for a in (p, q, dq))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_ratio = np.where(q > 0, np.log(2 * q) - np.log(p + q), 0.0)
+    log_ratio = np.zeros(np.broadcast(p, q).shape)
+    near = (q > 0) & (p <= q)             # log(q / (p + q)) = -log1p(p / q), exact near 0
+    far = (q > 0) & (p > q)               # p / q could overflow: take the logs apart
+    log_ratio[near] = -np.log1p(p[near] / q[near])
+    log_ratio[far] = np.log(q[far]) - np.log(p[far] + q[far])
     return float(0.5 * integrate(dq * log_ratio, x))
 
 
