@@ -29,8 +29,8 @@ LOG4 = math.log(4.0)
 LOG2 = math.log(2.0)
 
 __all__ = ["LOG2", "LOG4", "grid", "integrate", "gaussian_pdf", "mixture_pdf", "optimal_discriminator",
-           "value_function", "kl_divergence", "jsd", "jsd_shift_gradient", "criterion_from_jsd",
-           "virtual_criterion", "kde", "silverman_bandwidth", "g_loss_logit_grad", "ring_centers",
+           "optimal_logits", "value_function", "kl_divergence", "jsd", "jsd_shift_gradient",
+           "criterion_from_jsd", "virtual_criterion", "kde", "silverman_bandwidth", "g_loss_logit_grad", "ring_centers",
            "sample_ring", "mode_metrics"]
 
 
@@ -93,14 +93,24 @@ def _xlogy(a, b):
     return out
 
 
-def value_function(x, p_data, p_g, D=None):
+def value_function(x, p_data, p_g, D=None, logits=None):
     """V(G, D) = int p_data log D + p_g log(1 - D) dx by quadrature on ``x``.
 
-    D: D's output (probabilities) on the grid; None means D*_G, computed as
+    D: D's output (probabilities) on the grid, or ``logits``: D's logits l
+    (then log D = -softplus(-l) and log(1 - D) = -softplus(l), exact for any
+    l, as the training losses are). Neither means D*_G, computed as
     log p_data - log(p_data + p_g) so that no ratio is rounded first.
-    Returns -inf if D is 0 (or 1) where p_data (or p_g) has mass."""
+    With probabilities, a D that is exactly 0 (or 1) where p_data (or p_g)
+    has mass gives -inf; D* rounded to a probability does that where one
+    density is ~1e-300 times the other: pass logits there
+    (log p_data - log p_g for D*)."""
     p, q = np.asarray(p_data, dtype=np.float64), np.asarray(p_g, dtype=np.float64)
-    if D is None:
+    if D is not None and logits is not None:
+        raise ValueError("give D or logits, not both")
+    if logits is not None:
+        l = np.asarray(logits, dtype=np.float64)
+        integrand = -_xsoftplus(p, -l) - _xsoftplus(q, l)
+    elif D is None:
         s = p + q
         integrand = _xlogy(p, np.where(p > 0, p, 1.0)) - _xlogy(p, s) \
             + _xlogy(q, np.where(q > 0, q, 1.0)) - _xlogy(q, s)
@@ -108,6 +118,23 @@ def value_function(x, p_data, p_g, D=None):
         D = np.asarray(D, dtype=np.float64)
         integrand = _xlogy(p, D) + _xlogy(q, 1.0 - D)
     return float(integrate(integrand, x))
+
+
+def _xsoftplus(a, l):
+    """a * softplus(l) = a * log(1 + e^l), stable, with 0 * softplus(+inf) = 0."""
+    a, l = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(l, dtype=np.float64))
+    out = np.zeros(a.shape)
+    m = a != 0
+    lm = l[m]
+    out[m] = a[m] * (np.maximum(lm, 0) + np.log1p(np.exp(-np.abs(lm))))
+    return out
+
+
+def optimal_logits(p_data, p_g):
+    """The logit of D*: log p_data - log p_g (+-inf where one density is 0)."""
+    p, q = np.asarray(p_data, dtype=np.float64), np.asarray(p_g, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((p == 0) & (q == 0), 0.0, np.log(p) - np.log(q))
 
 
 def kl_divergence(x, p, q):
@@ -200,10 +227,16 @@ def g_loss_logit_grad(logits, loss):
     non-saturating one tends to -1: the reason for Section 3's remark."""
     l = np.asarray(logits, dtype=np.float64)
     if loss == "minimax":
-        return -0.5 * (1 + np.tanh(0.5 * l))          # -sigmoid(l), stable
+        return -_sigmoid(l)
     if loss == "nonsaturating":
-        return -0.5 * (1 - np.tanh(0.5 * l))          # -sigmoid(-l)
+        return -_sigmoid(-l)
     raise ValueError(f"loss must be 'minimax' or 'nonsaturating', got {loss!r}")
+
+
+def _sigmoid(l):
+    """1 / (1 + e^-l) with full relative precision in both tails."""
+    e = np.exp(-np.abs(l))
+    return np.where(l >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 # -- 2-D: the ring of Gaussians and its mode metrics ----------------------------------------------
