@@ -1,0 +1,112 @@
+"""The theory examples at reduced size: they run, draw, and show what they claim."""
+import importlib.util
+import math
+import os
+
+import numpy as np
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"_example_{name}", os.path.join(EXAMPLES, f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def one_blas_thread():
+    """Tiny MLPs: one BLAS thread is several times faster than many on busy
+    shared cores (the examples set OPENBLAS_NUM_THREADS=1 when run as scripts)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
+def _has_matplotlib():
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+needs_mpl = pytest.mark.skipif(not _has_matplotlib(), reason="matplotlib not installed (pip install .[examples])")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gaussian_gan_reduced(seed, one_blas_thread):
+    """2,000 iterations (a third of the default): p_g's mean within 0.1 of the
+    data's, std within 0.15, D within 0.05 of 1/2 on both sets."""
+    s = _load("gaussian_gan").main(["--seed", str(seed), "--steps", "2000", "--quiet"])
+    assert abs(s["g_mean"] - 4.0) < 0.1, s
+    assert abs(s["g_std"] - 1.25) < 0.15, s
+    assert abs(s["d_real"] - 0.5) < 0.05 and abs(s["d_fake"] - 0.5) < 0.05, s
+
+
+def test_gaussian_gan_both_players_learn(one_blas_thread):
+    """One iteration of Algorithm 1 moves every parameter of D and of G."""
+    gg = _load("gaussian_gan")
+    for loss in ("nonsaturating", "minimax"):
+        gan = gg.GaussianGAN(seed=0, g_loss=loss)
+        before = [p.data.copy() for p in gan.G.parameters() + gan.D.parameters()]
+        gg.train(gan, 1)
+        after = [p.data for p in gan.G.parameters() + gan.D.parameters()]
+        assert all(not np.array_equal(a, b) for a, b in zip(before, after))
+
+
+@needs_mpl
+def test_fig1_toy(tmp_path, one_blas_thread):
+    out = _load("fig1_toy").main(["--steps", "400", "--moments", "0", "0.5", "1", "--out", str(tmp_path)])
+    assert os.path.getsize(out["path"]) > 10_000
+    (t0, first), (_, last) = out["panels"][0], out["panels"][-1]
+    assert t0 == "initialisation" and len(out["panels"]) == 3
+    assert last["jsd"] < first["jsd"]               # p_g moved towards p_data
+    assert abs(last["mean"] - 4.0) < abs(first["mean"] - 4.0)
+
+
+@needs_mpl
+def test_optimal_discriminator(tmp_path, one_blas_thread):
+    r = _load("optimal_discriminator").main(["--steps", "600", "--batch", "256", "--out", str(tmp_path)])
+    assert os.path.exists(tmp_path / "optimal_discriminator.png")
+    assert r["errors"]["weighted_mean_abs"] < 0.03
+    assert 0 <= r["V_star"] - r["V"] < 0.02
+
+
+def test_global_optimum_table():
+    rows = _load("global_optimum").main(["--no-plot"])
+    assert len(rows) >= 5
+    for name, v, c, js in rows:
+        assert v == pytest.approx(c, abs=1e-6), name
+    assert rows[0][1] == pytest.approx(-math.log(4), abs=1e-9)       # p_g = p_data
+    assert rows[-1][3] == pytest.approx(math.log(2), abs=1e-9)       # no overlap
+
+
+@needs_mpl
+def test_global_optimum_and_vanishing_jsd_draw(tmp_path):
+    _load("global_optimum").main(["--out", str(tmp_path)])
+    thetas, cs = _load("vanishing_jsd").main(["--out", str(tmp_path)])
+    assert os.path.exists(tmp_path / "global_optimum.png") and os.path.exists(tmp_path / "vanishing_jsd.png")
+    jsd, grad = cs[0.1][:, 0], cs[0.1][:, 1]
+    assert jsd[-1] == pytest.approx(math.log(2), abs=1e-12)
+    assert 0 < grad[-1] < 1e-80 < grad[10]
+
+
+@needs_mpl
+def test_saturation(tmp_path, one_blas_thread):
+    """From a confident D, the minimax loss gives G a far smaller gradient than
+    the non-saturating one, and G moves more slowly."""
+    sat = _load("saturation")
+    runs = sat.main(["--pretrain", "600", "--steps", "40", "--out", str(tmp_path)])
+    assert os.path.exists(tmp_path / "saturation.png")
+    mm, ns = runs["minimax"], runs["nonsaturating"]
+    assert mm["d_fake"][0] < 0.05
+    assert ns["grad_x"][0] > 10 * mm["grad_x"][0]
+    assert ns["mean"][-1] > mm["mean"][-1]
+    # the first step's per-sample gradients lie on the closed forms
+    d, gl = mm["first"]
+    np.testing.assert_allclose(gl, d, rtol=1e-5)
+    d, gl = ns["first"]
+    np.testing.assert_allclose(gl, 1 - d, rtol=1e-5)
