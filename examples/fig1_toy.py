@@ -123,7 +123,8 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=6000, help="training iterations (G steps)")
     p.add_argument("--moments", type=float, nargs="+", default=[0.0, 0.02, 0.1, 1.0],
                    help="fractions of --steps at which to draw a panel")
-    p.add_argument("--out", default=os.path.join(HERE, "..", "docs", "figures"), help="output directory")
+    p.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "docs", "figures")),
+                   help="output directory")
     p.add_argument("--noise", choices=["normal", "uniform"], default="normal",
                    help="p_z (uniform: as the paper's sketch, but G fits the tails poorly)")
     p.add_argument("--no-plot", action="store_true")

@@ -137,7 +137,8 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=3000, help="D steps")
     p.add_argument("--batch", type=int, default=512, help="samples of each density per step")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=os.path.join(HERE, "..", "docs", "figures"), help="output directory")
+    p.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "docs", "figures")),
+                   help="output directory")
     p.add_argument("--no-plot", action="store_true")
     return p.parse_args(argv)
 

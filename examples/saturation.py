@@ -19,8 +19,9 @@ step of the runs (dots). The other panels: the 1-D GAN of gaussian_gan.py,
 started with D trained alone first (2,000 steps, so it rejects the samples
 of the untrained G with D(G(z)) ~ 0.006), then Algorithm 1 with each loss.
 G uses plain SGD with momentum here, so the size of its gradient is the size
-of its step (Adam divides the gradient by its running RMS, which hides much
-of the saturation: try --g-adam).
+of its step. Adam divides the gradient by its running RMS, which hides the
+saturation: with --g-adam --steps 1000 (G's lr 5e-4) both losses bring p_g's
+mean to 3.5 at about the same iteration (462 minimax, 477 non-saturating).
 """
 import argparse
 import os
@@ -142,7 +143,8 @@ def parse_args(argv=None):
     p.add_argument("--pretrain", type=int, default=2000, help="D steps before G starts")
     p.add_argument("--steps", type=int, default=300, help="training iterations with each loss")
     p.add_argument("--g-adam", action="store_true", help="G uses Adam (as gaussian_gan.py) instead of SGD")
-    p.add_argument("--out", default=os.path.join(HERE, "..", "docs", "figures"), help="output directory")
+    p.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "docs", "figures")),
+                   help="output directory")
     p.add_argument("--no-plot", action="store_true")
     return p.parse_args(argv)
 

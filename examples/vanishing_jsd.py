@@ -104,7 +104,8 @@ def draw(path, thetas, cs):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=os.path.join(HERE, "..", "docs", "figures"), help="output directory")
+    p.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "docs", "figures")),
+                   help="output directory")
     p.add_argument("--no-plot", action="store_true")
     return p.parse_args(argv)
 
