@@ -8,7 +8,13 @@ Each row draws two z from G's prior (U(-sqrt 3, sqrt 3)^100) and shows G at
 included. Smooth changes from one digit to another indicate that G maps
 nearby z to nearby images rather than memorising isolated training examples.
 --snapshot is an .npz of a Generator's state_dict, as written under
-runs/<run>/snapshots/ by examples/mnist_gan.py. Writes interpolation.png.
+runs/<run>/snapshots/ (and best_<G>.npz) by examples/mnist_gan.py;
+--checkpoint is a trainer checkpoint (runs/<run>/checkpoint.npz, read with
+npgan.checkpoint.load: G's state_dict under state["G"], the moving averages
+of G's parameters under state["ema"]["<decay>"]), with --which G (default) or
+--which ema0.9999 to pick the generator. Writes interpolation.png.
+
+    python examples/interpolation.py --checkpoint runs/paper/checkpoint.npz --which ema0.999
 """
 import argparse
 import os
@@ -18,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout
 import npgan  # noqa: E402
-from npgan import models  # noqa: E402
+from npgan import checkpoint, models  # noqa: E402
 
 
 def z_path(z0, z1, steps):
@@ -40,10 +46,27 @@ def interpolation_grid_z(rows, steps, rng, dim=models.Z_DIM):
     return np.concatenate([z_path(ends[2 * r], ends[2 * r + 1], steps) for r in range(rows)])
 
 
-def load_generator(path):
+def load_generator(path, which="G"):
+    """The paper's Generator from ``path``: an .npz of its state_dict, or an
+    npgan checkpoint (recognised by its "meta" and "sha256" members), where
+    ``which`` is "G" (the trained G) or "ema<decay>" (a moving average of it)."""
     G = models.Generator()
     with np.load(path) as f:
-        G.load_state_dict({k: f[k] for k in f.files})
+        is_checkpoint = {"meta", "sha256"} <= set(f.files)
+        state = None if is_checkpoint else {k: f[k] for k in f.files}
+    if is_checkpoint:
+        saved = checkpoint.load(path)["state"]
+        if which == "G":
+            state = saved["G"]
+        elif which.startswith("ema") and which[3:] in saved.get("ema", {}):
+            names = [n for n, _ in G.named_parameters()]      # the averages are in parameters() order
+            state = dict(zip(names, saved["ema"][which[3:]]))
+        else:
+            have = ["G"] + [f"ema{d}" for d in saved.get("ema", {})]
+            raise KeyError(f"{path} has no generator {which!r}; it has {have}")
+    elif which != "G":
+        raise ValueError(f"--which {which} needs a trainer checkpoint; {path} holds one state_dict")
+    G.load_state_dict(state)
     return G
 
 
@@ -61,20 +84,25 @@ def render(images, rows, steps, path, scale=3):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--snapshot", required=True, help=".npz of a Generator state_dict")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--snapshot", help=".npz of a Generator state_dict")
+    src.add_argument("--checkpoint", help="a trainer checkpoint (runs/<run>/checkpoint.npz)")
+    ap.add_argument("--which", default="G", help="with --checkpoint: G, or ema<decay> (e.g. ema0.9999)")
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--steps", type=int, default=10, help="images per path, endpoints included")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="docs/figures/")
     args = ap.parse_args(argv)
-    G = load_generator(args.snapshot)
+    source = args.snapshot or args.checkpoint
+    G = load_generator(source, args.which)
     z = interpolation_grid_z(args.rows, args.steps, np.random.default_rng(args.seed))
     with npgan.no_grad():
         x = G(npgan.backend.asarray(z.astype("float32"))).numpy()
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "interpolation.png")
     render(x, args.rows, args.steps, path)
-    print(f"wrote {path} ({args.rows} paths x {args.steps} steps from {args.snapshot})")
+    print(f"wrote {path} ({args.rows} paths x {args.steps} steps from {source}"
+          + (f", {args.which})" if args.checkpoint else ")"))
 
 
 if __name__ == "__main__":

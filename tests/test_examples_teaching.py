@@ -110,3 +110,28 @@ def test_saturation(tmp_path, one_blas_thread):
     np.testing.assert_allclose(gl, d, rtol=1e-5)
     d, gl = ns["first"]
     np.testing.assert_allclose(gl, 1 - d, rtol=1e-5)
+
+
+def test_interpolation_reads_trainer_checkpoints(tmp_path):
+    """--checkpoint takes npgan.checkpoint files: G under state["G"], moving
+    averages under state["ema"][decay] in parameters() order."""
+    from npgan import checkpoint, models
+    interp = _load("interpolation")
+    G = models.Generator(rng=np.random.default_rng(0))
+    avg = models.Generator(rng=np.random.default_rng(1))
+    path = str(tmp_path / "checkpoint.npz")
+    checkpoint.save(path, {"G": G.state_dict(), "ema": {"0.999": [p.data for p in avg.parameters()]}},
+                    {"seed": 0})
+    for which, ref in (("G", G), ("ema0.999", avg)):
+        loaded = interp.load_generator(path, which)
+        for (n, a), (_, b) in zip(loaded.named_parameters(), ref.named_parameters()):
+            np.testing.assert_array_equal(a.data, b.data, err_msg=f"{which} {n}")
+    with pytest.raises(KeyError, match="ema0.999"):
+        interp.load_generator(path, "ema0.5")
+    with pytest.raises(ValueError):
+        snap = str(tmp_path / "G.npz")
+        np.savez(snap, **G.state_dict())
+        interp.load_generator(snap, "ema0.999")
+    interp.main(["--checkpoint", path, "--which", "ema0.999", "--rows", "2", "--steps", "3",
+                 "--out", str(tmp_path)])
+    assert os.path.exists(tmp_path / "interpolation.png")
