@@ -9,10 +9,14 @@ write swish(x) = x * sigmoid(x) that way, verify it with ``npgan.gradcheck``
 (central finite differences in float64), and then show that a plausible but
 wrong backward -- one that forgets the product rule -- is caught.
 """
+import os
+import sys
+
 import numpy as np
 
-import npgan
-from npgan import backend
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout
+import npgan  # noqa: E402
+from npgan import backend  # noqa: E402
 
 
 def _sigmoid(a):
