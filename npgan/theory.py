@@ -30,8 +30,8 @@ LOG2 = math.log(2.0)
 
 __all__ = ["LOG2", "LOG4", "grid", "integrate", "gaussian_pdf", "mixture_pdf", "optimal_discriminator",
            "optimal_logits", "value_function", "kl_divergence", "jsd", "jsd_shift_gradient",
-           "criterion_from_jsd", "virtual_criterion", "kde", "silverman_bandwidth", "g_loss_logit_grad", "ring_centers",
-           "sample_ring", "mode_metrics"]
+           "criterion_from_jsd", "virtual_criterion", "kde", "silverman_bandwidth", "g_loss_logit_grad",
+           "ring_centers", "sample_ring", "mode_metrics"]
 
 
 # -- grids and densities -------------------------------------------------------------------

@@ -33,7 +33,8 @@ def _has_matplotlib():
     return importlib.util.find_spec("matplotlib") is not None
 
 
-needs_mpl = pytest.mark.skipif(not _has_matplotlib(), reason="matplotlib not installed (pip install .[examples])")
+needs_mpl = pytest.mark.skipif(not _has_matplotlib(),
+                               reason="matplotlib not installed (pip install .[examples])")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
