@@ -194,7 +194,7 @@ def main(argv=None):
     s = gan.summary()
     s["seconds"] = time.time() - t0
     if not args.quiet:
-        print(f"\n            mean     std")
+        print("\n            mean     std")
         print(f"p_data    {gan.data_mean:6.3f}  {gan.data_std:6.3f}")
         print(f"p_g       {s['g_mean']:6.3f}  {s['g_std']:6.3f}   (100,000 samples)")
         print(f"mean D(x) on data {s['d_real']:.3f}, on samples {s['d_fake']:.3f}   (1/2 at the optimum)")

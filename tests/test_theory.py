@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import npgan
-from npgan import theory, functional as F
+from npgan import theory
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 X = theory.grid(-40, 40, 40001)        # dx = 0.002
