@@ -78,3 +78,28 @@ def with_params(module, fn):
             for (o, a), p in zip(slots, saved):
                 setattr(o, a, p)
     return call, [p.data for p in module.parameters()]
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+def load_example(name):
+    """Import examples/<name>.py as a module (the examples are scripts, not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"_example_{name}", os.path.join(EXAMPLES, f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def one_blas_thread():
+    """Tiny MLPs: one BLAS thread is several times faster than many on busy
+    shared cores (the examples set OPENBLAS_NUM_THREADS=1 when run as scripts)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield

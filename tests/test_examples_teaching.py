@@ -6,27 +6,10 @@ import os
 import numpy as np
 import pytest
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+from conftest import load_example, one_blas_thread  # noqa: F401  (fixture)
 
+_load = load_example
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"_example_{name}", os.path.join(EXAMPLES, f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture
-def one_blas_thread():
-    """Tiny MLPs: one BLAS thread is several times faster than many on busy
-    shared cores (the examples set OPENBLAS_NUM_THREADS=1 when run as scripts)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
 
 
 def _has_matplotlib():

@@ -1,21 +1,15 @@
 """The teaching examples: 8-Gaussian metrics, the gradcheck tutorial's ops,
 and the z-path of the interpolation figure (no checkpoint, no training)."""
-import importlib.util
-import os
 
 import numpy as np
 import pytest
 
 import npgan
+from conftest import load_example, one_blas_thread  # noqa: F401  (fixture)
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"_example_{name}", os.path.join(EXAMPLES, f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_load = load_example
 
 
 @pytest.fixture(scope="module")

@@ -1,39 +1,22 @@
 """npgan.theory: the paper's Section 4 on arrays, checked against closed forms,
 independent estimates and npgan's own autograd; plus a D trained on fixed
 densities against D* (Proposition 1)."""
-import importlib.util
 import math
-import os
 
 import numpy as np
 import pytest
 
 import npgan
+from conftest import load_example, one_blas_thread  # noqa: F401  (fixture)
 from npgan import theory
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 X = theory.grid(-40, 40, 40001)        # dx = 0.002
 g = theory.gaussian_pdf
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"_example_{name}", os.path.join(EXAMPLES, f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_load = load_example
 
 
-@pytest.fixture
-def one_blas_thread():
-    """Tiny MLPs: one BLAS thread is several times faster than many on busy
-    shared cores (the examples set OPENBLAS_NUM_THREADS=1 when run as scripts)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
 
 
 # -- densities -------------------------------------------------------------------------------------
