@@ -39,7 +39,10 @@ def test_mnist_gan_runs_resumes_and_evaluates(tmp_path):
     lines = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
     assert [l["epoch"] for l in lines] == [1, 2, 3]
     assert all(np.isfinite(l["parzen_G"]) for l in lines)
-    for f in ["checkpoint.npz", "curves.png", "samples/G_epoch_0003.png", "best_G.npz"]:
+    files = ["checkpoint.npz", "samples/G_epoch_0003.png", "best_G.npz"]
+    if importlib.util.find_spec("matplotlib") is not None:     # curves need the examples extra
+        files.append("curves.png")
+    for f in files:
         assert os.path.exists(os.path.join(out, f)), f
     with pytest.raises(Exception, match="different configuration"):
         mg.main(ARGS[:-2] + ["--seed", "4", "--epochs", "4", "--out", out, "--resume"])
