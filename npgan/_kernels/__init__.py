@@ -226,7 +226,8 @@ def linear_backward(g, x, weight, saved, activation=None, need_x=True, need_weig
     """Gradients (gx, gweight, gbias) of :func:`linear_forward` for the
     upstream gradient g (N, out); each is None unless asked for, and its GEMM
     is skipped. Compiled: g * activation' and the bias gradient in one pass,
-    then at most two GEMMs (g W^T and x^T g, transposes by BLAS flags)."""
+    then at most two GEMMs (g W^T and x^T g, transposes by BLAS flags), run
+    at the same time on two threads when both are needed (layers.gemm2)."""
     if activation not in _ACT_CODE:
         raise ValueError(f"linear: activation must be one of {ACTIVATIONS}, got {activation!r}")
     k = _layers(g, x, weight, saved)
@@ -243,11 +244,14 @@ def linear_backward(g, x, weight, saved, activation=None, need_x=True, need_weig
     else:
         gpre = _np.empty_like(g)
         k.act_backward(g, _np.ascontiguousarray(saved), _ACT_CODE[activation], gpre, gb)
-    gx = gw = None
-    if need_x:
-        gx = k.gemm(gpre, _gemm_operand(weight).T, _np.empty(x.shape, dtype=g.dtype))
-    if need_weight:
-        gw = k.gemm(_gemm_operand(x).T, gpre, _np.empty(weight.shape, dtype=g.dtype))
+    gx = _np.empty(x.shape, dtype=g.dtype) if need_x else None
+    gw = _np.empty(weight.shape, dtype=g.dtype) if need_weight else None
+    if need_x and need_weight:              # equal cost, independent: at once, a thread each
+        k.gemm2(gpre, _gemm_operand(weight).T, gx, _gemm_operand(x).T, gpre, gw)
+    elif need_x:
+        k.gemm(gpre, _gemm_operand(weight).T, gx)
+    elif need_weight:
+        k.gemm(_gemm_operand(x).T, gpre, gw)
     return gx, gw, gb
 
 

@@ -315,12 +315,11 @@ cdef inline int _op(cnp.ndarray a, char *trans, int *ld) except -1:
     return 0
 
 
-def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, double beta=0.0):
-    """c = a @ b + beta * c. a (m, k), b (k, n): C- or F-contiguous; c (m, n)
-    C-contiguous; one dtype, float32 or float64. Returns c. Big products are
-    split over threads (see above)."""
-    cdef Gemm g
+cdef int _prepare(Gemm *g, cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, double beta) except -1:
+    """Check c = a @ b + beta * c and describe it in ``g`` (see gemm)."""
     cdef long m = a.shape[0], k = a.shape[1], n = b.shape[1]
+    if a.ndim != 2 or b.ndim != 2 or c.ndim != 2:
+        raise ValueError("gemm: operands must be 2-D")
     if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n:
         raise ValueError(f"gemm: shapes ({m}, {k}) @ ({b.shape[0]}, {n}) -> "
                          f"({c.shape[0]}, {c.shape[1]}) do not match")
@@ -342,9 +341,89 @@ def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, double beta=0.0):
     g.a, g.b, g.c = <char *> cnp.PyArray_DATA(a), <char *> cnp.PyArray_DATA(b), \
         <char *> cnp.PyArray_DATA(c)
     g.itemsize = c.itemsize
+    return 0
+
+
+def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, double beta=0.0):
+    """c = a @ b + beta * c. a (m, k), b (k, n): C- or F-contiguous; c (m, n)
+    C-contiguous; one dtype, float32 or float64. Returns c. Big products are
+    split over threads (see above)."""
+    cdef Gemm g
+    _prepare(&g, a, b, c, beta)
     with nogil:
         _gemm(&g)
     return c
+
+
+# Two independent products at once (a linear layer's backward: g W^T and
+# x^T g, of equal cost): on two threads each runs whole on one of them, a
+# single-threaded BLAS call, instead of both being cut in bands one after the
+# other; with more threads each is cut into threads // 2 bands.
+
+cdef struct Pair:
+    Gemm g[2]
+    int per                              # bands per product
+
+
+cdef void _run_pair_chunk(void *ctx, int i, int parts) noexcept nogil:
+    cdef Pair *s = <Pair *> ctx
+    cdef Gemm *g = &s.g[i // s.per]
+    cdef Gemm p
+    if s.per == 1:
+        _run(g)
+    else:
+        p = _part(g, i % s.per, s.per, g.n >= g.m)
+        _run(&p)
+
+
+cdef void _gemm2(Pair *s) noexcept nogil:
+    cdef int threads, prev
+    if (<double> s.g[0].m * s.g[0].n * s.g[0].k < SPLIT_MIN_WORK
+            or <double> s.g[1].m * s.g[1].n * s.g[1].k < SPLIT_MIN_WORK
+            or _split_threads() < 2 or not npl_pool_acquire()):
+        _gemm(&s.g[0])
+        _gemm(&s.g[1])
+        return
+    prev = _blas_get()
+    threads = _split_threads()
+    s.per = max(1, min(threads // 2, min(max(s.g[0].n, s.g[0].m), max(s.g[1].n, s.g[1].m)) // 16))
+    _blas_set(1)
+    npl_pool_run(_run_pair_chunk, s, 2 * s.per, threads)
+    _blas_set(prev)
+    npl_pool_release()
+
+
+def gemm2(cnp.ndarray a0, cnp.ndarray b0, cnp.ndarray c0, cnp.ndarray a1, cnp.ndarray b1,
+          cnp.ndarray c1):
+    """c0 = a0 @ b0 and c1 = a1 @ b1 (as gemm, each checked alike), computed at
+    the same time on different threads when both are big enough to split.
+    The outputs must not overlap each other or the operands. Returns (c0, c1)."""
+    cdef Pair s
+    _prepare(&s.g[0], a0, b0, c0, 0.0)
+    _prepare(&s.g[1], a1, b1, c1, 0.0)
+    with nogil:
+        _gemm2(&s)
+    return c0, c1
+
+
+cdef int parallel_run(void (*fn)(void *, int, int) noexcept nogil, void *ctx,
+                      int chunks) noexcept nogil:
+    """fn(ctx, i, chunks) for every i < chunks, on this module's threads when
+    the split is on and the pool is free (else all on the caller); returns
+    after every call has finished. For other kernels (update.pyx)."""
+    cdef int i
+    if chunks < 2 or _split_threads() < 2 or not npl_pool_acquire():
+        for i in range(chunks):
+            fn(ctx, i, chunks)
+        return 1
+    npl_pool_run(fn, ctx, chunks, _split_threads())
+    npl_pool_release()
+    return 0
+
+
+def parallel_threads():
+    """Threads parallel_run uses now (1 without the split)."""
+    return _split_threads()
 
 
 # ----------------------------------------------------------------------------- C loops
@@ -606,3 +685,4 @@ def dropout(floating[::1] x, float[::1] u, float keep, floating scale, floating[
     with nogil:
         for i in range(n):
             out[i] = x[i] * (scale if u[i] < keep else zero)
+

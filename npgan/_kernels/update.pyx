@@ -6,9 +6,14 @@ npgan/optim.py): v <- mu v - lr g; p <- p + v, or, Nesterov,
 p <- p + mu v - lr g with the new v. The arithmetic is done in the arrays'
 dtype, operation by operation as NumPy does it, so the results are the same
 bits as the reference's ``v *= mu; v -= lr * g; p += v`` (without its
-temporary ``lr * g`` and its three further passes over memory).
+temporary ``lr * g`` and its three further passes over memory). Arrays of
+at least PARALLEL_MIN elements are cut into bands updated at once on the
+threads of layers.pyx's pool (an element's result does not depend on which
+thread computes it).
 """
 from cython cimport floating
+
+from npgan._kernels.layers cimport parallel_run
 
 cdef extern from * nogil:
     """
@@ -51,15 +56,42 @@ cdef extern from * nogil:
                    int nesterov)
 
 
+cdef enum:
+    PARALLEL_MIN = 1 << 16               # elements: smaller arrays are updated in one pass
+
+
+cdef struct Sgd:
+    void *p
+    void *v
+    const void *g
+    Py_ssize_t n
+    double lr, mu
+    int nesterov, itemsize
+
+
+cdef void _sgd_band(void *ctx, int i, int parts) noexcept nogil:
+    cdef Sgd *s = <Sgd *> ctx
+    cdef Py_ssize_t lo = (s.n * i // parts) // 16 * 16
+    cdef Py_ssize_t hi = s.n if i == parts - 1 else (s.n * (i + 1) // parts) // 16 * 16
+    if hi <= lo:
+        return
+    if s.itemsize == 4:
+        npu_sgd_f(<float *> s.p + lo, <float *> s.v + lo, <const float *> s.g + lo, hi - lo,
+                  <float> s.lr, <float> s.mu, s.nesterov)
+    else:
+        npu_sgd_d(<double *> s.p + lo, <double *> s.v + lo, <const double *> s.g + lo, hi - lo,
+                  s.lr, s.mu, s.nesterov)
+
+
 def sgd_momentum(floating[::1] p, floating[::1] v, floating[::1] g, double lr, double mu,
                  bint nesterov):
     cdef Py_ssize_t n = p.shape[0]
+    cdef Sgd s
     if v.shape[0] != n or g.shape[0] != n:
         raise ValueError("sgd_momentum: parameter, velocity and gradient sizes differ")
     if n == 0:
         return
+    s.p, s.v, s.g, s.n = &p[0], &v[0], &g[0], n
+    s.lr, s.mu, s.nesterov, s.itemsize = lr, mu, nesterov, sizeof(floating)
     with nogil:
-        if floating is float:
-            npu_sgd_f(&p[0], &v[0], &g[0], n, <float> lr, <float> mu, nesterov)
-        else:
-            npu_sgd_d(&p[0], &v[0], &g[0], n, lr, mu, nesterov)
+        parallel_run(_sgd_band, &s, 1 if n < PARALLEL_MIN else 4)
