@@ -106,6 +106,70 @@ def test_gemm_split_over_threads_equals_one_call(layers_kernel, dtype, shape):
     assert layers_kernel.split_threads() == threads           # BLAS's thread count restored
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("spin_us", [0.0, 100.0])
+def test_gemm2_computes_two_independent_products(layers_kernel, dtype, spin_us):
+    """A linear layer's backward pair (g W^T, x^T g) at once, on two threads
+    when both are big: each equals its own product (and gemm's), whatever the
+    pool threads do while idle (block at once, or spin first)."""
+    prev = layers_kernel.set_spin(spin_us)
+    try:
+        for n, i, o in [(100, 300, 200), (37, 1100, 203), (5, 7, 3)]:   # big pairs, and a small one
+            g, w, x = rand(n, o, dtype=dtype), rand(i, o, dtype=dtype, seed=1), rand(n, i, dtype=dtype, seed=2)
+            gx, gw = np.empty((n, i), dtype), np.empty((i, o), dtype)
+            assert layers_kernel.gemm2(g, w.T, gx, x.T, g, gw) == (gx, gw)
+            tol = TOL[dtype] if dtype == np.float64 else dict(rtol=2e-5, atol=1e-6 * max(n, o))
+            np.testing.assert_allclose(gx, g.astype(np.float64) @ w.T.astype(np.float64), **tol)
+            np.testing.assert_allclose(gw, x.T.astype(np.float64) @ g.astype(np.float64), **tol)
+            one = np.empty_like(gw)
+            np.testing.assert_allclose(layers_kernel.gemm(x.T, g, one), gw, **tol)
+    finally:
+        layers_kernel.set_spin(prev)
+
+
+def test_gemm2_checks_both_products(layers_kernel):
+    a, b = rand(4, 3, dtype=np.float32), rand(3, 2, dtype=np.float32)
+    ok = (a, b, np.empty((4, 2), np.float32))
+    with pytest.raises(ValueError, match="do not match"):
+        layers_kernel.gemm2(*ok, a, b, np.empty((4, 3), np.float32))
+    with pytest.raises(TypeError, match="one dtype"):
+        layers_kernel.gemm2(a.astype(np.float64), b, np.empty((4, 2), np.float32), *ok)
+    with pytest.raises(ValueError, match="empty"):
+        layers_kernel.gemm2(*ok, a[:0], b, np.empty((0, 2), np.float32))
+
+
+def test_blas_choice_is_checked_and_mkl_missing_is_explained(layers_kernel, monkeypatch):
+    with pytest.raises(ValueError, match="'scipy' or 'mkl'"):
+        K.use_blas("openblas")
+    with pytest.raises(ValueError, match="both addresses"):
+        layers_kernel.set_gemm(1, 0)
+    monkeypatch.setattr(K, "_blas", {"name": "scipy", "lib": None})
+    monkeypatch.setattr(K, "_find_mkl", lambda: None)
+    with pytest.raises(RuntimeError, match=r"npgan\[mkl\]"):
+        K.use_blas("mkl")
+    assert K.blas() == "scipy"
+
+
+def test_mkl_products_equal_the_reference(layers_kernel):
+    """With MKL installed (pip install "npgan[mkl]"): the layers' GEMMs and a
+    float64 gradcheck through them; then back to SciPy's BLAS."""
+    if K._find_mkl() is None:
+        pytest.skip("MKL (libmkl_rt) not installed")
+    prev = K.use_blas("mkl")
+    try:
+        assert K.blas().startswith("mkl")
+        for dtype in DTYPES:
+            a, b = rand(100, 300, dtype=dtype), rand(300, 1200, dtype=dtype, seed=1)
+            tol = TOL[dtype] if dtype == np.float64 else dict(rtol=2e-5, atol=3e-4)
+            np.testing.assert_allclose(layers_kernel.gemm(a, b, np.empty((100, 1200), dtype)),
+                                       a.astype(np.float64) @ b.astype(np.float64), **tol)
+        x, w, bias = rand(6, 5), rand(5, 4, seed=1), rand(4, seed=2)
+        assert gradcheck(lambda x, w, b: F.linear(x, w, b, activation="sigmoid"), x, w, bias)
+    finally:
+        K.use_blas(prev)
+    assert K.blas().startswith(prev)
+
+
 def test_gemm_split_follows_the_blas_thread_setting(layers_kernel):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     if layers_kernel.split_threads() < 2:
@@ -486,6 +550,19 @@ def test_sgd_momentum_equals_reference_bit_for_bit(update_kernel, dtype, nestero
     K.sgd_momentum_(p1, v1, g.T.copy().T, 0.1, 0.5, nesterov)         # F-ordered gradient: copied
     ref.sgd_momentum_(p2, v2, g, 0.1, 0.5, nesterov)
     np.testing.assert_array_equal(p1, p2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_momentum_split_over_threads_is_bit_for_bit(update_kernel, dtype):
+    """Arrays of >= 2**16 elements are updated in bands on the pool's threads
+    (sizes not a multiple of the bands, too): the same bits as the reference."""
+    for n in (1 << 16, 1_000_003):
+        p0, v0, g = rand(n, dtype=dtype), rand(n, dtype=dtype, seed=1), rand(n, dtype=dtype, seed=2)
+        p1, v1, p2, v2 = p0.copy(), v0.copy(), p0.copy(), v0.copy()
+        K.sgd_momentum_(p1, v1, g, 0.1, 0.5)
+        ref.sgd_momentum_(p2, v2, g, 0.1, 0.5)
+        np.testing.assert_array_equal(v1, v2)
+        np.testing.assert_array_equal(p1, p2)
 
 
 def test_sgd_step_matches_the_written_rule():

@@ -161,11 +161,109 @@ def _blas_thread_functions():
     return 0, 0
 
 
+# --- which BLAS computes the layers' products ---------------------------------
+# SciPy's (OpenBLAS, through cython_blas) by default. NPGAN_BLAS=mkl (or
+# use_blas("mkl")) hands them to Intel MKL's sgemm_/dgemm_ instead (pip install
+# "npgan[mkl]"), loaded at run time from libmkl_rt with its sequential
+# threading layer: layers.pyx's pool still does the threading, with the thread
+# count that SciPy's BLAS is set to. On Intel CPUs MKL runs the paper's shapes
+# faster (benchmarks/bench_train.py's npgan-mkl row). The Parzen kernel keeps
+# SciPy's BLAS.
+
+_blas = {"name": "scipy", "lib": None}
+
+
+def _find_mkl():
+    """Path of libmkl_rt in this environment (pip's mkl wheel puts it in
+    <prefix>/lib) or on the system, else None."""
+    import ctypes.util
+    import glob
+    import sys
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        found = sorted(glob.glob(os.path.join(prefix, "lib", "libmkl_rt.so*")))
+        if found:
+            return found[-1]
+    return ctypes.util.find_library("mkl_rt")
+
+
+def _load_mkl(path):
+    """(sgemm_, dgemm_ addresses, version string) of the MKL at ``path``,
+    switched to its sequential threading layer."""
+    import ctypes
+    try:
+        lib = ctypes.CDLL(path)
+        lib.MKL_Set_Threading_Layer.argtypes = [ctypes.c_int]
+        lib.MKL_Set_Threading_Layer.restype = ctypes.c_int
+    except (OSError, AttributeError) as e:
+        raise RuntimeError(f"NPGAN_BLAS=mkl: cannot load MKL from {path}: {e}") from e
+    layer = lib.MKL_Set_Threading_Layer(1)            # MKL_THREADING_SEQUENTIAL
+    if layer != 1:
+        raise RuntimeError(f"NPGAN_BLAS=mkl: MKL at {path} is already in use in this process "
+                           f"with threading layer {layer}, not the sequential one npgan needs")
+    buf = ctypes.create_string_buffer(256)
+    try:
+        lib.mkl_get_version_string(buf, len(buf))
+        version = buf.value.decode(errors="replace").strip()
+    except AttributeError:
+        version = "MKL"
+    addr = lambda name: ctypes.cast(getattr(lib, name), ctypes.c_void_p).value  # noqa: E731
+    return lib, addr("sgemm_"), addr("dgemm_"), version
+
+
+def use_blas(name):
+    """Compute the layers' GEMMs with "scipy" (SciPy's BLAS, the default) or
+    "mkl" (Intel MKL from libmkl_rt: ``pip install "npgan[mkl]"``). Raises
+    ValueError for another name and RuntimeError, saying what to install, when
+    MKL cannot be found or loaded. No effect without the compiled kernels.
+    Returns the previous name."""
+    if name not in ("scipy", "mkl"):
+        raise ValueError(f"NPGAN_BLAS / use_blas: 'scipy' or 'mkl', got {name!r}")
+    prev = _blas["name"]
+    k = load("layers")
+    if k is None:
+        return prev
+    if name == "scipy":
+        k.set_gemm(0, 0)
+        _blas.update(name="scipy", desc="scipy")
+        return prev
+    if _blas["lib"] is None:
+        path = _find_mkl()
+        if path is None:
+            raise RuntimeError("NPGAN_BLAS=mkl: libmkl_rt not found in this environment or on "
+                               "the system; install it with pip install \"npgan[mkl]\" (the "
+                               "mkl wheel), or unset NPGAN_BLAS to use SciPy's BLAS")
+        lib, s_addr, d_addr, version = _load_mkl(path)
+        _blas.update(lib=lib, addresses=(s_addr, d_addr), desc=f"mkl ({version})")
+    k.set_gemm(*_blas["addresses"])
+    _blas["name"] = "mkl"
+    return prev
+
+
+def blas():
+    """Which BLAS computes the layers' products now: "scipy" or "mkl (version)"."""
+    return _blas.get("desc", _blas["name"]) if _blas["name"] == "mkl" else "scipy"
+
+
 def _setup_layers(module):
     """On first load: let layers.gemm split big products over threads (see
-    layers.pyx) unless NPGAN_GEMM_SPLIT=0 leaves the threading to BLAS."""
+    layers.pyx) unless NPGAN_GEMM_SPLIT=0 leaves the threading to BLAS; spin
+    NPGAN_POOL_SPIN_US (default 100) before idle threads block; the BLAS of
+    NPGAN_BLAS (default scipy)."""
     module.set_blas_threading(*_blas_thread_functions())
     module.set_split(os.environ.get("NPGAN_GEMM_SPLIT", "") != "0")
+    try:
+        spin = float(os.environ.get("NPGAN_POOL_SPIN_US", "") or 100)
+    except ValueError:
+        raise ValueError("NPGAN_POOL_SPIN_US must be a number of microseconds, got "
+                         f"{os.environ['NPGAN_POOL_SPIN_US']!r}") from None
+    module.set_spin(spin)
+    _cache["layers"] = module          # use_blas loads it
+    choice = os.environ.get("NPGAN_BLAS", "") or "scipy"
+    try:
+        use_blas(choice)
+    except Exception:
+        _cache.pop("layers", None)     # the next load() retries (and raises) again
+        raise
 
 
 _ON_LOAD = {"layers": _setup_layers}

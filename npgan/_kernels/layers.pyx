@@ -64,14 +64,36 @@ cdef struct Gemm:
     int itemsize                         # 4: sgemm, 8: dgemm
 
 
+# The BLAS: SciPy's (cython_blas) unless set_gemm hands over another library's
+# Fortran sgemm_/dgemm_ (same signature), e.g. MKL's (npgan._kernels.use_blas).
+ctypedef void (*sgemm_t)(char *, char *, int *, int *, int *, float *, float *, int *, float *,
+                         int *, float *, float *, int *) noexcept nogil
+ctypedef void (*dgemm_t)(char *, char *, int *, int *, int *, double *, double *, int *, double *,
+                         int *, double *, double *, int *) noexcept nogil
+cdef sgemm_t _sgemm = sgemm
+cdef dgemm_t _dgemm = dgemm
+
+
+def set_gemm(size_t sgemm_address, size_t dgemm_address):
+    """Compute products with the Fortran ``sgemm_``/``dgemm_`` at these
+    addresses (both 0: SciPy's BLAS again). The library must be thread-safe
+    and single-threaded (this module does the threading). Not while a product
+    is running."""
+    global _sgemm, _dgemm
+    if (sgemm_address == 0) != (dgemm_address == 0):
+        raise ValueError("set_gemm: give both addresses, or neither")
+    _sgemm = <sgemm_t> sgemm_address if sgemm_address else sgemm
+    _dgemm = <dgemm_t> dgemm_address if dgemm_address else dgemm
+
+
 cdef void _run(Gemm *g) noexcept nogil:
     cdef float sa = <float> g.alpha, sb = <float> g.beta
     if g.itemsize == 4:
-        sgemm(&g.tb, &g.ta, &g.n, &g.m, &g.k, &sa, <float *> g.b, &g.ldb, <float *> g.a, &g.lda,
-              &sb, <float *> g.c, &g.ldc)
+        _sgemm(&g.tb, &g.ta, &g.n, &g.m, &g.k, &sa, <float *> g.b, &g.ldb, <float *> g.a, &g.lda,
+               &sb, <float *> g.c, &g.ldc)
     else:
-        dgemm(&g.tb, &g.ta, &g.n, &g.m, &g.k, &g.alpha, <double *> g.b, &g.ldb, <double *> g.a,
-              &g.lda, &g.beta, <double *> g.c, &g.ldc)
+        _dgemm(&g.tb, &g.ta, &g.n, &g.m, &g.k, &g.alpha, <double *> g.b, &g.ldb, <double *> g.a,
+               &g.lda, &g.beta, <double *> g.c, &g.ldc)
 
 
 cdef Gemm _part(Gemm *g, int i, int parts, bint by_columns) noexcept nogil:
@@ -109,6 +131,7 @@ cdef extern from * nogil:
     """
     #if defined(_WIN32)
     #define NPL_HAVE_POOL 0
+    static long long npl_spin_ns = 0;
     static int npl_pool_acquire(void) { return 0; }
     static void npl_pool_release(void) {}
     static int npl_pool_run(void (*fn)(void *, int, int), void *ctx, int chunks, int threads) {
@@ -137,6 +160,39 @@ cdef extern from * nogil:
     static _Atomic long long npl_next;
     static _Atomic int npl_done;
     static int npl_atfork = 0;
+    static _Atomic long long npl_job_pub;   /* npl_job, readable without the mutex */
+    static long long npl_spin_ns = 100000;  /* how long a waiting thread spins before it blocks */
+
+    #include <time.h>
+    static inline long long npl_now_ns(void) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+    }
+    static inline void npl_relax(void) {
+    #if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+    #endif
+    }
+    /* Spin (at most npl_spin_ns) while *a == v; 1 if it changed meanwhile. */
+    static int npl_spin_ll(_Atomic long long *a, long long v) {
+        if (npl_spin_ns <= 0) return atomic_load(a) != v;
+        long long end = npl_now_ns() + npl_spin_ns;
+        for (int i = 0; atomic_load(a) == v; i++) {
+            npl_relax();
+            if ((i & 63) == 63 && npl_now_ns() > end) return 0;
+        }
+        return 1;
+    }
+    static int npl_spin_below(_Atomic int *a, int v) {
+        if (npl_spin_ns <= 0) return atomic_load(a) >= v;
+        long long end = npl_now_ns() + npl_spin_ns;
+        for (int i = 0; atomic_load(a) < v; i++) {
+            npl_relax();
+            if ((i & 63) == 63 && npl_now_ns() > end) return 0;
+        }
+        return 1;
+    }
 
     static int npl_claim(long long job, int chunks) {
         long long cur = atomic_load(&npl_next);
@@ -163,6 +219,11 @@ cdef extern from * nogil:
         pthread_mutex_lock(&npl_mu);
         long long seen = npl_job;
         for (;;) {
+            if (npl_job == seen) {                      /* spin a little, then block */
+                pthread_mutex_unlock(&npl_mu);
+                npl_spin_ll(&npl_job_pub, seen);
+                pthread_mutex_lock(&npl_mu);
+            }
             while (npl_job == seen) pthread_cond_wait(&npl_work, &npl_mu);
             seen = npl_job;
             if (id >= npl_helpers) continue;            /* fewer threads wanted now */
@@ -206,9 +267,11 @@ cdef extern from * nogil:
         atomic_store(&npl_done, 0);
         long long job = ++npl_job;
         atomic_store(&npl_next, job << 24);
+        atomic_store(&npl_job_pub, job);
         pthread_cond_broadcast(&npl_work);
         pthread_mutex_unlock(&npl_mu);
         npl_work_on(job, fn, ctx, chunks);
+        npl_spin_below(&npl_done, chunks);
         pthread_mutex_lock(&npl_mu);
         while (atomic_load(&npl_done) < chunks) pthread_cond_wait(&npl_finished, &npl_mu);
         pthread_mutex_unlock(&npl_mu);
@@ -217,6 +280,7 @@ cdef extern from * nogil:
     #endif
     """
     int NPL_HAVE_POOL
+    long long npl_spin_ns
     int npl_pool_acquire()
     void npl_pool_release()
     int npl_pool_run(void (*fn)(void *, int, int) noexcept nogil, void *ctx, int chunks, int threads)
@@ -260,6 +324,16 @@ cdef int _split_threads() noexcept nogil:
     if not _split or not NPL_HAVE_POOL or _blas_get == NULL or _blas_set == NULL:
         return 1
     return max(1, min(_blas_get(), MAX_THREADS))
+
+
+def set_spin(double microseconds):
+    """How long an idle pool thread (and a caller waiting for its helpers)
+    spins before it blocks: short waits between GEMMs then cost no wake-up,
+    longer ones no CPU. 0: always block. Returns the previous value."""
+    global npl_spin_ns
+    prev = npl_spin_ns / 1000.0
+    npl_spin_ns = <long long> (max(microseconds, 0.0) * 1000)
+    return prev
 
 
 def split_threads():
