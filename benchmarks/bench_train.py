@@ -7,6 +7,8 @@ and allocators never mix; its peak RSS is its own):
   npgan        npgan.train.GANTrainer.step, compiled kernels (the default path)
   npgan-blas   the same with NPGAN_GEMM_SPLIT=0: BLAS threads each GEMM itself
                instead of npgan cutting it into single-threaded BLAS calls
+  npgan-mkl    the same with NPGAN_BLAS=mkl: Intel MKL's sgemm (torch's BLAS on
+               x86) for the GEMMs, threaded by npgan's pool (when MKL is installed)
   npgan-ref    the same trainer with NPGAN_NO_KERNELS=1 (the NumPy references)
   npgan-api    the same update written here with the public API (F, nn, optim)
   torch        the same models and update in PyTorch; backward(inputs=...) so
@@ -42,8 +44,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-IMPLS = ("npgan", "npgan-blas", "npgan-ref", "npgan-api", "torch", "jax")
-DEFAULT_IMPLS = ("npgan", "npgan-blas", "npgan-ref", "torch", "jax")   # npgan-api: same step as npgan
+IMPLS = ("npgan", "npgan-mkl", "npgan-blas", "npgan-ref", "npgan-api", "torch", "jax")
+DEFAULT_IMPLS = ("npgan", "npgan-mkl", "npgan-blas", "npgan-ref", "torch", "jax")   # npgan-api: same step as npgan
 BATCH, Z_DIM, X_DIM, N_BATCHES = 100, 100, 784, 10
 GF_SAMPLES = 10_000
 S3 = math.sqrt(3.0)
@@ -74,7 +76,8 @@ def build_npgan(api=False):
             (f"compiled, GEMMs split over {k.split_threads()} threads" if k.split_threads() > 1
              else "compiled, BLAS threads each GEMM itself") if k else
             "reference (layers not built)")
-        return tr.step, gf, f"GANTrainer.step, kernels: {path}"
+        return tr.step, gf, f"GANTrainer.step, kernels: {path}" + (
+            f", BLAS {_kernels.blas()}" if k else "")
 
     from npgan import functional as F, optim
     rng = numpy.random.default_rng(1)
@@ -236,6 +239,7 @@ def _env(impl, threads):
         env[var] = str(threads)
     env["NPGAN_NO_KERNELS"] = "1" if impl == "npgan-ref" else env.get("NPGAN_NO_KERNELS", "")
     env["NPGAN_GEMM_SPLIT"] = "0" if impl == "npgan-blas" else env.get("NPGAN_GEMM_SPLIT", "")
+    env["NPGAN_BLAS"] = "mkl" if impl == "npgan-mkl" else env.get("NPGAN_BLAS", "")
     if impl == "jax":
         env["JAX_PLATFORMS"] = "cpu"
         if threads == 1:
@@ -328,6 +332,9 @@ class Worker:
 
 def available(impl):
     """None if the implementation can run here, else the reason it cannot."""
+    if impl == "npgan-mkl":
+        from npgan import _kernels
+        return None if _kernels._find_mkl() else 'MKL not installed: pip install "npgan[mkl]"'
     mod = {"torch": "torch", "jax": "jax"}.get(impl)
     if mod is None:
         return None
