@@ -341,6 +341,38 @@ def test_linear_backward_equals_reference(layers_kernel, act, dtype):
                     close(a, r, dtype, f"{act} {n, i, o} {name}")
 
 
+@pytest.mark.parametrize("act", ACTS)
+def test_big_bias_act_and_act_backward_run_in_bands_with_the_same_bits(layers_kernel, act):
+    """float32 passes of >= 2**15 elements are cut into column bands on the
+    pool's threads: the same bits as one pass (split off), bias sums included,
+    and the reference's up to the sigmoid's rounding."""
+    code = {None: 0, "relu": 1, "sigmoid": 2}[act]
+    z, b, g = (rand(100, 1201, dtype=np.float32), rand(1201, dtype=np.float32, seed=1),
+               rand(100, 1201, dtype=np.float32, seed=2))
+    outs = []
+    for split in (True, False):
+        prev = layers_kernel.set_split(split)
+        try:
+            y, pre = z.copy(), np.empty_like(z)
+            layers_kernel.bias_act(y, b, code, pre if act == "sigmoid" else None)
+            saved = y if act == "relu" else pre
+            gpre, gb = np.empty_like(g), np.empty(1201, np.float32)
+            layers_kernel.act_backward(g, saved if act else None, code, gpre if act else None, gb)
+            outs.append((y, gpre if act else g, gb))
+        finally:
+            layers_kernel.set_split(*prev)
+    for banded, whole in zip(*outs):
+        np.testing.assert_array_equal(banded, whole)
+    if act == "relu":
+        np.testing.assert_array_equal(outs[0][0], np.maximum(z + b, 0))
+        np.testing.assert_array_equal(outs[0][2], np.where(z + b > 0, g, 0).sum(axis=0))
+    elif act is None:
+        np.testing.assert_array_equal(outs[0][0], z + b)
+        np.testing.assert_array_equal(outs[0][2], g.sum(axis=0))
+    else:
+        np.testing.assert_allclose(outs[0][0], ref.sigmoid_forward(z + b), rtol=1e-6, atol=1e-7)
+
+
 def test_linear_refuses_bad_shapes_and_activations():
     x, w, b = _linear_case(3, 4, 2, np.float64)
     with pytest.raises(ValueError, match="activation"):

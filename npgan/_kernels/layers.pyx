@@ -550,14 +550,14 @@ cdef extern from * nogil:
 
     /* y = act(y + b) over rows of m; act 0 none, 1 relu, 2 sigmoid (pre = y + b) */
     NPL_CLONES static void npl_bias_act_f(float *restrict y, const float *restrict b, int64_t n,
-                                          int64_t m, int act, float *restrict pre) {
+                                          int64_t m, int64_t ld, int act, float *restrict pre) {
         for (int64_t i = 0; i < n; i++) {
-            float *restrict yi = y + i * m;
+            float *restrict yi = y + i * ld;
             if (act == 1) {
                 if (b) for (int64_t j = 0; j < m; j++) { float v = yi[j] + b[j]; yi[j] = v <= 0 ? 0.0f : v; }
                 else   for (int64_t j = 0; j < m; j++) { float v = yi[j]; yi[j] = v <= 0 ? 0.0f : v; }
             } else if (act == 2 && pre) {
-                float *restrict pi = pre + i * m;
+                float *restrict pi = pre + i * ld;
                 for (int64_t j = 0; j < m; j++) {
                     float v = b ? yi[j] + b[j] : yi[j];
                     pi[j] = v;
@@ -573,12 +573,12 @@ cdef extern from * nogil:
 
     /* gpre = g * act'(saved), gb (if not NULL) = column sums of gpre, row by row */
     NPL_CLONES static void npl_act_backward_f(const float *restrict g, const float *restrict saved,
-                                              int64_t n, int64_t m, int act, float *restrict gpre,
+                                              int64_t n, int64_t m, int64_t ld, int act, float *restrict gpre,
                                               float *restrict gb) {
         if (gb) memset(gb, 0, sizeof(float) * m);
         for (int64_t i = 0; i < n; i++) {
-            const float *restrict gi = g + i * m, *restrict si = saved + i * m;
-            float *restrict oi = gpre + i * m;
+            const float *restrict gi = g + i * ld, *restrict si = saved + i * ld;
+            float *restrict oi = gpre + i * ld;
             if (act == 1) {
                 for (int64_t j = 0; j < m; j++) oi[j] = si[j] > 0 ? gi[j] : 0.0f;
             } else if (act == 2) {
@@ -618,8 +618,10 @@ cdef extern from * nogil:
     NPL_MAXOUT(float, npl_maxout_f)
     NPL_MAXOUT(double, npl_maxout_d)
     """
-    void npl_bias_act_f(float *y, const float *b, Py_ssize_t n, Py_ssize_t m, int act, float *pre)
-    void npl_act_backward_f(const float *g, const float *saved, Py_ssize_t n, Py_ssize_t m, int act,
+    void npl_bias_act_f(float *y, const float *b, Py_ssize_t n, Py_ssize_t m, Py_ssize_t ld, int act,
+                        float *pre)
+    void npl_act_backward_f(const float *g, const float *saved, Py_ssize_t n, Py_ssize_t m,
+                            Py_ssize_t ld, int act,
                             float *gpre, float *gb)
     int npl_maxout_f(const float *x, Py_ssize_t units, int pieces, float *y, cnp.uint8_t *arg)
     int npl_maxout_d(const double *x, Py_ssize_t units, int pieces, double *y, cnp.uint8_t *arg)
@@ -635,6 +637,56 @@ cdef inline double _sigmoid_d(double x) noexcept nogil:
     return e / (1 + e)
 
 
+# float32 passes over (n, m) arrays of at least BAND_MIN elements run in bands
+# of columns on the pool's threads: every element (and every column sum of
+# act_backward, added row by row) is computed as in one pass, so the result is
+# the same bits.
+
+cdef enum:
+    BAND_MIN = 1 << 15
+
+cdef struct Elementwise:
+    float *y                             # bias_act: y; act_backward: gpre
+    const float *b
+    float *pre
+    const float *g
+    const float *saved
+    float *gb
+    Py_ssize_t n, m
+    int act
+
+
+cdef inline void _band(Elementwise *e, int i, int parts, Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
+    lo[0] = (e.m * i // parts) // 16 * 16
+    hi[0] = e.m if i == parts - 1 else (e.m * (i + 1) // parts) // 16 * 16
+
+
+cdef void _bias_act_band(void *ctx, int i, int parts) noexcept nogil:
+    cdef Elementwise *e = <Elementwise *> ctx
+    cdef Py_ssize_t lo, hi
+    _band(e, i, parts, &lo, &hi)
+    if hi > lo:
+        npl_bias_act_f(e.y + lo, e.b + lo if e.b != NULL else NULL, e.n, hi - lo, e.m, e.act,
+                       e.pre + lo if e.pre != NULL else NULL)
+
+
+cdef void _act_backward_band(void *ctx, int i, int parts) noexcept nogil:
+    cdef Elementwise *e = <Elementwise *> ctx
+    cdef Py_ssize_t lo, hi
+    _band(e, i, parts, &lo, &hi)
+    if hi > lo:
+        npl_act_backward_f(e.g + lo, e.saved + lo if e.saved != NULL else NULL, e.n, hi - lo, e.m,
+                           e.act, e.y + lo if e.y != NULL else NULL,
+                           e.gb + lo if e.gb != NULL else NULL)
+
+
+cdef void _banded(void (*fn)(void *, int, int) noexcept nogil, Elementwise *e) noexcept nogil:
+    cdef int parts = 1
+    if e.n * e.m >= BAND_MIN and e.m >= 64:
+        parts = min(_split_threads(), <int> (e.m // 32))
+    parallel_run(fn, e, max(parts, 1))
+
+
 def bias_act(floating[:, ::1] y, floating[::1] b, int act, floating[:, ::1] pre):
     """In place: y = act(y + b) (b may be None); with act SIGMOID and ``pre``
     not None, y + b is also stored there (the backward needs it)."""
@@ -648,10 +700,12 @@ def bias_act(floating[:, ::1] y, floating[::1] b, int act, floating[:, ::1] pre)
         raise ValueError("bias_act: the pre-activation array must have y's shape")
     if act == NONE and not has_b:
         return
+    cdef Elementwise ew
     if floating is float:
+        ew.y, ew.b, ew.n, ew.m, ew.act = &y[0, 0], &b[0] if has_b else NULL, n, m, act
+        ew.pre = &pre[0, 0] if act == SIGMOID and has_pre else NULL
         with nogil:
-            npl_bias_act_f(&y[0, 0], &b[0] if has_b else NULL, n, m, act,
-                           &pre[0, 0] if act == SIGMOID and has_pre else NULL)
+            _banded(_bias_act_band, &ew)
     else:
         with nogil:
             for i in range(n):
@@ -681,10 +735,13 @@ def act_backward(floating[:, ::1] g, floating[:, ::1] saved, int act,
     if act != NONE and (saved is None or gpre is None or saved.shape[0] != n or saved.shape[1] != m
                         or gpre.shape[0] != n or gpre.shape[1] != m):
         raise ValueError("act_backward: saved and gpre must have g's shape")
+    cdef Elementwise ew
     if floating is float:
+        ew.g, ew.saved, ew.n, ew.m, ew.act = (&g[0, 0], &saved[0, 0] if act != NONE else NULL,
+                                              n, m, act)
+        ew.y, ew.gb = &gpre[0, 0] if act != NONE else NULL, &gb[0] if want_b else NULL
         with nogil:
-            npl_act_backward_f(&g[0, 0], &saved[0, 0] if act != NONE else NULL, n, m, act,
-                               &gpre[0, 0] if act != NONE else NULL, &gb[0] if want_b else NULL)
+            _banded(_act_backward_band, &ew)
     else:
         if want_b:
             gb[:] = 0
