@@ -8,9 +8,14 @@
   C = A B is column-major C^T = B^T A^T, so the operands are handed over
   swapped, with 'N' or 'T' according to their layout. A big product is cut
   into as many bands as BLAS has threads, computed at once by single-threaded
-  BLAS calls on workers that block instead of spinning (see "The split").
+  BLAS calls on workers that spin briefly, then block (see "The split").
+* ``gemm2``: two independent products at once, a thread each (a linear
+  layer's backward pair g W^T and x^T g); ``parallel_run`` (layers.pxd) lends
+  the same pool to other kernels (update.pyx); ``set_gemm`` swaps SciPy's
+  BLAS for another library's sgemm_/dgemm_ (MKL: npgan._kernels.use_blas).
 * ``bias_act``: the GEMM's epilogue, y = act(y + b) in one pass over y
-  (act: 0 none, 1 relu, 2 sigmoid, which also keeps the pre-activation).
+  (act: 0 none, 1 relu, 2 sigmoid, which also keeps the pre-activation); big
+  float32 arrays in column bands on the pool, as ``act_backward``.
 * ``act_backward``: the backward prologue, g_pre = g * act'(.) and the bias
   gradient (column sums of g_pre, row by row as numpy.sum(axis=0)) in one pass.
 * ``maxout_forward`` / ``maxout_backward``: max over consecutive groups of
@@ -22,9 +27,9 @@
 Each equals its namesake in ``reference.py`` (tests/test_layer_kernels.py).
 Empty arrays are refused with a ValueError. Arrays arrive C-contiguous and
 of one float dtype (the wrappers in ``npgan._kernels`` make them so, or take
-the reference path); loops run without the GIL, single-threaded; GEMMs use as
-many threads as BLAS is set to (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS /
-threadpoolctl).
+the reference path); loops run without the GIL; GEMMs and big passes use as
+many threads as SciPy's BLAS is set to (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS
+/ threadpoolctl).
 """
 cimport numpy as cnp
 from cython cimport floating
@@ -119,8 +124,9 @@ cdef Gemm _part(Gemm *g, int i, int parts, bint by_columns) noexcept nogil:
 # time and compute with single-threaded BLAS calls, where the thread count is
 # the one BLAS is configured with (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, or
 # threadpoolctl at run time), read at every call; BLAS is set to 1 thread for
-# the duration and restored. Waiting threads block (condition variables) and
-# never spin, and a thread that is late to wake simply finds its bands taken:
+# the duration and restored. Waiting threads spin for at most set_spin()
+# microseconds (default 100: the gaps between a step's GEMMs), then block
+# (condition variables), and a thread that is late to wake simply finds its bands taken:
 # on a machine shared with other jobs a step slows down gracefully, where
 # BLAS's own spinning threads collapse (OpenBLAS with 2 threads on 2 busy
 # cores: several times slower than with 1). Needs POSIX threads and the BLAS's
