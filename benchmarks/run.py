@@ -18,6 +18,9 @@ same run: on a shared machine only they mean anything):
              process. 200 steps each, but a row whose steps have taken --max-s
              seconds stops at 50 or more (a loaded machine makes the slow rows
              crawl); every row shows its count.
+  gemm       the step's 27 GEMMs alone (bench_gemm.py): npgan's kernels with SciPy's
+             BLAS and with MKL, NumPy's matmul, torch.mm: how much of a step
+             the BLAS takes, and how fast each library runs these shapes here
   parzen     the rows of bench_parzen.run() (if that script exists), at a
              smaller test size by default to keep the whole run near 5 minutes
 """
@@ -222,6 +225,7 @@ def main(argv=None):
     p.add_argument("--parzen-test", type=int, default=2000, help="Parzen test points (10000: the full size)")
     p.add_argument("--parzen-samples", type=int, default=10000)
     p.add_argument("--no-parzen", action="store_true")
+    p.add_argument("--no-gemm", action="store_true", help="skip the step's GEMMs alone (bench_gemm.py)")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--parzen-memory", action="store_true", help="peak RSS of the Parzen rows too")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
@@ -243,6 +247,12 @@ def main(argv=None):
     say(bench_train.report(res))
     say()
     say("Targets (issue): " + ("; ".join(targets(res)) or "not checkable (rows missing)"))
+    if not a.no_gemm:
+        say()
+        r = subprocess.run([sys.executable, os.path.join(HERE, "bench_gemm.py")]
+                           + ([] if a.threads is None else ["--threads", str(a.threads)]),
+                           capture_output=True, text=True)
+        say(r.stdout.strip() if r.returncode == 0 else f"GEMM section failed: {r.stderr[-800:]}")
     parzen_rows, parzen_note = None, None
     if not a.no_parzen:
         say()
