@@ -143,7 +143,7 @@ def test_blas_choice_is_checked_and_mkl_missing_is_explained(layers_kernel, monk
         K.use_blas("openblas")
     with pytest.raises(ValueError, match="both addresses"):
         layers_kernel.set_gemm(1, 0)
-    monkeypatch.setattr(K, "_blas", {"name": "scipy", "lib": None})
+    monkeypatch.setattr(K, "_blas", {"name": "scipy", "mkl": None})
     monkeypatch.setattr(K, "_find_mkl", lambda: None)
     with pytest.raises(RuntimeError, match=r"npgan\[mkl\]"):
         K.use_blas("mkl")

@@ -30,7 +30,11 @@ def load(name):
             _cache[name] = None
         else:
             if name in _ON_LOAD:
-                _ON_LOAD[name](_cache[name])
+                try:
+                    _ON_LOAD[name](_cache[name])
+                except Exception:
+                    del _cache[name]          # not set up: the next load() tries (and raises) again
+                    raise
     return _cache[name]
 
 
@@ -170,7 +174,7 @@ def _blas_thread_functions():
 # faster (benchmarks/bench_train.py's npgan-mkl row). The Parzen kernel keeps
 # SciPy's BLAS.
 
-_blas = {"name": "scipy", "lib": None}
+_blas = {"name": "scipy", "mkl": None}   # mkl: (lib, sgemm_, dgemm_, version) once loaded
 
 
 def _find_mkl():
@@ -210,38 +214,47 @@ def _load_mkl(path):
     return lib, addr("sgemm_"), addr("dgemm_"), version
 
 
+def _checked_blas_name(name):
+    if name not in ("scipy", "mkl"):
+        raise ValueError(f"NPGAN_BLAS / use_blas: 'scipy' or 'mkl', got {name!r}")
+    return name
+
+
+def _set_blas(k, name):
+    """Point the compiled layers module ``k`` at the BLAS ``name``; -> the previous name."""
+    _checked_blas_name(name)
+    prev = _blas["name"]
+    if name == "mkl":
+        if _blas["mkl"] is None:
+            path = _find_mkl()
+            if path is None:
+                raise RuntimeError("NPGAN_BLAS=mkl: libmkl_rt not found in this environment or "
+                                   "on the system; install it with pip install \"npgan[mkl]\" "
+                                   "(the mkl wheel), or unset NPGAN_BLAS to use SciPy's BLAS")
+            _blas["mkl"] = _load_mkl(path)
+        k.set_gemm(*_blas["mkl"][1:3])
+    else:
+        k.set_gemm(0, 0)
+    _blas["name"] = name
+    return prev
+
+
 def use_blas(name):
     """Compute the layers' GEMMs with "scipy" (SciPy's BLAS, the default) or
     "mkl" (Intel MKL from libmkl_rt: ``pip install "npgan[mkl]"``). Raises
     ValueError for another name and RuntimeError, saying what to install, when
     MKL cannot be found or loaded. No effect without the compiled kernels.
     Returns the previous name."""
-    if name not in ("scipy", "mkl"):
-        raise ValueError(f"NPGAN_BLAS / use_blas: 'scipy' or 'mkl', got {name!r}")
-    prev = _blas["name"]
     k = load("layers")
     if k is None:
-        return prev
-    if name == "scipy":
-        k.set_gemm(0, 0)
-        _blas.update(name="scipy", desc="scipy")
-        return prev
-    if _blas["lib"] is None:
-        path = _find_mkl()
-        if path is None:
-            raise RuntimeError("NPGAN_BLAS=mkl: libmkl_rt not found in this environment or on "
-                               "the system; install it with pip install \"npgan[mkl]\" (the "
-                               "mkl wheel), or unset NPGAN_BLAS to use SciPy's BLAS")
-        lib, s_addr, d_addr, version = _load_mkl(path)
-        _blas.update(lib=lib, addresses=(s_addr, d_addr), desc=f"mkl ({version})")
-    k.set_gemm(*_blas["addresses"])
-    _blas["name"] = "mkl"
-    return prev
+        _checked_blas_name(name)
+        return _blas["name"]
+    return _set_blas(k, name)
 
 
 def blas():
     """Which BLAS computes the layers' products now: "scipy" or "mkl (version)"."""
-    return _blas.get("desc", _blas["name"]) if _blas["name"] == "mkl" else "scipy"
+    return f"mkl ({_blas['mkl'][3]})" if _blas["name"] == "mkl" else "scipy"
 
 
 def _setup_layers(module):
@@ -257,13 +270,7 @@ def _setup_layers(module):
         raise ValueError("NPGAN_POOL_SPIN_US must be a number of microseconds, got "
                          f"{os.environ['NPGAN_POOL_SPIN_US']!r}") from None
     module.set_spin(spin)
-    _cache["layers"] = module          # use_blas loads it
-    choice = os.environ.get("NPGAN_BLAS", "") or "scipy"
-    try:
-        use_blas(choice)
-    except Exception:
-        _cache.pop("layers", None)     # the next load() retries (and raises) again
-        raise
+    _set_blas(module, os.environ.get("NPGAN_BLAS", "") or "scipy")
 
 
 _ON_LOAD = {"layers": _setup_layers}

@@ -105,9 +105,8 @@ cdef Gemm _part(Gemm *g, int i, int parts, bint by_columns) noexcept nogil:
     """Block i of ``parts`` of g: a band of C's columns (or rows), edges on
     multiples of 16 elements; the operand it needs is offset to match."""
     cdef Gemm p = g[0]
-    cdef int total = g.n if by_columns else g.m
-    cdef int lo = (<long> total * i // parts) // 16 * 16
-    cdef int hi = total if i == parts - 1 else (<long> total * (i + 1) // parts) // 16 * 16
+    cdef Py_ssize_t lo, hi
+    band(g.n if by_columns else g.m, i, parts, &lo, &hi)
     if by_columns:                       # C[:, lo:hi] = A B[:, lo:hi]
         p.n = hi - lo
         p.b = g.b + <long> lo * (1 if g.tb == b'N' else g.ldb) * g.itemsize
@@ -158,7 +157,7 @@ cdef extern from * nogil:
     static pthread_mutex_t npl_mu = PTHREAD_MUTEX_INITIALIZER;
     static pthread_cond_t npl_work = PTHREAD_COND_INITIALIZER;
     static pthread_cond_t npl_finished = PTHREAD_COND_INITIALIZER;
-    static long long npl_job = 0;          /* job number, under npl_mu */
+    static _Atomic long long npl_job = 0;  /* job number: changed under npl_mu, read also outside */
     static void (*npl_fn)(void *, int, int);
     static void *npl_ctx;
     static int npl_chunks, npl_helpers;    /* chunks of the job, workers that join it */
@@ -166,7 +165,6 @@ cdef extern from * nogil:
     static _Atomic long long npl_next;
     static _Atomic int npl_done;
     static int npl_atfork = 0;
-    static _Atomic long long npl_job_pub;   /* npl_job, readable without the mutex */
     static long long npl_spin_ns = 100000;  /* how long a waiting thread spins before it blocks */
 
     #include <time.h>
@@ -180,25 +178,17 @@ cdef extern from * nogil:
         __builtin_ia32_pause();
     #endif
     }
-    /* Spin (at most npl_spin_ns) while *a == v; 1 if it changed meanwhile. */
-    static int npl_spin_ll(_Atomic long long *a, long long v) {
-        if (npl_spin_ns <= 0) return atomic_load(a) != v;
-        long long end = npl_now_ns() + npl_spin_ns;
-        for (int i = 0; atomic_load(a) == v; i++) {
-            npl_relax();
-            if ((i & 63) == 63 && npl_now_ns() > end) return 0;
-        }
-        return 1;
-    }
-    static int npl_spin_below(_Atomic int *a, int v) {
-        if (npl_spin_ns <= 0) return atomic_load(a) >= v;
-        long long end = npl_now_ns() + npl_spin_ns;
-        for (int i = 0; atomic_load(a) < v; i++) {
-            npl_relax();
-            if ((i & 63) == 63 && npl_now_ns() > end) return 0;
-        }
-        return 1;
-    }
+    /* Spin while ``cond`` holds, for at most npl_spin_ns; the caller then
+       checks (and waits) under the mutex as before. */
+    #define NPL_SPIN_WHILE(cond) do {                                         \
+        if (npl_spin_ns > 0) {                                                \
+            long long end_ = npl_now_ns() + npl_spin_ns;                      \
+            for (int i_ = 0; (cond); i_++) {                                  \
+                npl_relax();                                                  \
+                if ((i_ & 63) == 63 && npl_now_ns() > end_) break;            \
+            }                                                                 \
+        }                                                                     \
+    } while (0)
 
     static int npl_claim(long long job, int chunks) {
         long long cur = atomic_load(&npl_next);
@@ -227,7 +217,7 @@ cdef extern from * nogil:
         for (;;) {
             if (npl_job == seen) {                      /* spin a little, then block */
                 pthread_mutex_unlock(&npl_mu);
-                npl_spin_ll(&npl_job_pub, seen);
+                NPL_SPIN_WHILE(atomic_load(&npl_job) == seen);
                 pthread_mutex_lock(&npl_mu);
             }
             while (npl_job == seen) pthread_cond_wait(&npl_work, &npl_mu);
@@ -273,11 +263,10 @@ cdef extern from * nogil:
         atomic_store(&npl_done, 0);
         long long job = ++npl_job;
         atomic_store(&npl_next, job << 24);
-        atomic_store(&npl_job_pub, job);
         pthread_cond_broadcast(&npl_work);
         pthread_mutex_unlock(&npl_mu);
         npl_work_on(job, fn, ctx, chunks);
-        npl_spin_below(&npl_done, chunks);
+        NPL_SPIN_WHILE(atomic_load(&npl_done) < chunks);
         pthread_mutex_lock(&npl_mu);
         while (atomic_load(&npl_done) < chunks) pthread_cond_wait(&npl_finished, &npl_mu);
         pthread_mutex_unlock(&npl_mu);
@@ -397,9 +386,10 @@ cdef inline int _op(cnp.ndarray a, char *trans, int *ld) except -1:
 
 cdef int _prepare(Gemm *g, cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, double beta) except -1:
     """Check c = a @ b + beta * c and describe it in ``g`` (see gemm)."""
-    cdef long m = a.shape[0], k = a.shape[1], n = b.shape[1]
+    cdef long m, k, n
     if a.ndim != 2 or b.ndim != 2 or c.ndim != 2:
         raise ValueError("gemm: operands must be 2-D")
+    m, k, n = a.shape[0], a.shape[1], b.shape[1]
     if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n:
         raise ValueError(f"gemm: shapes ({m}, {k}) @ ({b.shape[0]}, {n}) -> "
                          f"({c.shape[0]}, {c.shape[1]}) do not match")
@@ -499,11 +489,6 @@ cdef int parallel_run(void (*fn)(void *, int, int) noexcept nogil, void *ctx,
     npl_pool_run(fn, ctx, chunks, _split_threads())
     npl_pool_release()
     return 0
-
-
-def parallel_threads():
-    """Threads parallel_run uses now (1 without the split)."""
-    return _split_threads()
 
 
 # ----------------------------------------------------------------------------- C loops
@@ -662,15 +647,10 @@ cdef struct Elementwise:
     int act
 
 
-cdef inline void _band(Elementwise *e, int i, int parts, Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
-    lo[0] = (e.m * i // parts) // 16 * 16
-    hi[0] = e.m if i == parts - 1 else (e.m * (i + 1) // parts) // 16 * 16
-
-
 cdef void _bias_act_band(void *ctx, int i, int parts) noexcept nogil:
     cdef Elementwise *e = <Elementwise *> ctx
     cdef Py_ssize_t lo, hi
-    _band(e, i, parts, &lo, &hi)
+    band(e.m, i, parts, &lo, &hi)
     if hi > lo:
         npl_bias_act_f(e.y + lo, e.b + lo if e.b != NULL else NULL, e.n, hi - lo, e.m, e.act,
                        e.pre + lo if e.pre != NULL else NULL)
@@ -679,7 +659,7 @@ cdef void _bias_act_band(void *ctx, int i, int parts) noexcept nogil:
 cdef void _act_backward_band(void *ctx, int i, int parts) noexcept nogil:
     cdef Elementwise *e = <Elementwise *> ctx
     cdef Py_ssize_t lo, hi
-    _band(e, i, parts, &lo, &hi)
+    band(e.m, i, parts, &lo, &hi)
     if hi > lo:
         npl_act_backward_f(e.g + lo, e.saved + lo if e.saved != NULL else NULL, e.n, hi - lo, e.m,
                            e.act, e.y + lo if e.y != NULL else NULL,
@@ -822,4 +802,3 @@ def dropout(floating[::1] x, float[::1] u, float keep, floating scale, floating[
     with nogil:
         for i in range(n):
             out[i] = x[i] * (scale if u[i] < keep else zero)
-

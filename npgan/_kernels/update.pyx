@@ -13,7 +13,7 @@ thread computes it).
 """
 from cython cimport floating
 
-from npgan._kernels.layers cimport parallel_run
+from npgan._kernels.layers cimport band, parallel_run
 
 cdef extern from * nogil:
     """
@@ -71,8 +71,8 @@ cdef struct Sgd:
 
 cdef void _sgd_band(void *ctx, int i, int parts) noexcept nogil:
     cdef Sgd *s = <Sgd *> ctx
-    cdef Py_ssize_t lo = (s.n * i // parts) // 16 * 16
-    cdef Py_ssize_t hi = s.n if i == parts - 1 else (s.n * (i + 1) // parts) // 16 * 16
+    cdef Py_ssize_t lo, hi
+    band(s.n, i, parts, &lo, &hi)
     if hi <= lo:
         return
     if s.itemsize == 4:
