@@ -33,7 +33,7 @@ STEP = (
        (100, 1200, 1200, "C", "F", 1), (1200, 100, 1200, "F", "C", 0),
        (100, 100, 1200, "F", "C", 0)])
 GFLOP = sum(2 * m * k * n for m, k, n, *_ in STEP) / 1e9
-IMPLS = ("npgan", "npgan-mkl", "numpy", "torch")
+IMPLS = ("npgan", "npgan-scipy", "npgan-mkl", "numpy", "torch")
 
 
 def operands(seed=0):
@@ -129,7 +129,7 @@ def main(argv=None):
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                    MKL_NUM_THREADS=str(threads),
                    PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        env["NPGAN_BLAS"] = "mkl" if impl == "npgan-mkl" else "scipy"
+        env["NPGAN_BLAS"] = {"npgan-mkl": "mkl", "npgan-scipy": "scipy"}.get(impl, "")
         pr = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", impl,
                                "--threads", str(threads)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env=env)

@@ -4,9 +4,12 @@ reference path, PyTorch (CPU) and JAX (CPU, jit), measured side by side.
 Implementations, each in a worker process of its own (imports, thread pools
 and allocators never mix; its peak RSS is its own):
 
-  npgan        npgan.train.GANTrainer.step, compiled kernels (the default path)
-  npgan-blas   the same with NPGAN_GEMM_SPLIT=0: BLAS threads each GEMM itself
-               instead of npgan cutting it into single-threaded BLAS calls
+  npgan        npgan.train.GANTrainer.step, compiled kernels (the default path:
+               npgan's own float32 GEMM where the CPU has AVX-512)
+  npgan-scipy  the same with NPGAN_BLAS=scipy: SciPy's BLAS (OpenBLAS) for the
+               GEMMs, still cut into bands by npgan's pool
+  npgan-blas   the same with NPGAN_GEMM_SPLIT=0: SciPy's BLAS threads each
+               GEMM itself instead of npgan cutting it into single-threaded calls
   npgan-mkl    the same with NPGAN_BLAS=mkl: Intel MKL's sgemm (torch's BLAS on
                x86) for the GEMMs, threaded by npgan's pool (when MKL is installed)
   npgan-ref    the same trainer with NPGAN_NO_KERNELS=1 (the NumPy references)
@@ -44,8 +47,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-IMPLS = ("npgan", "npgan-mkl", "npgan-blas", "npgan-ref", "npgan-api", "torch", "jax")
-DEFAULT_IMPLS = ("npgan", "npgan-mkl", "npgan-blas", "npgan-ref", "torch", "jax")   # npgan-api: same step as npgan
+IMPLS = ("npgan", "npgan-scipy", "npgan-mkl", "npgan-blas", "npgan-ref", "npgan-api", "torch",
+         "jax")
+DEFAULT_IMPLS = ("npgan", "npgan-scipy", "npgan-mkl", "npgan-blas", "npgan-ref", "torch", "jax")   # npgan-api: same step as npgan
 BATCH, Z_DIM, X_DIM, N_BATCHES = 100, 100, 784, 10
 GF_SAMPLES = 10_000
 S3 = math.sqrt(3.0)
@@ -239,7 +243,8 @@ def _env(impl, threads):
         env[var] = str(threads)
     env["NPGAN_NO_KERNELS"] = "1" if impl == "npgan-ref" else env.get("NPGAN_NO_KERNELS", "")
     env["NPGAN_GEMM_SPLIT"] = "0" if impl == "npgan-blas" else env.get("NPGAN_GEMM_SPLIT", "")
-    env["NPGAN_BLAS"] = "mkl" if impl == "npgan-mkl" else env.get("NPGAN_BLAS", "")
+    env["NPGAN_BLAS"] = {"npgan-mkl": "mkl", "npgan-scipy": "scipy", "npgan-blas": "scipy"}.get(
+        impl, env.get("NPGAN_BLAS", ""))
     if impl == "jax":
         env["JAX_PLATFORMS"] = "cpu"
         if threads == 1:

@@ -191,7 +191,7 @@ def targets(res):
 
     def mn(d, k):
         return float(min(d[k])) if d.get(k) else None
-    for row in ("npgan", "npgan-mkl"):         # the default BLAS, and MKL where installed
+    for row in ("npgan", "npgan-scipy", "npgan-mkl"):   # the default GEMM, SciPy's BLAS, MKL
         if med(tr, row) and med(tr, "torch"):
             r, rm = med(tr, row) / med(tr, "torch"), mn(tr, row) / mn(tr, "torch")
             out.append(f"train step {row} / torch = {r:.2f} (min {rm:.2f}): floor <= 0.8 "

@@ -165,15 +165,18 @@ def _blas_thread_functions():
     return 0, 0
 
 
-# --- which BLAS computes the layers' products ---------------------------------
-# SciPy's (OpenBLAS, through cython_blas) by default. NPGAN_BLAS=mkl (or
-# use_blas("mkl")) hands them to Intel MKL's sgemm_/dgemm_ instead (pip install
-# "npgan[mkl]"), loaded at run time from libmkl_rt with its sequential
-# threading layer: layers.pyx's pool still does the threading, with the thread
-# count that SciPy's BLAS is set to. On Intel CPUs MKL runs the paper's shapes
-# faster (benchmarks/bench_train.py's npgan-mkl row). The Parzen kernel keeps
-# SciPy's BLAS.
+# --- which GEMM computes the layers' products ----------------------------------
+# "npgan" (the default where the CPU has AVX-512): float32 products by npgan's
+# own kernel (sgemm.h, blocked and packed for the 100-200-row shapes of a GAN
+# step, where it runs faster than SciPy's OpenBLAS), float64 ones (gradient
+# checks) and products narrower than 16 columns by SciPy's BLAS. "scipy" (the
+# default elsewhere): SciPy's BLAS (OpenBLAS, through cython_blas) for all.
+# "mkl" (NPGAN_BLAS=mkl, pip install "npgan[mkl]"): Intel MKL's sgemm_/dgemm_,
+# loaded at run time from libmkl_rt with its sequential threading layer. In
+# every case layers.pyx's pool does the threading, with the thread count that
+# SciPy's BLAS is set to. The Parzen kernel keeps SciPy's BLAS.
 
+BLAS_NAMES = ("npgan", "scipy", "mkl")
 _blas = {"name": "scipy", "mkl": None}   # mkl: (lib, sgemm_, dgemm_, version) once loaded
 
 
@@ -215,15 +218,22 @@ def _load_mkl(path):
 
 
 def _checked_blas_name(name):
-    if name not in ("scipy", "mkl"):
-        raise ValueError(f"NPGAN_BLAS / use_blas: 'scipy' or 'mkl', got {name!r}")
+    if name not in BLAS_NAMES:
+        raise ValueError(f"NPGAN_BLAS / use_blas: 'npgan', 'scipy' or 'mkl', got {name!r}")
     return name
+
+
+def _default_blas(k):
+    return "npgan" if k.own_sgemm_supported() else "scipy"
 
 
 def _set_blas(k, name):
     """Point the compiled layers module ``k`` at the BLAS ``name``; -> the previous name."""
     _checked_blas_name(name)
     prev = _blas["name"]
+    if name == "npgan" and not k.own_sgemm_supported():
+        raise RuntimeError("NPGAN_BLAS=npgan: npgan's own GEMM needs an x86-64 CPU with "
+                           "AVX-512F, which this machine lacks; use 'scipy' (or 'mkl')")
     if name == "mkl":
         if _blas["mkl"] is None:
             path = _find_mkl()
@@ -235,16 +245,18 @@ def _set_blas(k, name):
         k.set_gemm(*_blas["mkl"][1:3])
     else:
         k.set_gemm(0, 0)
+    k.set_own_sgemm(name == "npgan")
     _blas["name"] = name
     return prev
 
 
 def use_blas(name):
-    """Compute the layers' GEMMs with "scipy" (SciPy's BLAS, the default) or
-    "mkl" (Intel MKL from libmkl_rt: ``pip install "npgan[mkl]"``). Raises
-    ValueError for another name and RuntimeError, saying what to install, when
-    MKL cannot be found or loaded. No effect without the compiled kernels.
-    Returns the previous name."""
+    """Compute the layers' GEMMs with "npgan" (npgan's own float32 kernel,
+    AVX-512 only; the default there), "scipy" (SciPy's BLAS; the default
+    elsewhere) or "mkl" (Intel MKL from libmkl_rt: ``pip install "npgan[mkl]"``).
+    Raises ValueError for another name and RuntimeError, saying what to do,
+    when the machine lacks AVX-512 ("npgan") or MKL cannot be found or loaded
+    ("mkl"). No effect without the compiled kernels. Returns the previous name."""
     k = load("layers")
     if k is None:
         _checked_blas_name(name)
@@ -253,15 +265,23 @@ def use_blas(name):
 
 
 def blas():
-    """Which BLAS computes the layers' products now: "scipy" or "mkl (version)"."""
-    return f"mkl ({_blas['mkl'][3]})" if _blas["name"] == "mkl" else "scipy"
+    """Which GEMM computes the layers' products now: "npgan (AVX-512; float64:
+    scipy)", "scipy" or "mkl (version)"."""
+    if _blas["name"] == "mkl":
+        return f"mkl ({_blas['mkl'][3]})"
+    if _blas["name"] == "npgan":
+        k = load("layers")
+        if k is not None and not k.own_sgemm_active():
+            return "scipy (npgan's own sgemm is off with NPGAN_GEMM_SPLIT=0)"
+        return "npgan (AVX-512; float64: scipy)"
+    return "scipy"
 
 
 def _setup_layers(module):
     """On first load: let layers.gemm split big products over threads (see
     layers.pyx) unless NPGAN_GEMM_SPLIT=0 leaves the threading to BLAS; spin
     NPGAN_POOL_SPIN_US (default 100) before idle threads block; the BLAS of
-    NPGAN_BLAS (default scipy)."""
+    NPGAN_BLAS (default: npgan where the CPU has AVX-512, else scipy)."""
     module.set_blas_threading(*_blas_thread_functions())
     module.set_split(os.environ.get("NPGAN_GEMM_SPLIT", "") != "0")
     try:
@@ -270,7 +290,7 @@ def _setup_layers(module):
         raise ValueError("NPGAN_POOL_SPIN_US must be a number of microseconds, got "
                          f"{os.environ['NPGAN_POOL_SPIN_US']!r}") from None
     module.set_spin(spin)
-    _set_blas(module, os.environ.get("NPGAN_BLAS", "") or "scipy")
+    _set_blas(module, os.environ.get("NPGAN_BLAS", "") or _default_blas(module))
 
 
 _ON_LOAD = {"layers": _setup_layers}

@@ -78,6 +78,71 @@ ctypedef void (*dgemm_t)(char *, char *, int *, int *, int *, double *, double *
 cdef sgemm_t _sgemm = sgemm
 cdef dgemm_t _dgemm = dgemm
 
+# npgan's own float32 GEMM (sgemm.h: AVX-512), used by _run in place of the
+# BLAS's sgemm when set_own_sgemm(True) and the product suits it.
+cdef extern from "sgemm.h" nogil:
+    enum:
+        NPG_MR, NPG_NR, NPG_KC, NPG_MC
+    int npg_sgemm_supported()
+    int npg_sgemm(long m, long n, long k, const float *a, long rsa, long csa, const float *b,
+                  long rsb, long csb, float *c, long ldc, int add)
+
+cdef bint _own_sgemm = False
+cdef bint _pool_threads = False          # this module threads GEMMs (set_split, set_blas_threading)
+cdef enum:
+    OWN_MIN_N = 16                       # narrower products (D's 1-unit output layer): BLAS
+    OWN_MAX_M = 2048                     # taller bands (G forward on 10k z): BLAS, ~8% faster there
+
+
+def own_sgemm_supported():
+    """True if this machine can run npgan's own float32 GEMM (AVX-512F, x86-64)."""
+    return bool(npg_sgemm_supported())
+
+
+def own_sgemm_blocking():
+    """(MR, NR, KC, MC) of npgan's own GEMM: tile rows and columns, the k
+    block (each element of C sums a block's products in order, FMA by FMA,
+    then adds the block to C) and the row block."""
+    return (NPG_MR, NPG_NR, NPG_KC, NPG_MC)
+
+
+def own_sgemm_active():
+    """True if float32 products go to npgan's own GEMM now (switched on, and
+    this module does the threading)."""
+    return bool(_own_sgemm and _pool_threads)
+
+
+def set_own_sgemm(bint on):
+    """float32 products through npgan's own GEMM (sgemm.h) instead of the
+    BLAS's sgemm (float64 always BLAS). Raises RuntimeError where the machine
+    lacks AVX-512. Returns the previous setting."""
+    global _own_sgemm
+    if on and not npg_sgemm_supported():
+        raise RuntimeError("npgan's own sgemm needs an x86-64 CPU with AVX-512F")
+    prev = _own_sgemm
+    _own_sgemm = on
+    return prev
+
+
+cdef inline bint _run_own(Gemm *g) noexcept nogil:
+    """g by sgemm.h if it is switched on, this module does the threading (see
+    "The split"; otherwise BLAS threads itself) and g suits it (alpha 1, beta 0
+    or 1, OWN_MIN_N columns or more, OWN_MAX_M rows or fewer); False if it did not run."""
+    cdef long rsa, csa, rsb, csb
+    if (not _own_sgemm or not _pool_threads or g.n < OWN_MIN_N or g.m > OWN_MAX_M or g.alpha != 1.0
+            or (g.beta != 0.0 and g.beta != 1.0)):
+        return False
+    if g.ta == b'N':                     # row-major A, lda apart; else its transpose's storage
+        rsa, csa = g.lda, 1
+    else:
+        rsa, csa = 1, g.lda
+    if g.tb == b'N':
+        rsb, csb = g.ldb, 1
+    else:
+        rsb, csb = 1, g.ldb
+    return npg_sgemm(g.m, g.n, g.k, <float *> g.a, rsa, csa, <float *> g.b, rsb, csb,
+                     <float *> g.c, g.ldc, g.beta == 1.0) == 0
+
 
 def set_gemm(size_t sgemm_address, size_t dgemm_address):
     """Compute products with the Fortran ``sgemm_``/``dgemm_`` at these
@@ -93,6 +158,8 @@ def set_gemm(size_t sgemm_address, size_t dgemm_address):
 
 cdef void _run(Gemm *g) noexcept nogil:
     cdef float sa = <float> g.alpha, sb = <float> g.beta
+    if g.itemsize == 4 and _run_own(g):
+        return
     if g.itemsize == 4:
         _sgemm(&g.tb, &g.ta, &g.n, &g.m, &g.k, &sa, <float *> g.b, &g.ldb, <float *> g.a, &g.lda,
                &sb, <float *> g.c, &g.ldc)
@@ -300,19 +367,27 @@ def set_blas_threading(size_t get_address, size_t set_address):
     global _blas_get, _blas_set
     _blas_get = <get_threads_t> get_address
     _blas_set = <set_threads_t> set_address
+    _update_pool_threads()
 
 
 def set_split(bint on, int chunks_per_thread=0):
     """Split big GEMMs over this module's threads (True) or leave the
-    threading to BLAS (False); optionally the bands per thread (default 2:
+    threading to BLAS (False; then BLAS computes every product, npgan's own
+    sgemm included: it has no threads of its own); optionally the bands per thread (default 2:
     a thread that is late finds work done by the others). Returns the
     previous (on, chunks_per_thread)."""
     global _split, _chunks_per_thread
     prev = (_split, _chunks_per_thread)
     _split = on
+    _update_pool_threads()
     if chunks_per_thread > 0:
         _chunks_per_thread = chunks_per_thread
     return prev
+
+
+cdef void _update_pool_threads() noexcept:
+    global _pool_threads
+    _pool_threads = _split and NPL_HAVE_POOL and _blas_get != NULL and _blas_set != NULL
 
 
 cdef int _split_threads() noexcept nogil:
