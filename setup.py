@@ -19,6 +19,7 @@ if os.environ.get("NPGAN_NO_BUILD", "") != "1":
         name = "npgan._kernels." + os.path.splitext(os.path.basename(pyx))[0]
         extensions.append(Extension(
             name, [pyx], include_dirs=[numpy.get_include(), os.path.dirname(pyx)],
+            depends=sorted(glob.glob(os.path.join("npgan", "_kernels", "*.h"))),
             extra_compile_args=args,
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]))
     extensions = cythonize(extensions, language_level=3, compiler_directives={

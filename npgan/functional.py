@@ -116,7 +116,7 @@ def dropout(x, p, training=True, rng=None):
     if rng is None:
         import numpy
         rng = numpy.random.default_rng()
-    u = backend.asarray(rng.random(x.shape, dtype="float32"))   # the draws are the mask
+    u = backend.asarray(K.uniform_draws(rng, x.shape))   # the draws (or their words) are the mask
     return Tensor.make(K.dropout_forward(x.data, u, p), (x,),
                        lambda g: (K.dropout_backward(g, u, p),), "dropout")
 

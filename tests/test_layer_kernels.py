@@ -544,6 +544,55 @@ def test_dropout_keeps_the_random_stream():
     np.testing.assert_array_equal(y, _old_dropout(x, u, 0.2))
 
 
+@pytest.mark.parametrize("bitgen", [np.random.PCG64, np.random.PCG64DXSM])
+def test_uniform_draws_are_the_words_of_numpys_float32_draws(bitgen):
+    """The words uniform_draws returns make rng.random's float32 draws bit for
+    bit, and leave the generator where rng.random does (its later draws equal)."""
+    fast, slow = np.random.Generator(bitgen(7)), np.random.Generator(bitgen(7))
+    for shape in [(100, 784), (6, 5), (2,)]:
+        w = K.uniform_draws(fast, shape)
+        assert w.dtype == np.uint32 and w.shape == shape
+        u = slow.random(shape, dtype=np.float32)
+        np.testing.assert_array_equal((w >> 8).astype(np.float32) * np.float32(2.0 ** -24), u)
+    np.testing.assert_array_equal(fast.random(9), slow.random(9))
+    np.testing.assert_array_equal(fast.integers(0, 2**32, 5), slow.integers(0, 2**32, 5))
+
+
+def test_uniform_draws_fall_back_to_the_float_draws():
+    """An odd count, a buffered half word, another bit generator: rng.random."""
+    for make, shape in [(lambda: np.random.default_rng(3), (3, 5)),
+                        (lambda: np.random.Generator(np.random.MT19937(3)), (4, 4)),
+                        (lambda: np.random.Generator(np.random.Philox(3)), (4, 4))]:
+        a, b = make(), make()
+        u = K.uniform_draws(a, shape)
+        assert u.dtype == np.float32
+        np.testing.assert_array_equal(u, b.random(shape, dtype=np.float32))
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    a.random(3, dtype=np.float32), b.random(3, dtype=np.float32)    # leaves half a word
+    u = K.uniform_draws(a, (4, 2))
+    assert u.dtype == np.float32
+    np.testing.assert_array_equal(u, b.random((4, 2), dtype=np.float32))
+
+
+@pytest.mark.parametrize("p", [0.5, 0.2, 0.3, 0.0, 0.999, 1 - 2.0 ** -24])
+def test_dropout_from_words_is_dropout_from_the_draws(p):
+    """Words whose draws sit just below, on and above the threshold, then
+    random ones: the word test (w >> 8) < T keeps exactly the draws u < keep,
+    on the active path (compiled or reference) and in the reference."""
+    keep_t = ref.dropout_word_threshold(p)
+    near = np.array([keep_t - 2, keep_t - 1, keep_t, keep_t + 1], np.int64).clip(0, 2**24 - 1)
+    w = np.concatenate([(near << 8).astype(np.uint32), (near << 8 | 0xff).astype(np.uint32),
+                        np.random.default_rng(0).integers(0, 2**32, 992, dtype=np.uint32)])
+    u = (w >> 8).astype(np.float32) * np.float32(2.0 ** -24)
+    x = rand(w.size, dtype=np.float32)
+    want = ref.dropout_forward(x, u, p)
+    np.testing.assert_array_equal(K.dropout_forward(x, w, p), want)
+    np.testing.assert_array_equal(ref.dropout_forward(x, w, p), want)
+    np.testing.assert_array_equal(K.dropout_backward(x, w, p), ref.dropout_backward(x, u, p))
+    with pytest.raises(TypeError, match="float32"):
+        K.dropout_forward(x, w.astype(np.int64), p)
+
+
 def test_dropout_refuses_mismatched_draws_and_bad_p():
     x = np.ones((3, 4), np.float32)
     with pytest.raises(ValueError, match="draws"):

@@ -280,12 +280,12 @@ def blas():
 def _setup_layers(module):
     """On first load: let layers.gemm split big products over threads (see
     layers.pyx) unless NPGAN_GEMM_SPLIT=0 leaves the threading to BLAS; spin
-    NPGAN_POOL_SPIN_US (default 100) before idle threads block; the BLAS of
+    NPGAN_POOL_SPIN_US (default 1000) before idle threads block; the BLAS of
     NPGAN_BLAS (default: npgan where the CPU has AVX-512, else scipy)."""
     module.set_blas_threading(*_blas_thread_functions())
     module.set_split(os.environ.get("NPGAN_GEMM_SPLIT", "") != "0")
     try:
-        spin = float(os.environ.get("NPGAN_POOL_SPIN_US", "") or 100)
+        spin = float(os.environ.get("NPGAN_POOL_SPIN_US", "") or 1000)
     except ValueError:
         raise ValueError("NPGAN_POOL_SPIN_US must be a number of microseconds, got "
                          f"{os.environ['NPGAN_POOL_SPIN_US']!r}") from None
@@ -408,29 +408,43 @@ def maxout_backward(g, arg, pieces):
     return gx
 
 
+uniform_draws = _ref.uniform_draws
+
+
 def _dropout(x, u, p):
-    """x * mask, mask = 1/(1-p) where u < 1-p, else 0 (in x's dtype)."""
+    """x * mask, mask = 1/(1-p) where the draw < 1-p, else 0 (in x's dtype);
+    u: the float32 draws, or the uint32 words they are made of (see
+    reference.dropout_forward)."""
     if not 0 <= p < 1:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
     if tuple(u.shape) != tuple(x.shape):
         raise ValueError(f"dropout: draws of shape {tuple(u.shape)} for input {tuple(x.shape)}")
+    if u.dtype not in (_np.float32, _np.uint32):
+        raise TypeError(f"dropout: draws must be float32 (or their uint32 words), got {u.dtype}")
     k = _layers(x)
-    if k is None or x.size == 0 or not isinstance(u, _np.ndarray) or u.dtype != _np.float32:
+    if k is None or x.size == 0 or not isinstance(u, _np.ndarray):
         return _ref.dropout_forward(x, u, p)
     out = _np.empty(x.shape, dtype=x.dtype)
-    k.dropout(_np.ascontiguousarray(x).reshape(-1), _np.ascontiguousarray(u).reshape(-1),
-              _ref.dropout_keep(p), x.dtype.type(1.0 / (1.0 - p)), out.reshape(-1))
+    scale = x.dtype.type(1.0 / (1.0 - p))
+    if u.dtype == _np.uint32:
+        k.dropout_words(_np.ascontiguousarray(x).reshape(-1), _np.ascontiguousarray(u).reshape(-1),
+                        _ref.dropout_word_threshold(p), scale, out.reshape(-1))
+    else:
+        k.dropout(_np.ascontiguousarray(x).reshape(-1), _np.ascontiguousarray(u).reshape(-1),
+                  _ref.dropout_keep(p), scale, out.reshape(-1))
     return out
 
 
 def dropout_forward(x, u, p):
-    """Inverted dropout of x given its uniform draws u (float32, x's shape):
-    x * (u < 1-p) / (1-p). The draws, not a mask, are what the backward keeps."""
+    """Inverted dropout of x given its uniform draws u (x's shape: float32
+    draws, or the uint32 words of NumPy's float32 draws, see
+    reference.uniform_draws): x * (draw < 1-p) / (1-p). The draws, not a mask,
+    are what the backward keeps."""
     return _dropout(x, u, p)
 
 
 def dropout_backward(g, u, p):
-    """g * (u < 1-p) / (1-p): the same mask and scale as the forward."""
+    """g * (draw < 1-p) / (1-p): the same mask and scale as the forward."""
     return _dropout(g, u, p)
 
 

@@ -191,7 +191,8 @@ cdef Gemm _part(Gemm *g, int i, int parts, bint by_columns) noexcept nogil:
 # the one BLAS is configured with (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, or
 # threadpoolctl at run time), read at every call; BLAS is set to 1 thread for
 # the duration and restored. Waiting threads spin for at most set_spin()
-# microseconds (default 100: the gaps between a step's GEMMs), then block
+# microseconds (default 1000: the gaps between a step's GEMMs, its Python and
+# elementwise work between them), then block
 # (condition variables), and a thread that is late to wake simply finds its bands taken:
 # on a machine shared with other jobs a step slows down gracefully, where
 # BLAS's own spinning threads collapse (OpenBLAS with 2 threads on 2 busy
@@ -232,7 +233,7 @@ cdef extern from * nogil:
     static _Atomic long long npl_next;
     static _Atomic int npl_done;
     static int npl_atfork = 0;
-    static long long npl_spin_ns = 100000;  /* how long a waiting thread spins before it blocks */
+    static long long npl_spin_ns = 1000000; /* how long a waiting thread spins before it blocks */
 
     #include <time.h>
     static inline long long npl_now_ns(void) {
@@ -877,3 +878,18 @@ def dropout(floating[::1] x, float[::1] u, float keep, floating scale, floating[
     with nogil:
         for i in range(n):
             out[i] = x[i] * (scale if u[i] < keep else zero)
+
+
+def dropout_words(floating[::1] x, cnp.uint32_t[::1] w, cnp.uint32_t threshold, floating scale,
+                  floating[::1] out):
+    """As ``dropout``, from the 32-bit words w that NumPy's float32 draws are
+    made of (u = (w >> 8) * 2**-24): u < keep exactly when (w >> 8) < threshold
+    = ceil(keep * 2**24). One pass, and no float draws to make."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef floating zero = 0
+    _nonempty("dropout", n)
+    if w.shape[0] != n or out.shape[0] != n:
+        raise ValueError("dropout: sizes do not match")
+    with nogil:
+        for i in range(n):
+            out[i] = x[i] * (scale if (w[i] >> 8) < threshold else zero)

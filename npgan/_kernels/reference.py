@@ -7,7 +7,10 @@ backend is CuPy. All take and return arrays of one floating dtype (float32 or
 float64) and are exact at large |x|: no ``1 - sigmoid(x)`` cancellation, no
 overflow of ``exp``.
 """
-import numpy  # host scalars only
+import math
+import sys
+
+import numpy  # host scalars, and the host Generator of uniform_draws
 
 from .. import backend
 
@@ -111,9 +114,43 @@ def dropout_keep(p):
     return float(numpy.float32(1.0 - p))
 
 
+def dropout_word_threshold(p):
+    """T such that a float32 draw u = (w >> 8) * 2**-24 made of the uint32 word
+    w is below dropout_keep(p) exactly when (w >> 8) < T: ceil(keep * 2**24)
+    (keep * 2**24 is exact in float64)."""
+    return math.ceil(dropout_keep(p) * 2.0 ** 24)
+
+
+def uniform_draws(rng, shape):
+    """rng.random(shape, dtype=float32), the dropout draws, or where it can
+    the uint32 words they are made of, at less than half the cost: NumPy's
+    float32 draw is (w >> 8) * 2**-24 with w the next 32-bit output, which
+    PCG64 (and PCG64DXSM) give as the low, then the high half of each 64-bit
+    output. So for an even count, with no half-word buffered, the words are
+    random_raw(count / 2) seen as uint32 (little-endian), and the generator ends
+    where rng.random would leave it (its buffered-word field, unused, aside).
+    Anything else (another bit generator, an odd count, a buffered half):
+    rng.random itself."""
+    n = math.prod(shape)
+    bg = rng.bit_generator
+    if (n % 2 == 0 and n > 0 and sys.byteorder == "little"
+            and isinstance(bg, (numpy.random.PCG64, numpy.random.PCG64DXSM))
+            and not bg.state["has_uint32"]):
+        return bg.random_raw(n // 2).view(numpy.uint32).reshape(shape)
+    return rng.random(shape, dtype=numpy.float32)
+
+
+def _draws(u):
+    """float32 draws from u (draws, or their uint32 words); any array module."""
+    if u.dtype == numpy.uint32:
+        return (u >> 8).astype(numpy.float32) * numpy.float32(2.0 ** -24)
+    return u
+
+
 def dropout_forward(x, u, p):
-    """x * mask, mask = 1/(1-p) (in x's dtype) where the draw u < 1-p, else 0."""
-    mask = (u < dropout_keep(p)).astype(x.dtype) * (1.0 / (1.0 - p))
+    """x * mask, mask = 1/(1-p) (in x's dtype) where the draw u < 1-p, else 0;
+    u: float32 draws, or their uint32 words (see uniform_draws)."""
+    mask = (_draws(u) < dropout_keep(p)).astype(x.dtype) * (1.0 / (1.0 - p))
     return x * mask
 
 
