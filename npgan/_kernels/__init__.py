@@ -298,10 +298,21 @@ _ACT_CODE = {None: 0, "relu": 1, "sigmoid": 2}      # as in layers.pyx
 
 
 def _numpy_floats(*arrays):
-    """True if every non-None array is a NumPy float32/float64 array, all of one dtype."""
-    arrays = [a for a in arrays if a is not None]
-    return (all(isinstance(a, _np.ndarray) for a in arrays) and arrays[0].dtype in _FLOATS
-            and all(a.dtype == arrays[0].dtype for a in arrays))
+    """True if every non-None array is a NumPy float32/float64 array, all of one
+    dtype (at least one array). A plain loop: this runs for every layer op."""
+    dtype = None
+    for a in arrays:
+        if a is None:
+            continue
+        if not isinstance(a, _np.ndarray):
+            return False
+        if dtype is None:
+            dtype = a.dtype
+            if dtype not in _FLOATS:
+                return False
+        elif a.dtype != dtype:
+            return False
+    return dtype is not None
 
 
 def _layers(*arrays):
