@@ -360,7 +360,7 @@ def measure_memory(impl, threads, what="train", steps=30):
         return None
 
 
-def run(steps=200, block=20, gf_reps=3, threads=None, impls=IMPLS, memory=True, pause=0.15,
+def run(steps=200, block=20, gf_reps=9, threads=None, impls=IMPLS, memory=True, pause=0.15,
         verbose=True, max_s=30.0, min_steps=50):
     """Time every implementation; -> dict with per-implementation step and
     G-forward times (seconds), descriptions, memory and notes (skipped ones).
@@ -455,7 +455,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--block", type=int, default=20, help="steps per turn")
-    p.add_argument("--gf-reps", type=int, default=3, help="G forward repetitions")
+    p.add_argument("--gf-reps", type=int, default=9, help="G forward repetitions")
     p.add_argument("--max-s", type=float, default=30.0,
                    help="seconds of steps after which a row stops (once it has 50 steps)")
     p.add_argument("--threads", type=int, default=None, help="default: all CPUs")

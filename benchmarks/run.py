@@ -216,7 +216,7 @@ def targets(res):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=200, help="training steps per implementation")
-    p.add_argument("--gf-reps", type=int, default=3, help="G forward repetitions")
+    p.add_argument("--gf-reps", type=int, default=9, help="G forward repetitions")
     p.add_argument("--max-s", type=float, default=30.0,
                    help="seconds of training steps after which a row stops (once it has 50)")
     p.add_argument("--threads", type=int, default=None, help="default: all CPUs")
@@ -268,6 +268,9 @@ def main(argv=None):
     os.makedirs(a.out, exist_ok=True)
     stem = os.path.join(a.out, f"cpu-{datetime.date.today().isoformat()}"
                         + ("" if a.threads is None else f"-{a.threads}thread"))
+    base, i = stem, 2
+    while os.path.exists(stem + ".txt"):         # an earlier run of the same day stays
+        stem, i = f"{base}-{i}", i + 1
     with open(stem + ".txt", "w") as f:
         f.write(out.getvalue())
     with open(stem + ".json", "w") as f:

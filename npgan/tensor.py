@@ -188,7 +188,7 @@ class Tensor:
                     continue
                 if node._backward is None:          # a leaf: keep (and accumulate) its gradient
                     if node.grad is not None:
-                        node.grad = node.grad + g
+                        node.grad = K.add(node.grad, g)
                     else:   # own it: g may be a read-only broadcast view, or also reach another leaf
                         node.grad = g if g.flags.owndata and id(g) not in handed else g.copy()
                         handed.add(id(node.grad))
@@ -197,7 +197,7 @@ class Tensor:
                     if pg is None or not p.requires_grad:
                         continue
                     k = id(p)
-                    grads[k] = pg if k not in grads else grads[k] + pg
+                    grads[k] = pg if k not in grads else K.add(grads[k], pg)
         finally:
             for n in pruned:
                 n.requires_grad = True

@@ -646,6 +646,25 @@ def test_sgd_momentum_split_over_threads_is_bit_for_bit(update_kernel, dtype):
         np.testing.assert_array_equal(p1, p2)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradient_accumulation_add_is_a_plus_b_bit_for_bit(dtype):
+    """K.add (banded on the pool for big arrays, on the compiled path) is
+    a + b exactly, NaN and inf included; small, mismatched or strided
+    operands take a + b itself; a leaf used twice collects the sum."""
+    a, b = rand(300, 700, dtype=dtype), rand(300, 700, dtype=dtype, seed=1)
+    a.flat[:3] = (np.nan, np.inf, -np.inf)
+    b.flat[3:6] = (np.inf, -np.inf, 1e30)
+    got = K.add(a, b)
+    assert got.dtype == dtype and got is not a and got is not b
+    np.testing.assert_array_equal(got, a + b)
+    for x, y in [(a[:5], b[:5]), (a[:, ::2], b[:, ::2]), (a, (b / 1e30).astype(np.float16))]:
+        np.testing.assert_array_equal(K.add(x, y), x + y)
+    w = Tensor(rand(400, 300, dtype=dtype, seed=2), requires_grad=True)
+    u, v = rand(400, 300, dtype=dtype, seed=3), rand(400, 300, dtype=dtype, seed=4)
+    ((w * Tensor(u)).sum() + (w * Tensor(v)).sum()).backward()
+    np.testing.assert_array_equal(w.grad, u + v)
+
+
 def test_sgd_step_matches_the_written_rule():
     """optim.SGD through the dispatch: v <- mu v - lr g; p <- p + v (float32)."""
     w = nn.Parameter(rand(5, 3, dtype=np.float32))

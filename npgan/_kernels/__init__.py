@@ -459,6 +459,24 @@ def dropout_backward(g, u, p):
     return _dropout(g, u, p)
 
 
+def add(a, b):
+    """a + b, the same bits: for gradient accumulation in Tensor.backward.
+    Big float arrays of one shape and dtype (NumPy, C-contiguous) are added in
+    bands on the kernels' threads; anything else by the array module."""
+    if (a.size < _ADD_MIN or not _numpy_floats(a, b) or a.shape != b.shape
+            or not (a.flags.c_contiguous and b.flags.c_contiguous)):
+        return a + b
+    k = load("update")
+    if k is None:
+        return a + b
+    out = _np.empty(a.shape, a.dtype)
+    k.add(a.reshape(-1), b.reshape(-1), out.reshape(-1))
+    return out
+
+
+_ADD_MIN = 1 << 16                 # elements: below, a + b (a thread split costs more)
+
+
 def sgd_momentum_(p, v, g, lr, momentum, nesterov=False):
     """In place: v <- momentum v - lr g; p <- p + v (Nesterov: p <- p +
     momentum v - lr g). One pass over memory when compiled; bit for bit the

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Layer kernels: GEMM straight to BLAS, and the one-pass loops around it.
+"""Layer kernels: GEMM (straight to BLAS, or npgan's own), and the one-pass loops around it.
 
 * ``gemm(a, b, c, beta)``: c = a @ b + beta * c for row-major ``c`` through
   SciPy's BLAS (``scipy.linalg.cython_blas``; importing this module fails
@@ -9,6 +9,8 @@
   swapped, with 'N' or 'T' according to their layout. A big product is cut
   into as many bands as BLAS has threads, computed at once by single-threaded
   BLAS calls on workers that spin briefly, then block (see "The split").
+  float32 products go to npgan's own GEMM instead (``sgemm.h``, AVX-512:
+  ``set_own_sgemm``, the default where the CPU has it) when they suit it.
 * ``gemm2``: two independent products at once, a thread each (a linear
   layer's backward pair g W^T and x^T g); ``parallel_run`` (layers.pxd) lends
   the same pool to other kernels (update.pyx); ``set_gemm`` swaps SciPy's
@@ -23,6 +25,7 @@
   numpy.argmax), and the scatter back in one pass that also writes the zeros.
 * ``dropout``: out = x * (scale if u < keep else 0) from the uniform draws u
   (float32, from the caller's numpy Generator); forward and backward alike.
+  ``dropout_words``: the same from the uint32 words those draws are made of.
 
 Each equals its namesake in ``reference.py`` (tests/test_layer_kernels.py).
 Empty arrays are refused with a ValueError. Arrays arrive C-contiguous and

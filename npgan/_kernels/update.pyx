@@ -9,7 +9,8 @@ bits as the reference's ``v *= mu; v -= lr * g; p += v`` (without its
 temporary ``lr * g`` and its three further passes over memory). Arrays of
 at least PARALLEL_MIN elements are cut into bands updated at once on the
 threads of layers.pyx's pool (an element's result does not depend on which
-thread computes it).
+thread computes it). ``add``: out = a + b the same way, for the gradients a
+leaf collects from several uses (Tensor.backward).
 """
 from cython cimport floating
 
@@ -50,10 +51,19 @@ cdef extern from * nogil:
     }
     NPU_SGD(float, npu_sgd_f)
     NPU_SGD(double, npu_sgd_d)
+    #define NPU_ADD(T, NAME) \
+    NPU_CLONES static void NAME(const T *restrict a, const T *restrict b, T *restrict out, \
+                                int64_t n) { \
+        for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i]; \
+    }
+    NPU_ADD(float, npu_add_f)
+    NPU_ADD(double, npu_add_d)
     """
     void npu_sgd_f(float *p, float *v, const float *g, Py_ssize_t n, float lr, float mu, int nesterov)
     void npu_sgd_d(double *p, double *v, const double *g, Py_ssize_t n, double lr, double mu,
                    int nesterov)
+    void npu_add_f(const float *a, const float *b, float *out, Py_ssize_t n)
+    void npu_add_d(const double *a, const double *b, double *out, Py_ssize_t n)
 
 
 cdef enum:
@@ -95,3 +105,40 @@ def sgd_momentum(floating[::1] p, floating[::1] v, floating[::1] g, double lr, d
     s.lr, s.mu, s.nesterov, s.itemsize = lr, mu, nesterov, sizeof(floating)
     with nogil:
         parallel_run(_sgd_band, &s, 1 if n < PARALLEL_MIN else 4)
+
+
+# Gradient accumulation (a leaf reached twice, e.g. D's weights from the real
+# and the fake batch): out = a + b, in bands on the pool like the update.
+
+cdef struct Add:
+    const void *a
+    const void *b
+    void *out
+    Py_ssize_t n
+    int itemsize
+
+
+cdef void _add_band(void *ctx, int i, int parts) noexcept nogil:
+    cdef Add *s = <Add *> ctx
+    cdef Py_ssize_t lo, hi
+    band(s.n, i, parts, &lo, &hi)
+    if hi <= lo:
+        return
+    if s.itemsize == 4:
+        npu_add_f(<const float *> s.a + lo, <const float *> s.b + lo, <float *> s.out + lo, hi - lo)
+    else:
+        npu_add_d(<const double *> s.a + lo, <const double *> s.b + lo, <double *> s.out + lo,
+                  hi - lo)
+
+
+def add(floating[::1] a, floating[::1] b, floating[::1] out):
+    """out = a + b (out must not overlap a or b)."""
+    cdef Py_ssize_t n = a.shape[0]
+    cdef Add s
+    if b.shape[0] != n or out.shape[0] != n:
+        raise ValueError("add: sizes differ")
+    if n == 0:
+        return
+    s.a, s.b, s.out, s.n, s.itemsize = &a[0], &b[0], &out[0], n, sizeof(floating)
+    with nogil:
+        parallel_run(_add_band, &s, 1 if n < PARALLEL_MIN else 4)
