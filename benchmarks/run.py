@@ -53,14 +53,22 @@ def _version(dist):
 
 
 def _cpu_model():
+    """'<model name> (family F model M, AVX-512)': the name alone does not tell
+    these VMs' Xeons apart."""
+    info = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if ":" in line:
+                    key, value = (t.strip() for t in line.split(":", 1))
+                    info.setdefault(key, value)
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    if "model name" not in info:
+        return platform.processor() or platform.machine()
+    flags = info.get("flags", "").split()
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{info['model name']} (family {info.get('cpu family', '?')} model {info.get('model', '?')}, {simd})"
 
 
 _SGEMM_PROBE = r"""
@@ -111,7 +119,7 @@ def machine():
         "platform": platform.platform(), "python": platform.python_version(),
         "versions": {k: _version(k) for k in ("numpy", "scipy", "Cython", "torch", "jax", "jaxlib",
                                               "threadpoolctl")},
-        "npgan_kernels": _kernels.available(),
+        "npgan_kernels": _kernels.available(), "npgan_gemm": _kernels.blas(),
         "gemm_split_threads": (_kernels.load("layers").split_threads()
                                if _kernels.load("layers") else None),
         "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -145,7 +153,7 @@ def machine_text(m):
              f"load average {' / '.join(f'{v:.1f}' for v in m['load_average'] or ())}",
              f"{m['platform']}; Python {m['python']}; " + ", ".join(
                  f"{k} {v}" for k, v in m["versions"].items() if v),
-             f"npgan compiled kernels: {m['npgan_kernels']}; GEMMs split over "
+             f"npgan compiled kernels: {m['npgan_kernels']}; GEMM {m.get('npgan_gemm')}; split over "
              f"{m['gemm_split_threads']} threads; thread variables: {m['thread_env'] or 'none set'}",
              f"NumPy built with: {m['numpy_blas_config']}"]
     if isinstance(m["blas"], list):
