@@ -18,9 +18,9 @@
  * Each element of C is the same chain of FMAs (p ascending within a KC block,
  * blocks added in order) whatever the tile, edge or band it falls in, so a
  * product cut into bands of rows or columns gives the same bits as the whole.
- * Buffers: one per thread, MC*KC + KC*NR floats (236 KB), allocated on first
- * use and kept. Other machines and compilers: npg_sgemm_supported() is 0 and
- * the caller uses BLAS.
+ * Buffers: one per thread, MC*KC + KC*NR floats (236 KB), allocated on its
+ * first product and freed when it exits. Other machines and compilers:
+ * npg_sgemm_supported() is 0 and the caller uses BLAS.
  */
 #ifndef NPGAN_SGEMM_H
 #define NPGAN_SGEMM_H
@@ -30,8 +30,9 @@
 #define NPG_KC 256
 #define NPG_MC 200
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(_WIN32)
 #include <immintrin.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #define NPG_TARGET __attribute__((target("avx512f")))
@@ -167,17 +168,39 @@ static NPG_TARGET void npg_pack_a(long mc, long kc, const float *a, long rs, lon
     }
 }
 
-static __thread float *npg_buffer = NULL;
+/* The packing buffer of the calling thread: allocated on its first product,
+ * freed when the thread exits (a pthread key's destructor), so short-lived
+ * threads leave nothing behind. */
+static pthread_key_t npg_buffer_key;
+static pthread_once_t npg_buffer_once = PTHREAD_ONCE_INIT;
+static int npg_buffer_key_ok = 0;
+
+static void npg_buffer_key_make(void) {
+    npg_buffer_key_ok = pthread_key_create(&npg_buffer_key, free) == 0;
+}
+
+static float *npg_thread_buffer(void) {
+    float *buf;
+    pthread_once(&npg_buffer_once, npg_buffer_key_make);
+    if (!npg_buffer_key_ok) return NULL;
+    buf = (float *) pthread_getspecific(npg_buffer_key);
+    if (buf == NULL) {
+        buf = (float *) aligned_alloc(64, sizeof(float) * (NPG_KC * NPG_NR + NPG_MC * NPG_KC));
+        if (buf != NULL && pthread_setspecific(npg_buffer_key, buf) != 0) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    return buf;
+}
 
 /* C = A B (add = 0) or C += A B (add = 1); m, n, k > 0. Returns -1 (nothing
  * done) if this thread's buffer cannot be allocated, else 0. */
 static NPG_TARGET int npg_sgemm(long m, long n, long k, const float *a, long rsa, long csa,
                                 const float *b, long rsb, long csb, float *c, long ldc, int add) {
-    if (npg_buffer == NULL) {
-        npg_buffer = (float *) aligned_alloc(64, sizeof(float) * (NPG_KC * NPG_NR + NPG_MC * NPG_KC));
-        if (npg_buffer == NULL) return -1;
-    }
-    float *bp = npg_buffer, *ap = npg_buffer + NPG_KC * NPG_NR;
+    float *buf = npg_thread_buffer();
+    if (buf == NULL) return -1;
+    float *bp = buf, *ap = buf + NPG_KC * NPG_NR;
     for (long ic = 0; ic < m; ic += NPG_MC) {
         long mc = m - ic < NPG_MC ? m - ic : NPG_MC;
         for (long pc = 0; pc < k; pc += NPG_KC) {
