@@ -477,6 +477,27 @@ def test_maxout_equals_reference_bit_for_bit(layers_kernel, dtype):
         np.testing.assert_array_equal(x, keep, err_msg=f"{label}: input modified")
 
 
+def test_big_maxout_and_dropout_run_in_bands_with_the_same_bits(layers_kernel):
+    """float32 passes of 2**15 elements or more are cut into bands on the pool:
+    the same bits as the reference, a NaN in the last band included."""
+    x = rand(100, 1200, dtype=np.float32)
+    x[97, 3] = np.nan                                   # in the last band: its flag must count
+    x[98, 10:15] = np.inf
+    y, arg = K.maxout_forward(x, 5)
+    ry, rarg = ref.maxout_forward(x, 5)
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(arg, rarg)
+    g = rand(100, 240, dtype=np.float32, seed=1)
+    np.testing.assert_array_equal(K.maxout_backward(g, arg, 5), ref.maxout_backward(g, rarg, 5))
+    h = rand(100, 784, dtype=np.float32, seed=2)
+    rng = np.random.default_rng(3)
+    u = rng.random(h.shape, dtype=np.float32)
+    w = rng.integers(0, 2**32, h.shape, dtype=np.uint32)
+    for p in (0.2, 0.5):
+        np.testing.assert_array_equal(K.dropout_forward(h, u, p), ref.dropout_forward(h, u, p))
+        np.testing.assert_array_equal(K.dropout_forward(h, w, p), ref.dropout_forward(h, w, p))
+
+
 def test_maxout_many_pieces_and_empty_take_the_reference():
     x = rand(2, 600)
     y, arg = K.maxout_forward(x, 300)                                 # > 256 pieces: int64 arg

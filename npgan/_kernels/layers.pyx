@@ -714,6 +714,7 @@ cdef inline double _sigmoid_d(double x) noexcept nogil:
 
 cdef enum:
     BAND_MIN = 1 << 15
+    BAND_PARTS = 4                       # bands of the maxout and dropout passes
 
 cdef struct Elementwise:
     float *y                             # bias_act: y; act_backward: gpre
@@ -827,6 +828,78 @@ def act_backward(floating[:, ::1] g, floating[:, ::1] saved, int act,
 
 # ----------------------------------------------------------------------------- maxout
 
+# float32 maxout and dropout passes of at least BAND_MIN elements: in bands of
+# units (elements) on the pool, as bias_act; each output as in one pass.
+
+cdef struct Rows:
+    const void *x
+    void *y
+    const void *u                        # dropout: the draws (or words)
+    cnp.uint8_t *arg
+    Py_ssize_t n                         # units (maxout) or elements (dropout)
+    int pieces
+    float keep, scale
+    cnp.uint32_t threshold
+    int flag[BAND_PARTS]                 # maxout_forward: a NaN seen in band i
+
+
+cdef void _maxout_f_band(void *ctx, int i, int parts) noexcept nogil:
+    cdef Rows *r = <Rows *> ctx
+    cdef Py_ssize_t lo, hi
+    band(r.n, i, parts, &lo, &hi)
+    r.flag[i] = 0
+    if hi > lo:
+        r.flag[i] = npl_maxout_f(<const float *> r.x + lo * r.pieces, hi - lo, r.pieces,
+                                 <float *> r.y + lo, r.arg + lo)
+
+
+cdef int _maxout_f_banded(const float *x, Py_ssize_t units, int pieces, float *y,
+                          cnp.uint8_t *arg) noexcept nogil:
+    cdef Rows r
+    cdef int i, parts = BAND_PARTS if units * pieces >= BAND_MIN else 1
+    r.x, r.y, r.arg, r.n, r.pieces = x, y, arg, units, pieces
+    parallel_run(_maxout_f_band, &r, parts)
+    for i in range(1, parts):
+        r.flag[0] |= r.flag[i]
+    return r.flag[0]
+
+
+cdef void _maxout_back_f_band(void *ctx, int i, int parts) noexcept nogil:
+    cdef Rows *r = <Rows *> ctx
+    cdef Py_ssize_t lo, hi, u
+    cdef const float *g = <const float *> r.x
+    cdef float *gx = <float *> r.y
+    band(r.n, i, parts, &lo, &hi)
+    if hi > lo:
+        memset(gx + lo * r.pieces, 0, (hi - lo) * r.pieces * sizeof(float))
+        for u in range(lo, hi):
+            gx[u * r.pieces + r.arg[u]] = g[u]
+
+
+cdef void _dropout_f_band(void *ctx, int i, int parts) noexcept nogil:
+    cdef Rows *r = <Rows *> ctx
+    cdef Py_ssize_t lo, hi, j
+    cdef const float *x = <const float *> r.x
+    cdef const float *u = <const float *> r.u
+    cdef float *out = <float *> r.y
+    cdef float zero = 0
+    band(r.n, i, parts, &lo, &hi)
+    for j in range(lo, hi):
+        out[j] = x[j] * (r.scale if u[j] < r.keep else zero)
+
+
+cdef void _dropout_words_f_band(void *ctx, int i, int parts) noexcept nogil:
+    cdef Rows *r = <Rows *> ctx
+    cdef Py_ssize_t lo, hi, j
+    cdef const float *x = <const float *> r.x
+    cdef const cnp.uint32_t *w = <const cnp.uint32_t *> r.u
+    cdef float *out = <float *> r.y
+    cdef float zero = 0
+    band(r.n, i, parts, &lo, &hi)
+    for j in range(lo, hi):
+        out[j] = x[j] * (r.scale if (w[j] >> 8) < r.threshold else zero)
+
+
 def maxout_forward(floating[::1] x, int pieces, floating[::1] y, cnp.uint8_t[::1] arg):
     """y[u] = max(x[u*pieces : (u+1)*pieces]), arg[u] = its first argmax (or
     first NaN), for the flat C-order data of (..., units*pieces)."""
@@ -838,7 +911,7 @@ def maxout_forward(floating[::1] x, int pieces, floating[::1] y, cnp.uint8_t[::1
         raise ValueError("maxout_forward: sizes do not match (or pieces not in 1..256)")
     with nogil:
         if floating is float:
-            nan = npl_maxout_f(&x[0], units, pieces, &y[0], &arg[0])
+            nan = _maxout_f_banded(&x[0], units, pieces, &y[0], &arg[0])
         else:
             nan = npl_maxout_d(&x[0], units, pieces, &y[0], &arg[0])
         if nan:                        # rare: redo with NaN handling (the first NaN wins)
@@ -861,6 +934,12 @@ def maxout_backward(floating[::1] g, cnp.uint8_t[::1] arg, int pieces, floating[
     _nonempty("maxout_backward", units)
     if pieces < 1 or gx.shape[0] != units * pieces or arg.shape[0] != units:
         raise ValueError("maxout_backward: sizes do not match")
+    cdef Rows r
+    if floating is float and gx.shape[0] >= BAND_MIN:
+        r.x, r.y, r.arg, r.n, r.pieces = &g[0], &gx[0], &arg[0], units, pieces
+        with nogil:
+            parallel_run(_maxout_back_f_band, &r, BAND_PARTS)
+        return
     with nogil:
         memset(&gx[0], 0, gx.shape[0] * sizeof(floating))
         for u in range(units):
@@ -876,8 +955,14 @@ def dropout(floating[::1] x, float[::1] u, float keep, floating scale, floating[
     cdef Py_ssize_t i, n = x.shape[0]
     cdef floating zero = 0
     _nonempty("dropout", n)
+    cdef Rows r
     if u.shape[0] != n or out.shape[0] != n:
         raise ValueError("dropout: sizes do not match")
+    if floating is float and n >= BAND_MIN:
+        r.x, r.y, r.u, r.n, r.keep, r.scale = &x[0], &out[0], &u[0], n, keep, scale
+        with nogil:
+            parallel_run(_dropout_f_band, &r, BAND_PARTS)
+        return
     with nogil:
         for i in range(n):
             out[i] = x[i] * (scale if u[i] < keep else zero)
@@ -891,8 +976,14 @@ def dropout_words(floating[::1] x, cnp.uint32_t[::1] w, cnp.uint32_t threshold, 
     cdef Py_ssize_t i, n = x.shape[0]
     cdef floating zero = 0
     _nonempty("dropout", n)
+    cdef Rows r
     if w.shape[0] != n or out.shape[0] != n:
         raise ValueError("dropout: sizes do not match")
+    if floating is float and n >= BAND_MIN:
+        r.x, r.y, r.u, r.n, r.threshold, r.scale = &x[0], &out[0], &w[0], n, threshold, scale
+        with nogil:
+            parallel_run(_dropout_words_f_band, &r, BAND_PARTS)
+        return
     with nogil:
         for i in range(n):
             out[i] = x[i] * (scale if (w[i] >> 8) < threshold else zero)
