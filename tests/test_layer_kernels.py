@@ -605,11 +605,12 @@ def test_dropout_from_words_is_dropout_from_the_draws(p):
     w = np.concatenate([(near << 8).astype(np.uint32), (near << 8 | 0xff).astype(np.uint32),
                         np.random.default_rng(0).integers(0, 2**32, 992, dtype=np.uint32)])
     u = (w >> 8).astype(np.float32) * np.float32(2.0 ** -24)
-    x = rand(w.size, dtype=np.float32)
-    want = ref.dropout_forward(x, u, p)
-    np.testing.assert_array_equal(K.dropout_forward(x, w, p), want)
-    np.testing.assert_array_equal(ref.dropout_forward(x, w, p), want)
-    np.testing.assert_array_equal(K.dropout_backward(x, w, p), ref.dropout_backward(x, u, p))
+    for dtype in DTYPES:
+        x = rand(w.size, dtype=dtype)
+        want = ref.dropout_forward(x, u, p)
+        np.testing.assert_array_equal(K.dropout_forward(x, w, p), want)
+        np.testing.assert_array_equal(ref.dropout_forward(x, w, p), want)
+        np.testing.assert_array_equal(K.dropout_backward(x, w, p), ref.dropout_backward(x, u, p))
     with pytest.raises(TypeError, match="float32"):
         K.dropout_forward(x, w.astype(np.int64), p)
 

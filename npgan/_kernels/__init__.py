@@ -436,13 +436,8 @@ def _dropout(x, u, p):
     if k is None or x.size == 0 or not isinstance(u, _np.ndarray):
         return _ref.dropout_forward(x, u, p)
     out = _np.empty(x.shape, dtype=x.dtype)
-    scale = x.dtype.type(1.0 / (1.0 - p))
-    if u.dtype == _np.uint32:
-        k.dropout_words(_np.ascontiguousarray(x).reshape(-1), _np.ascontiguousarray(u).reshape(-1),
-                        _ref.dropout_word_threshold(p), scale, out.reshape(-1))
-    else:
-        k.dropout(_np.ascontiguousarray(x).reshape(-1), _np.ascontiguousarray(u).reshape(-1),
-                  _ref.dropout_keep(p), scale, out.reshape(-1))
+    k.dropout(_np.ascontiguousarray(x).reshape(-1), _np.ascontiguousarray(u).reshape(-1),
+              _ref.dropout_keep(p), x.dtype.type(1.0 / (1.0 - p)), out.reshape(-1))
     return out
 
 

@@ -25,7 +25,7 @@
   numpy.argmax), and the scatter back in one pass that also writes the zeros.
 * ``dropout``: out = x * (scale if u < keep else 0) from the uniform draws u
   (float32, from the caller's numpy Generator); forward and backward alike.
-  ``dropout_words``: the same from the uint32 words those draws are made of.
+  or from the uint32 words those draws are made of.
 
 Each equals its namesake in ``reference.py`` (tests/test_layer_kernels.py).
 Empty arrays are refused with a ValueError. Arrays arrive C-contiguous and
@@ -36,7 +36,7 @@ many threads as SciPy's BLAS is set to (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS
 """
 cimport numpy as cnp
 from cython cimport floating
-from libc.math cimport exp, fabs
+from libc.math cimport ceil, exp, fabs
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -957,42 +957,39 @@ def maxout_backward(floating[::1] g, cnp.uint8_t[::1] arg, int pieces, floating[
 
 # ----------------------------------------------------------------------------- dropout
 
-def dropout(floating[::1] x, float[::1] u, float keep, floating scale, floating[::1] out):
-    """out = x * (scale if u < keep else 0): the forward (x the input) and the
-    backward (x the upstream gradient) of inverted dropout. The product is
-    taken for dropped elements too, so NaN/inf propagate as in x * mask."""
+def dropout(floating[::1] x, cnp.ndarray u, float keep, floating scale, floating[::1] out):
+    """out = x * (scale if draw < keep else 0): the forward (x the input) and
+    the backward (x the upstream gradient) of inverted dropout. u: the float32
+    draws (1-D), or the uint32 words NumPy's float32 draws are made of (draw =
+    (w >> 8) * 2**-24, so draw < keep exactly when (w >> 8) < ceil(keep *
+    2**24)). The product is taken for dropped elements too, so NaN/inf
+    propagate as in x * mask."""
     cdef Py_ssize_t i, n = x.shape[0]
     cdef floating zero = 0
-    _nonempty("dropout", n)
+    cdef float[::1] uf
+    cdef cnp.uint32_t[::1] uw
     cdef Rows r
+    cdef bint words = u.dtype.num == cnp.NPY_UINT32
+    _nonempty("dropout", n)
+    if words:
+        uw = u
+        r.u = &uw[0] if uw.shape[0] else NULL
+    else:
+        uf = u
+        r.u = &uf[0] if uf.shape[0] else NULL
     if u.shape[0] != n or out.shape[0] != n:
         raise ValueError("dropout: sizes do not match")
+    r.threshold = <cnp.uint32_t> ceil(<double> keep * 16777216.0)
     if floating is float:
-        r.x, r.y, r.u, r.n, r.keep, r.scale = &x[0], &out[0], &u[0], n, keep, scale
+        r.x, r.y, r.n, r.keep, r.scale = &x[0], &out[0], n, keep, scale
         with nogil:
-            parallel_run(_dropout_f_band, &r, BAND_PARTS if n >= BAND_MIN else 1)
+            parallel_run(_dropout_words_f_band if words else _dropout_f_band, &r,
+                         BAND_PARTS if n >= BAND_MIN else 1)
         return
     with nogil:
-        for i in range(n):
-            out[i] = x[i] * (scale if u[i] < keep else zero)
-
-
-def dropout_words(floating[::1] x, cnp.uint32_t[::1] w, cnp.uint32_t threshold, floating scale,
-                  floating[::1] out):
-    """As ``dropout``, from the 32-bit words w that NumPy's float32 draws are
-    made of (u = (w >> 8) * 2**-24): u < keep exactly when (w >> 8) < threshold
-    = ceil(keep * 2**24). One pass, and no float draws to make."""
-    cdef Py_ssize_t i, n = x.shape[0]
-    cdef floating zero = 0
-    _nonempty("dropout", n)
-    cdef Rows r
-    if w.shape[0] != n or out.shape[0] != n:
-        raise ValueError("dropout: sizes do not match")
-    if floating is float:
-        r.x, r.y, r.u, r.n, r.threshold, r.scale = &x[0], &out[0], &w[0], n, threshold, scale
-        with nogil:
-            parallel_run(_dropout_words_f_band, &r, BAND_PARTS if n >= BAND_MIN else 1)
-        return
-    with nogil:
-        for i in range(n):
-            out[i] = x[i] * (scale if (w[i] >> 8) < threshold else zero)
+        if words:
+            for i in range(n):
+                out[i] = x[i] * (scale if (uw[i] >> 8) < r.threshold else zero)
+        else:
+            for i in range(n):
+                out[i] = x[i] * (scale if uf[i] < keep else zero)
