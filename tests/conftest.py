@@ -32,16 +32,29 @@ def pytest_report_header(config):
     return f"npgan backend: {npgan.backend.name}; activation kernels: {state}"
 
 
-@pytest.fixture
-def activations_kernel():
-    """The compiled activations module; skip when disabled or not built."""
+def _compiled(name, why_missing=""):
+    """The compiled module npgan._kernels.<name>; skip when disabled or not built."""
     if _kernels.disabled():
         pytest.skip("kernels disabled (NPGAN_NO_KERNELS=1)")
-    k = _kernels.load("activations")
+    k = _kernels.load(name)
     if k is None:
-        pytest.skip("activations extension not built "
-                    "(python setup.py build_ext --inplace)")
+        pytest.skip(f"{name} extension not built (python setup.py build_ext --inplace){why_missing}")
     return k
+
+
+@pytest.fixture
+def activations_kernel():
+    return _compiled("activations")
+
+
+@pytest.fixture
+def layers_kernel():
+    return _compiled("layers", ", or SciPy (cython_blas) missing")
+
+
+@pytest.fixture
+def update_kernel():
+    return _compiled("update")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ absolute for anything with a GEMM in it; maxout, dropout and the SGD update do
 no reordered arithmetic and are equal bit for bit.
 
 Tests that compare with the compiled module take the ``layers_kernel`` fixture
-(skipped with NPGAN_NO_KERNELS=1 or when the extension is not built); the rest
+(conftest.py; skipped with NPGAN_NO_KERNELS=1 or when the extension is not built); the rest
 runs on the active path, so both CI runs check them.
 """
 import os
@@ -29,28 +29,6 @@ from conftest import away_from_zero
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 ACTS = [None, "relu", "sigmoid"]
-
-
-@pytest.fixture
-def layers_kernel():
-    """The compiled layers module; skip when disabled or not built."""
-    if K.disabled():
-        pytest.skip("kernels disabled (NPGAN_NO_KERNELS=1)")
-    k = K.load("layers")
-    if k is None:
-        pytest.skip("layers extension not built (python setup.py build_ext --inplace), "
-                    "or SciPy (cython_blas) missing")
-    return k
-
-
-@pytest.fixture
-def update_kernel():
-    if K.disabled():
-        pytest.skip("kernels disabled (NPGAN_NO_KERNELS=1)")
-    k = K.load("update")
-    if k is None:
-        pytest.skip("update extension not built")
-    return k
 
 
 def rand(*shape, dtype=np.float64, seed=0, scale=1.0):

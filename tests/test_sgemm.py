@@ -19,18 +19,13 @@ from npgan import _kernels as K
 
 
 @pytest.fixture
-def own():
+def own(layers_kernel):
     """The layers module with npgan's own sgemm switched on (restored after)."""
-    if K.disabled():
-        pytest.skip("kernels disabled (NPGAN_NO_KERNELS=1)")
-    k = K.load("layers")
-    if k is None:
-        pytest.skip("layers extension not built")
-    if not k.own_sgemm_supported():
+    if not layers_kernel.own_sgemm_supported():
         pytest.skip("no AVX-512 on this machine: npgan's own sgemm is not used here")
     prev = K.use_blas("npgan")
-    assert k.own_sgemm_active()
-    yield k
+    assert layers_kernel.own_sgemm_active()
+    yield layers_kernel
     K.use_blas(prev)
 
 

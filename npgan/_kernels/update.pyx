@@ -70,22 +70,30 @@ cdef enum:
     PARALLEL_MIN = 1 << 16               # elements: smaller arrays are updated in one pass
 
 
-cdef struct Sgd:
-    void *p
-    void *v
-    const void *g
+# One pass in bands: the SGD update (p, v in place, g read), or out = a + b
+# (the gradients a leaf collects from several uses: Tensor.backward).
+
+cdef struct Pass:
+    void *p                              # SGD: the parameter; add: out
+    void *v                              # SGD: the velocity; add: a
+    const void *g                        # SGD: the gradient; add: b
     Py_ssize_t n
     double lr, mu
-    int nesterov, itemsize
+    int nesterov, itemsize, add
 
 
-cdef void _sgd_band(void *ctx, int i, int parts) noexcept nogil:
-    cdef Sgd *s = <Sgd *> ctx
+cdef void _band(void *ctx, int i, int parts) noexcept nogil:
+    cdef Pass *s = <Pass *> ctx
     cdef Py_ssize_t lo, hi
     band(s.n, i, parts, &lo, &hi)
     if hi <= lo:
         return
-    if s.itemsize == 4:
+    if s.add and s.itemsize == 4:
+        npu_add_f(<const float *> s.v + lo, <const float *> s.g + lo, <float *> s.p + lo, hi - lo)
+    elif s.add:
+        npu_add_d(<const double *> s.v + lo, <const double *> s.g + lo, <double *> s.p + lo,
+                  hi - lo)
+    elif s.itemsize == 4:
         npu_sgd_f(<float *> s.p + lo, <float *> s.v + lo, <const float *> s.g + lo, hi - lo,
                   <float> s.lr, <float> s.mu, s.nesterov)
     else:
@@ -93,52 +101,32 @@ cdef void _sgd_band(void *ctx, int i, int parts) noexcept nogil:
                   s.lr, s.mu, s.nesterov)
 
 
+cdef void _run(Pass *s) noexcept nogil:
+    parallel_run(_band, s, 1 if s.n < PARALLEL_MIN else 4)
+
+
 def sgd_momentum(floating[::1] p, floating[::1] v, floating[::1] g, double lr, double mu,
                  bint nesterov):
     cdef Py_ssize_t n = p.shape[0]
-    cdef Sgd s
+    cdef Pass s
     if v.shape[0] != n or g.shape[0] != n:
         raise ValueError("sgd_momentum: parameter, velocity and gradient sizes differ")
     if n == 0:
         return
     s.p, s.v, s.g, s.n = &p[0], &v[0], &g[0], n
-    s.lr, s.mu, s.nesterov, s.itemsize = lr, mu, nesterov, sizeof(floating)
+    s.lr, s.mu, s.nesterov, s.itemsize, s.add = lr, mu, nesterov, sizeof(floating), 0
     with nogil:
-        parallel_run(_sgd_band, &s, 1 if n < PARALLEL_MIN else 4)
-
-
-# Gradient accumulation (a leaf reached twice, e.g. D's weights from the real
-# and the fake batch): out = a + b, in bands on the pool like the update.
-
-cdef struct Add:
-    const void *a
-    const void *b
-    void *out
-    Py_ssize_t n
-    int itemsize
-
-
-cdef void _add_band(void *ctx, int i, int parts) noexcept nogil:
-    cdef Add *s = <Add *> ctx
-    cdef Py_ssize_t lo, hi
-    band(s.n, i, parts, &lo, &hi)
-    if hi <= lo:
-        return
-    if s.itemsize == 4:
-        npu_add_f(<const float *> s.a + lo, <const float *> s.b + lo, <float *> s.out + lo, hi - lo)
-    else:
-        npu_add_d(<const double *> s.a + lo, <const double *> s.b + lo, <double *> s.out + lo,
-                  hi - lo)
+        _run(&s)
 
 
 def add(floating[::1] a, floating[::1] b, floating[::1] out):
     """out = a + b (out must not overlap a or b)."""
     cdef Py_ssize_t n = a.shape[0]
-    cdef Add s
+    cdef Pass s
     if b.shape[0] != n or out.shape[0] != n:
         raise ValueError("add: sizes differ")
     if n == 0:
         return
-    s.a, s.b, s.out, s.n, s.itemsize = &a[0], &b[0], &out[0], n, sizeof(floating)
+    s.p, s.v, s.g, s.n, s.itemsize, s.add = &out[0], &a[0], &b[0], n, sizeof(floating), 1
     with nogil:
-        parallel_run(_add_band, &s, 1 if n < PARALLEL_MIN else 4)
+        _run(&s)
