@@ -12,6 +12,7 @@ Tests that compare with the compiled module take the ``layers_kernel`` fixture
 (conftest.py; skipped with NPGAN_NO_KERNELS=1 or when the extension is not built); the rest
 runs on the active path, so both CI runs check them.
 """
+import math
 import os
 import subprocess
 import sys
@@ -578,7 +579,7 @@ def test_dropout_from_words_is_dropout_from_the_draws(p):
     """Words whose draws sit just below, on and above the threshold, then
     random ones: the word test (w >> 8) < T keeps exactly the draws u < keep,
     on the active path (compiled or reference) and in the reference."""
-    keep_t = ref.dropout_word_threshold(p)
+    keep_t = math.ceil(ref.dropout_keep(p) * 2.0 ** 24)      # (w >> 8) below it: draw < keep
     near = np.array([keep_t - 2, keep_t - 1, keep_t, keep_t + 1], np.int64).clip(0, 2**24 - 1)
     w = np.concatenate([(near << 8).astype(np.uint32), (near << 8 | 0xff).astype(np.uint32),
                         np.random.default_rng(0).integers(0, 2**32, 992, dtype=np.uint32)])

@@ -454,6 +454,9 @@ def dropout_backward(g, u, p):
     return _dropout(g, u, p)
 
 
+_ADD_MIN = 1 << 16                 # elements: below, a + b (a thread split costs more)
+
+
 def add(a, b):
     """a + b, the same bits: for gradient accumulation in Tensor.backward.
     Big float arrays of one shape and dtype (NumPy, C-contiguous) are added in
@@ -467,9 +470,6 @@ def add(a, b):
     out = _np.empty(a.shape, a.dtype)
     k.add(a.reshape(-1), b.reshape(-1), out.reshape(-1))
     return out
-
-
-_ADD_MIN = 1 << 16                 # elements: below, a + b (a thread split costs more)
 
 
 def sgd_momentum_(p, v, g, lr, momentum, nesterov=False):

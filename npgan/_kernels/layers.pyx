@@ -395,7 +395,7 @@ cdef void _update_pool_threads() noexcept:
 
 
 cdef int _split_threads() noexcept nogil:
-    if not _split or not NPL_HAVE_POOL or _blas_get == NULL or _blas_set == NULL:
+    if not _pool_threads:
         return 1
     return max(1, min(_blas_get(), MAX_THREADS))
 
@@ -971,14 +971,14 @@ def dropout(floating[::1] x, cnp.ndarray u, float keep, floating scale, floating
     cdef Rows r
     cdef bint words = u.dtype.num == cnp.NPY_UINT32
     _nonempty("dropout", n)
+    if u.ndim != 1 or u.shape[0] != n or out.shape[0] != n:
+        raise ValueError("dropout: sizes do not match")
     if words:
         uw = u
-        r.u = &uw[0] if uw.shape[0] else NULL
+        r.u = &uw[0]
     else:
         uf = u
-        r.u = &uf[0] if uf.shape[0] else NULL
-    if u.shape[0] != n or out.shape[0] != n:
-        raise ValueError("dropout: sizes do not match")
+        r.u = &uf[0]
     r.threshold = <cnp.uint32_t> ceil(<double> keep * 16777216.0)
     if floating is float:
         r.x, r.y, r.n, r.keep, r.scale = &x[0], &out[0], n, keep, scale

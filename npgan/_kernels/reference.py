@@ -114,13 +114,6 @@ def dropout_keep(p):
     return float(numpy.float32(1.0 - p))
 
 
-def dropout_word_threshold(p):
-    """T such that a float32 draw u = (w >> 8) * 2**-24 made of the uint32 word
-    w is below dropout_keep(p) exactly when (w >> 8) < T: ceil(keep * 2**24)
-    (keep * 2**24 is exact in float64)."""
-    return math.ceil(dropout_keep(p) * 2.0 ** 24)
-
-
 def uniform_draws(rng, shape):
     """rng.random(shape, dtype=float32), the dropout draws, or where it can
     the uint32 words they are made of, at less than half the cost: NumPy's

@@ -218,7 +218,7 @@ static NPG_TARGET int npg_sgemm(long m, long n, long k, const float *a, long rsa
     return 0;
 }
 
-#else  /* not x86-64 GCC/Clang: never used */
+#else  /* not x86-64 GCC/Clang, or Windows: never used */
 static int npg_sgemm_supported(void) { return 0; }
 static int npg_sgemm(long m, long n, long k, const float *a, long rsa, long csa, const float *b,
                      long rsb, long csb, float *c, long ldc, int add) { return -1; }
