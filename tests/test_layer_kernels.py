@@ -129,6 +129,16 @@ def test_blas_choice_is_checked_and_mkl_missing_is_explained(layers_kernel, monk
     assert K.blas() == "scipy"
 
 
+def test_blas_reports_the_default_before_any_product(layers_kernel):
+    """In a fresh process, blas() asked first names the GEMM the first product
+    will use (it once said "scipy" until something had loaded the layers)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NPGAN_BLAS", "NPGAN_GEMM_SPLIT")}
+    out = subprocess.run([sys.executable, "-c", "import npgan._kernels as K; print(K.blas())"],
+                         env=env, capture_output=True, text=True, check=True).stdout.strip()
+    want = "npgan" if layers_kernel.own_sgemm_supported() else "scipy"
+    assert out.split()[0] == want, out
+
+
 def test_mkl_products_equal_the_reference(layers_kernel):
     """With MKL installed (pip install "npgan[mkl]"): the layers' GEMMs and a
     float64 gradcheck through them; then back to SciPy's BLAS."""

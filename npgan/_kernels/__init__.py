@@ -266,12 +266,14 @@ def use_blas(name):
 
 def blas():
     """Which GEMM computes the layers' products now: "npgan (AVX-512; float64:
-    scipy)", "scipy" or "mkl (version)"."""
+    scipy)", "scipy", "mkl (version)", or "numpy ..." without the kernels."""
+    k = load("layers")          # the first load sets the default (NPGAN_BLAS)
+    if k is None:
+        return "numpy (compiled kernels not in use)"
     if _blas["name"] == "mkl":
         return f"mkl ({_blas['mkl'][3]})"
     if _blas["name"] == "npgan":
-        k = load("layers")
-        if k is not None and not k.own_sgemm_active():
+        if not k.own_sgemm_active():
             return "scipy (npgan's own sgemm is off with NPGAN_GEMM_SPLIT=0)"
         return "npgan (AVX-512; float64: scipy)"
     return "scipy"
