@@ -22,7 +22,8 @@ The step is the paper's (and the authors' code's) simultaneous update: batch
 100, z ~ U(-sqrt 3, sqrt 3)^100, G 100-1200-1200-784 (ReLU, sigmoid), D
 784-maxout 240x5-maxout 240x5-1 with dropout .2/.5/.5, losses from logits
 (non-saturating G loss), SGD lr 0.1 momentum 0.5 for both players; about 2.7
-GFLOP of GEMM. G forward: 10,000 samples in one batch, no graph.
+GFLOP of GEMM. G forward: G(z) for 10,000 z in one call, no graph (npgan's
+Generator runs such a call in blocks of 2,000 rows, torch and JAX in one).
 
 Timing: the parent hands out turns: one worker runs a block of steps while the
 others wait on their pipe, in an order that rotates every round, then a short

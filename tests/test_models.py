@@ -57,6 +57,41 @@ def test_generator_output_shape_and_range(paper):
     np.testing.assert_allclose(logits.sigmoid().data, x.data, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_generator_without_a_graph_runs_rows_in_blocks_with_the_same_output(dtype, monkeypatch):
+    """With no backward to follow (no_grad, or no parameter requiring grad),
+    batches over G.block rows run block by block; the output is that of one
+    pass (float64 to 1e-12, float32 to the GEMM tolerance), and a forward that
+    records a graph is never blocked."""
+    rng = np.random.default_rng(0)
+    g = models.Generator(z_dim=5, hidden=9, out=7, irange=0.5, rng=rng, dtype=dtype)
+    z = models.sample_z(23, rng, dim=5, dtype=dtype)
+    whole, whole_logits = g(z), g(z, logits=True)
+    blocks = []
+    one = g._forward
+    monkeypatch.setattr(g, "_forward", lambda z, logits: blocks.append(len(z)) or one(z, logits))
+    monkeypatch.setattr(g, "block", 5)
+    tol = dict(rtol=1e-12) if dtype == "float64" else dict(rtol=2e-5, atol=2e-6)
+    with no_grad():
+        for logits, want in ((False, whole), (True, whole_logits)):
+            blocks.clear()
+            y = g(z, logits=logits)
+            assert blocks == [5, 5, 5, 5, 3] and y.shape == (23, 7) and y.dtype == dtype
+            assert not y.requires_grad
+            np.testing.assert_allclose(y.data, want.data, **tol)
+    blocks.clear()
+    assert g(z).requires_grad and blocks == [23]                   # a graph: one pass
+    for p in g.parameters():
+        p.requires_grad = False
+    blocks.clear()
+    np.testing.assert_allclose(g(z).data, whole.data, **tol)
+    assert blocks == [5, 5, 5, 5, 3]
+    blocks.clear()
+    assert g(Tensor(z, requires_grad=True)).requires_grad and blocks == [23]
+    with pytest.raises(ValueError, match="do not match"):         # shape errors as before
+        g(z[:, :4])
+
+
 def test_discriminator_logits_shape(paper):
     _, d = paper
     x = np.random.default_rng(1).uniform(0, 1, (9, 784)).astype(np.float32)
