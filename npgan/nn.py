@@ -35,20 +35,36 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def named_parameters(self, prefix=""):
+        """(name, Parameter) pairs; a parameter reached twice (a shared layer,
+        tied weights) only once, under its first name, as in PyTorch, so that
+        an optimizer updates it once per step."""
+        seen = set()
+        for name, p in self._named_parameters(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _named_parameters(self, prefix):
         for name, v in vars(self).items():
             if isinstance(v, Parameter):
                 yield prefix + name, v
             elif isinstance(v, Module):
-                yield from v.named_parameters(prefix + name + ".")
+                yield from v._named_parameters(prefix + name + ".")
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
     def modules(self):
-        yield self
-        for v in vars(self).values():
-            if isinstance(v, Module):
-                yield from v.modules()
+        """This module and every sub-module, each once."""
+        seen = set()
+        stack = [self]
+        while stack:
+            m = stack.pop()
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
+            yield m
+            stack.extend(reversed([v for v in vars(m).values() if isinstance(v, Module)]))
 
     def zero_grad(self):
         for p in self.parameters():

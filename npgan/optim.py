@@ -21,9 +21,13 @@ class Optimizer:
         self.params = list(params)
         if not self.params:
             raise ValueError("optimizer got an empty parameter list")
+        first = {}
         for i, p in enumerate(self.params):
             if not getattr(p, "requires_grad", False):
                 raise TypeError(f"parameter {i} ({p!r}) does not require grad")
+            if first.setdefault(id(p), i) != i:
+                raise ValueError(f"parameter {i} is parameter {first[id(p)]} again: each would "
+                                 f"be updated twice per step (pass each parameter once)")
         self.steps = 0
 
     def zero_grad(self):

@@ -85,6 +85,28 @@ def test_named_parameters_order_and_names():
     assert len(net.body) == 3 and [type(m).__name__ for m in net.body] == ["Maxout", "Dropout", "Linear"]
 
 
+def test_a_shared_layer_is_listed_once_and_stepped_once():
+    """A layer used twice (tied weights): one entry per parameter, under its
+    first name, in named_parameters, state_dict and modules; SGD moves it by
+    -lr times the gradient summed over both uses, once."""
+    from npgan import optim
+    lin = nn.Linear(3, 3, rng=np.random.default_rng(0), dtype="float64")
+    net = nn.Sequential(lin, nn.ReLU(), lin)
+    assert [n for n, _ in net.named_parameters()] == ["0.weight", "0.bias"]
+    assert list(net.state_dict()) == ["0.weight", "0.bias"] and net.num_parameters() == 12
+    assert [type(m).__name__ for m in net.modules()] == ["Sequential", "Linear", "ReLU"]
+    x = R(4, 3)
+    net(Tensor(x)).sum().backward()
+    w0, gw = lin.weight.data.copy(), lin.weight.grad.copy()
+    h = np.maximum(x @ w0 + lin.bias.data, 0)                # d/dW of sum(relu(x W + b) W + b)
+    want = x.T @ (((np.ones((4, 3)) @ w0.T) * (h > 0))) + h.T @ np.ones((4, 3))
+    np.testing.assert_allclose(gw, want, rtol=1e-12)
+    optim.SGD(net.parameters(), lr=0.1).step()
+    np.testing.assert_allclose(lin.weight.data, w0 - 0.1 * gw, rtol=1e-12)
+    with pytest.raises(ValueError, match="parameter 2 is parameter 0 again"):
+        optim.SGD([lin.weight, lin.bias, lin.weight], lr=0.1)
+
+
 def test_zero_grad_clears_all():
     net = Net()
     net(Tensor(R(3, 4).astype(np.float32))).sum().backward()
