@@ -14,8 +14,8 @@ same run: on a shared machine only they mean anything):
              (kernels with split GEMMs; the same with MKL's sgemm where
              installed; kernels with BLAS-threaded GEMMs; the
              reference path; optionally the public-API step) vs PyTorch vs JAX
-             (bench_train.py), with the training peak RSS of each in a fresh
-             process. 200 steps each, but a row whose steps have taken --max-s
+             (bench_train.py), with the peak RSS of each (training, and G
+             forward) in a fresh process. 200 steps each, but a row whose steps have taken --max-s
              seconds stops at 50 or more (a loaded machine makes the slow rows
              crawl); every row shows its count.
   gemm       the step's 27 GEMMs alone (bench_gemm.py): npgan's kernels with SciPy's
@@ -218,6 +218,9 @@ def targets(res):
         a, b = mem["npgan"]["train"][1], mem["torch"]["train"][1]
         out.append(f"training peak RSS npgan {a:.0f} MiB vs torch {b:.0f} MiB: <= torch "
                    f"{'met' if a <= b else 'NOT met'}")
+    if mem.get("npgan") and mem.get("torch") and mem["npgan"].get("gforward") and mem["torch"].get("gforward"):
+        a, b = mem["npgan"]["gforward"][1], mem["torch"]["gforward"][1]
+        out.append(f"G forward 10k peak RSS npgan {a:.0f} MiB vs torch {b:.0f} MiB (no target)")
     return out
 
 
@@ -251,7 +254,8 @@ def main(argv=None):
     say(machine_text(m))
     say()
     res = bench_train.run(steps=a.steps, gf_reps=a.gf_reps, threads=a.threads,
-                          impls=a.impls.split(","), memory=not a.no_memory, max_s=a.max_s)
+                          impls=a.impls.split(","), memory=False if a.no_memory else "all",
+                          max_s=a.max_s)
     say(bench_train.report(res))
     say()
     say("Targets (issue): " + ("; ".join(targets(res)) or "not checkable (rows missing)"))
