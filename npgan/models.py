@@ -47,8 +47,8 @@ class Generator(nn.Module):
 
     def forward(self, z, logits=False):
         z = z if isinstance(z, Tensor) else Tensor(z)
-        graph = is_grad_enabled() and (z.requires_grad or any(p.requires_grad for p in self.parameters()))
-        if z.ndim == 2 and len(z) > self.block and not graph:
+        if z.ndim == 2 and len(z) > self.block and not (is_grad_enabled() and (
+                z.requires_grad or any(p.requires_grad for p in self.parameters()))):
             # No backward can follow: run the rows in blocks, so the two hidden
             # activations are block-sized buffers (not 2 x 48 MB fresh pages for
             # 10,000 samples) and each block's products suit the GEMM kernel.
