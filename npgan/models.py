@@ -8,6 +8,7 @@ D: x (N, 784) -> dropout (keep .8) -> maxout 240x5 -> dropout (keep .5) ->
    U(-0.005, 0.005). The sigmoid is left to the loss (computed from logits).
 """
 import math
+import numbers
 
 import numpy  # host-side: initialisation and the z prior's RNG
 
@@ -43,11 +44,13 @@ class Generator(nn.Module):
         if output_bias is not None:
             self.y.bias.data = backend.asarray(output_bias, dtype=dtype).copy()
 
-    block = 2000   # rows per block of a forward that records no graph
+    block = 2000   # rows per block of a forward that records no graph (None: one pass)
 
     def forward(self, z, logits=False):
         z = z if isinstance(z, Tensor) else Tensor(z)
-        if z.ndim == 2 and len(z) > self.block and not (is_grad_enabled() and (
+        if self.block is not None and (not isinstance(self.block, numbers.Integral) or self.block < 1):
+            raise ValueError(f"Generator.block must be a positive int or None, got {self.block!r}")
+        if z.ndim == 2 and self.block is not None and len(z) > self.block and not (is_grad_enabled() and (
                 z.requires_grad or any(p.requires_grad for p in self.parameters()))):
             # No backward can follow: run the rows in blocks, so the two hidden
             # activations are block-sized buffers (not 2 x 48 MB fresh pages for

@@ -90,6 +90,14 @@ def test_generator_without_a_graph_runs_rows_in_blocks_with_the_same_output(dtyp
     assert g(Tensor(z, requires_grad=True)).requires_grad and blocks == [23]
     with pytest.raises(ValueError, match="do not match"):         # shape errors as before
         g(z[:, :4])
+    monkeypatch.setattr(g, "block", None)                          # None: one pass
+    blocks.clear()
+    g(z)
+    assert blocks == [23]
+    for bad in (0, 2.5):
+        monkeypatch.setattr(g, "block", bad)
+        with pytest.raises(ValueError, match="Generator.block"):
+            g(z)
 
 
 def test_discriminator_logits_shape(paper):
