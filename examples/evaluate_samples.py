@@ -64,14 +64,24 @@ def load_generator(path, which="G"):
     return G.eval()
 
 
-def sample(G, n, seed):
-    """n samples (float32 (n, 784), host) from G, z ~ the paper's prior."""
+def checkpoint_prior(path):
+    """The z prior a trainer checkpoint was trained with (its config's "z";
+    before that option existed: uniform); a plain G .npz: the paper's Gaussian."""
+    from npgan import checkpoint
+    with np.load(path, allow_pickle=False) as z:
+        if "meta" not in z.files:
+            return "gaussian"
+    return checkpoint.load(path)["config"].get("z", "uniform")
+
+
+def sample(G, n, seed, prior="gaussian"):
+    """n samples (float32 (n, 784), host) from G, z ~ ``prior``."""
     from npgan import backend, models, no_grad
     rng = np.random.default_rng(seed)
     out = []
     with no_grad():
         for i in range(0, n, 1000):
-            out.append(backend.to_numpy(G(models.sample_z(min(1000, n - i), rng)).data))
+            out.append(backend.to_numpy(G(models.sample_z(min(1000, n - i), rng, prior=prior)).data))
     return np.concatenate(out).astype(np.float32)
 
 
@@ -134,7 +144,7 @@ def sources(a, data, log):
         for g in (["G"] if plain else a.generator):
             log(f"sampling {a.n} images from {path} ({g}, seed {a.seed})")
             yield (f"{path}" + ("" if plain else f" [{g}]"),
-                   sample(load_generator(path, g), a.n, a.seed), valid_x)
+                   sample(load_generator(path, g), a.n, a.seed, a.z or checkpoint_prior(path)), valid_x)
 
 
 def markdown(rows):
@@ -164,6 +174,8 @@ def main(argv=None):
     ap.add_argument("--kmeans-k", type=int, default=1000)
     ap.add_argument("-n", type=int, default=10000, help="samples to draw from a checkpoint/baseline")
     ap.add_argument("--seed", type=int, default=12345, help="z seed for --checkpoint")
+    ap.add_argument("--z", choices=["gaussian", "uniform"], default=None,
+                    help="noise prior for --checkpoint (default: the checkpoint's; plain G weights: gaussian)")
     ap.add_argument("--no-parzen", action="store_true")
     ap.add_argument("--classifier", default=None, help="classifier weights (default: the shipped ones)")
     ap.add_argument("--data-dir", default=REPO_DATA if os.path.isdir(REPO_DATA) else None)

@@ -4,11 +4,13 @@
     python examples/mnist_gan.py --epochs 300 --out runs/paper   # the long run
     python examples/mnist_gan.py --out runs/paper --resume       # continue it
 
-The recipe is the authors' released one: G 100-1200-1200-784 (ReLU, ReLU,
-sigmoid), D maxout 240x5, 240x5 with dropout, batch 100, SGD lr 0.1 divided by
-1.000004 per step (floor 1e-6), momentum .5 -> .7 by epoch 250, D and G
-updated from the same minibatch (k = 1), non-saturating G loss; trained on
-MNIST train[:50000]. A moving average of G's weights (--ema) is kept beside it
+The recipe is the authors' released one (docs/fidelity.md, item by item):
+z ~ N(0, I) in R^100, G 100-1200-1200-784 (ReLU, ReLU, sigmoid), D maxout
+240x5, 240x5 with dropout, D's objective 0.5 (BCE real + BCE fake) (so the
+first d_loss is ln 2), batch 100, SGD lr 0.1 divided by 1.000004 per step
+(floor 1e-6), momentum .5 -> .7 by epoch 250, D and G updated from the same
+minibatch (k = 1), non-saturating G loss; trained on MNIST train[:50000].
+``--z uniform --d-scale 1`` is what npgan did before it followed that code. A moving average of G's weights (--ema) is kept beside it
 for sampling only; it does not change training.
 
 The run directory holds: checkpoint.npz (atomic, also written on Ctrl-C),
@@ -41,6 +43,11 @@ def parse_args(argv=None):
                    help="Algorithm 1 as written (D step, then G step on fresh noise) instead of the "
                         "authors' simultaneous update")
     p.add_argument("--g-loss", choices=["nonsaturating", "minimax"], default="nonsaturating")
+    p.add_argument("--z", choices=list(models.Z_PRIORS), default="gaussian",
+                   help="noise prior (authors' code: gaussian; uniform is U(-sqrt 3, sqrt 3))")
+    p.add_argument("--d-scale", type=float, default=0.5,
+                   help="D's loss = D_SCALE x (BCE real + BCE fake) (authors' code: 0.5; the paper's "
+                        "value function as written: 1)")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (paper: 0.1)")
     p.add_argument("--lr-decay", type=float, default=1.000004, help="lr divided by this per step")
@@ -65,7 +72,8 @@ def parse_args(argv=None):
 
 def config_of(args):
     """What must match for --resume to continue the same run."""
-    keys = ["seed", "k", "sequential", "g_loss", "optimizer", "lr", "lr_decay", "ema", "train_size"]
+    keys = ["seed", "k", "sequential", "g_loss", "z", "d_scale", "optimizer", "lr", "lr_decay", "ema",
+            "train_size"]
     return {k: getattr(args, k) for k in keys}
 
 
@@ -94,7 +102,8 @@ def build(args, train_x):
         lr_s, mom_s = None, None
     return train.GANTrainer(G, D, train_x, batch_size=100, k=args.k, simultaneous=not args.sequential,
                             g_loss=args.g_loss, opt_g=opt_g, opt_d=opt_d, lr_schedule=lr_s,
-                            momentum_schedule=mom_s, ema_decays=tuple(args.ema), seed=args.seed)
+                            momentum_schedule=mom_s, ema_decays=tuple(args.ema), seed=args.seed,
+                            sample_z=models.z_sampler(args.z), d_scale=args.d_scale)
 
 
 def generators(trainer):

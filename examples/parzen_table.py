@@ -30,12 +30,20 @@ PAPER_SIGMAS = np.logspace(-1, 0, 10)
 FINE_SIGMAS = np.logspace(np.log10(0.1), np.log10(0.3), 41)
 
 
-def sample(G, n, seed=12345, batch=1000):
+def run_prior(run):
+    """The z prior RUN was trained with: its checkpoint's config ("z"); runs
+    written before that option existed drew z uniform."""
+    from npgan import checkpoint
+    path = os.path.join(run, "checkpoint.npz")
+    return checkpoint.load(path)["config"].get("z", "uniform") if os.path.exists(path) else "gaussian"
+
+
+def sample(G, n, seed=12345, batch=1000, prior="gaussian"):
     rng = np.random.default_rng(seed)
     out = []
     with npgan.no_grad():
         for i in range(0, n, batch):
-            z = models.sample_z(min(batch, n - i), rng)
+            z = models.sample_z(min(batch, n - i), rng, prior=prior)
             out.append(npgan.backend.to_numpy(G(z).data))
     return np.concatenate(out)
 
@@ -86,7 +94,10 @@ def main(argv=None):
     p.add_argument("--n-samples", type=int, default=10000)
     p.add_argument("--n-valid", type=int, default=1000)
     p.add_argument("--label", default=None, help="name of this run in the table (default: run dir name)")
+    p.add_argument("--z", choices=list(models.Z_PRIORS), default=None,
+                   help="noise prior (default: the run's, from RUN/checkpoint.npz)")
     args = p.parse_args(argv)
+    prior = args.z or run_prior(args.run)
     label = args.label or os.path.basename(os.path.normpath(args.run))
     os.makedirs(args.out, exist_ok=True)
     data_dir = args.data_dir
@@ -105,7 +116,7 @@ def main(argv=None):
         for epoch, path in snaps:
             key = f"{os.path.basename(path)}:{args.n_samples}:{args.n_valid}"
             if key not in cache:
-                s = sample(load_G(path), args.n_samples)
+                s = sample(load_G(path), args.n_samples, prior=prior)
                 sigma, lls = parzen.select_sigma(valid_x, s, PAPER_SIGMAS)
                 cache[key] = [float(sigma), float(np.max(lls))]
                 with open(cache_path, "w") as f:
@@ -124,7 +135,7 @@ def main(argv=None):
     # 2. the Table 1 protocol on the test set, at each generator's best epoch
     rows = []
     for name, b in best.items():
-        s = sample(load_G(b["path"]), args.n_samples)
+        s = sample(load_G(b["path"]), args.n_samples, prior=prior)
         ll = parzen.log_likelihood(test_x, s, b["sigma"])
         m, se = parzen.mean_and_se(ll)
         sig_f, lls_f = parzen.select_sigma(valid_x, s, FINE_SIGMAS)

@@ -1,6 +1,7 @@
 """The paper's MNIST networks, as in the authors' released pylearn2 code.
 
-G: z (N, 100) uniform on [-sqrt 3, sqrt 3] -> 1200 ReLU -> 1200 ReLU -> 784
+G: z (N, 100) ~ N(0, I) (the authors' Generator default, ``noise="gaussian"``;
+   uniform on [-sqrt 3, sqrt 3] on request) -> 1200 ReLU -> 1200 ReLU -> 784
    sigmoid; weights U(-0.05, 0.05); output bias = logit of the training
    pixel means.  G returns pixel *logits* when ``logits=True``.
 D: x (N, 784) -> dropout (keep .8) -> maxout 240x5 -> dropout (keep .5) ->
@@ -17,11 +18,31 @@ from .tensor import Tensor, is_grad_enabled
 
 Z_DIM = 100
 Z_RANGE = math.sqrt(3.0)   # U(-sqrt3, sqrt3) has unit variance
+Z_PRIORS = ("gaussian", "uniform")
 
 
-def sample_z(n, rng, dim=Z_DIM, dtype="float32"):
-    """(n, dim) backend array of z ~ U(-sqrt 3, sqrt 3), drawn by a host Generator."""
-    return backend.asarray(rng.uniform(-Z_RANGE, Z_RANGE, (n, dim)).astype(dtype))
+def sample_z(n, rng, dim=Z_DIM, dtype="float32", prior="gaussian"):
+    """(n, dim) backend array of z drawn by a host Generator ``rng``:
+    ``prior="gaussian"``: N(0, I), the authors' MNIST G (pylearn2 ``Generator``'s
+    default ``noise="gaussian"``, ``theano_rng.normal``); ``"uniform"``:
+    U(-sqrt 3, sqrt 3) per coordinate (also unit variance)."""
+    if prior == "gaussian":
+        z = rng.standard_normal((n, dim), dtype="float32" if dtype == "float32" else "float64")
+    elif prior == "uniform":
+        z = rng.uniform(-Z_RANGE, Z_RANGE, (n, dim))
+    else:
+        raise ValueError(f"prior must be one of {Z_PRIORS}, got {prior!r}")
+    return backend.asarray(z.astype(dtype, copy=False))
+
+
+def z_sampler(prior="gaussian", dim=Z_DIM, dtype="float32"):
+    """sample(n, rng) -> (n, dim) z from ``prior``: what GANTrainer takes as sample_z."""
+    if prior not in Z_PRIORS:
+        raise ValueError(f"prior must be one of {Z_PRIORS}, got {prior!r}")
+
+    def sample(n, rng):
+        return sample_z(n, rng, dim=dim, dtype=dtype, prior=prior)
+    return sample
 
 
 def pixel_logits(images, eps=1e-7):

@@ -11,13 +11,15 @@
 D and G are both updated from one minibatch and one forward pass.
 
 All losses are computed from D's logits l: log D = -softplus(-l),
-log(1 - D) = -softplus(l).
+log(1 - D) = -softplus(l). D's loss is scaled by ``d_scale``: 0.5 by default,
+as the authors' ``AdversaryCost2`` (d_obj = 0.5 (cost(real) + cost(fake))), so
+it starts at ln 2; 1.0 is the value function exactly as the paper writes it.
 """
 import math
 
 import numpy  # host-side: RNGs, minibatch order, the metric history
 
-from . import backend, optim
+from . import backend, models, optim
 from .tensor import Tensor, no_grad
 
 
@@ -62,7 +64,9 @@ class GANTrainer:
 
     G: z (m, z_dim) -> samples (m, D); D: x -> logits (m, 1).
     k: D steps per G step (ignored when simultaneous). g_loss:
-    "nonsaturating" or "minimax". lr_schedule(step) and
+    "nonsaturating" or "minimax". d_scale: D's loss is d_scale x (BCE(real)
+    + BCE(fake)) (0.5: the authors' code). sample_z(n, rng): the noise prior
+    (default N(0, I), :func:`npgan.models.z_sampler`). lr_schedule(step) and
     momentum_schedule(epoch) set both optimizers' lr / momentum before every
     step (SGD); ``ema_decays`` keep moving averages of G's weights.
     Every random draw comes from generators owned here (seeded by ``seed``), so
@@ -71,11 +75,13 @@ class GANTrainer:
 
     def __init__(self, G, D, data, batch_size=100, k=1, simultaneous=True,
                  g_loss="nonsaturating", opt_g=None, opt_d=None, lr_schedule=None,
-                 momentum_schedule=None, ema_decays=(), seed=0, sample_z=None):
+                 momentum_schedule=None, ema_decays=(), seed=0, sample_z=None, d_scale=0.5):
         if g_loss not in ("nonsaturating", "minimax"):
             raise ValueError(f"g_loss must be 'nonsaturating' or 'minimax', got {g_loss!r}")
         if k < 1:
             raise ValueError(f"k (D steps per G step) must be >= 1, got {k}")
+        if not (math.isfinite(d_scale) and d_scale > 0):
+            raise ValueError(f"d_scale must be a positive number, got {d_scale!r}")
         data = numpy.asarray(data)
         if data.ndim != 2 or data.dtype.kind != "f":
             raise ValueError(f"data must be a float array (N, D), got {data.dtype} {data.shape}")
@@ -85,6 +91,7 @@ class GANTrainer:
             raise ValueError("data contains NaN or inf")
         self.G, self.D, self.data = G, D, data
         self.batch_size, self.k, self.simultaneous, self.g_loss = batch_size, k, simultaneous, g_loss
+        self.d_scale = float(d_scale)
         self.opt_g = opt_g or optim.SGD(G.parameters(), lr=0.1, momentum=0.5)
         self.opt_d = opt_d or optim.SGD(D.parameters(), lr=0.1, momentum=0.5)
         self.lr_schedule, self.momentum_schedule = lr_schedule, momentum_schedule
@@ -92,7 +99,7 @@ class GANTrainer:
         seeds = numpy.random.SeedSequence(seed).spawn(2)
         self.rng_data = numpy.random.default_rng(seeds[0])   # minibatch order
         self.rng_z = numpy.random.default_rng(seeds[1])      # the noise prior
-        self.sample_z = sample_z or _uniform_z(getattr(G, "z_dim", 100))
+        self.sample_z = sample_z or models.z_sampler("gaussian", getattr(G, "z_dim", models.Z_DIM))
         self.step_count, self.epoch = 0, 0
         self._order, self._pos = None, 0                      # position inside the epoch
         self.history = []                                     # one dict per epoch
@@ -106,8 +113,9 @@ class GANTrainer:
                 opt.momentum = self.momentum_schedule(self.epoch)
 
     def _d_loss(self, l_real, l_fake):
-        # -[log D(x) + log(1 - D(G(z)))] = softplus(-l_real) + softplus(l_fake)
-        return (-l_real).softplus().mean() + l_fake.softplus().mean()
+        # -d_scale [log D(x) + log(1 - D(G(z)))] = d_scale (softplus(-l_real) + softplus(l_fake))
+        loss = (-l_real).softplus().mean() + l_fake.softplus().mean()
+        return loss * self.d_scale if self.d_scale != 1.0 else loss
 
     def _g_loss(self, l_fake):
         if self.g_loss == "nonsaturating":      # minimise -log D(G(z))
@@ -250,14 +258,6 @@ class GANTrainer:
         self._pos = int(s["pos"])
         self._sums = {k: tuple(v) for k, v in s["sums"].items()}
         self.history = list(s["history"])
-
-
-def _uniform_z(dim):
-    r = math.sqrt(3.0)
-
-    def sample(n, rng):
-        return backend.asarray(rng.uniform(-r, r, (n, dim)).astype("float32"))
-    return sample
 
 
 def _sigmoid(a):

@@ -41,14 +41,15 @@ def test_every_parameter_of_both_players_moves(simultaneous):
 
 
 def _manual_grads(t, x, z, rng_state, g_loss):
-    """Gradients of the paper's losses built independently: separate graphs."""
+    """Gradients of the paper's losses built independently: separate graphs.
+    D's loss is halved, as the authors' AdversaryCost2."""
     G, D = t.G, t.D
     for p in G.parameters() + D.parameters():
         p.grad = None
     D.dropout_rng.bit_generator.state = rng_state
     fake = G(Tensor(z))
     lr_, lf = D(Tensor(x)), D(fake.detach())
-    ((-lr_).softplus().mean() + lf.softplus().mean()).backward()
+    (0.5 * ((-lr_).softplus().mean() + lf.softplus().mean())).backward()
     gd = [p.grad.copy() for p in D.parameters()]
     # same dropout masks for G's pass through D as the simultaneous step used
     D.dropout_rng.bit_generator.state = rng_state
@@ -65,7 +66,8 @@ def _manual_grads(t, x, z, rng_state, g_loss):
 @pytest.mark.parametrize("g_loss", ["nonsaturating", "minimax"])
 def test_simultaneous_step_equals_separately_computed_gradients(g_loss):
     """One SGD step with lr a and momentum m from zero velocity moves each
-    parameter by -a * grad: compare with gradients computed from separate graphs."""
+    parameter by -a * grad: compare with gradients computed from separate graphs
+    (D's loss halved as in the authors' code; 2x the gradient fails this)."""
     t = make(True, g_loss=g_loss, ema=())
     t.G.to("float64"), t.D.to("float64")
     t.opt_g.velocity = [None] * len(t.opt_g.params)
@@ -74,7 +76,7 @@ def test_simultaneous_step_equals_separately_computed_gradients(g_loss):
     z_state = t.rng_z.bit_generator.state
     z = np.random.default_rng(0)
     z.bit_generator.state = z_state
-    zz = z.uniform(-np.sqrt(3), np.sqrt(3), (8, 5))
+    zz = z.standard_normal((8, 5))
     d_state = t.D.dropout_rng.bit_generator.state
     before = params(t)
     t.sample_z = lambda n, rng: zz
@@ -207,3 +209,16 @@ def test_gaussian_gan_learns_on_paper_networks_shapes():
         t.train_epoch()
     gap1 = abs(t.generate(200).mean() - t.data.mean())
     assert gap0 > 0.3 and gap1 < 0.1 * gap0
+
+
+def test_first_step_d_loss_is_ln2_with_the_authors_halved_objective():
+    # D's logits start near 0 (weights U(+-0.005)): D = 1/2 on both batches, so the
+    # authors' d_obj = 0.5 (ln 2 + ln 2) = ln 2; the paper's un-halved sum is 2 ln 2.
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (200, 784)).astype("float32")
+    for scale, expect in ((0.5, np.log(2)), (1.0, 2 * np.log(2))):
+        G, D = models.paper_mnist(0, x)
+        t = train.GANTrainer(G, D, x, batch_size=100, d_scale=scale)
+        assert t.step(x[:100])["d_loss"] == pytest.approx(expect, abs=2e-3)
+    with pytest.raises(ValueError, match="d_scale"):
+        train.GANTrainer(G, D, x, batch_size=100, d_scale=0)
