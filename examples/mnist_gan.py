@@ -95,7 +95,7 @@ def build(args, train_x):
         opt_g = optim.SGD(G.parameters(), lr=args.lr, momentum=0.5)
         opt_d = optim.SGD(D.parameters(), lr=args.lr, momentum=0.5)
         lr_s = optim.ExponentialDecay(args.lr, args.lr_decay, 1e-6)
-        mom_s = optim.LinearRamp(0.5, 0.7, 1, 250)
+        mom_s = train.paper_schedules()[1]
     else:
         opt_g = optim.Adam(G.parameters(), lr=args.lr, betas=(0.5, 0.999))
         opt_d = optim.Adam(D.parameters(), lr=args.lr, betas=(0.5, 0.999))

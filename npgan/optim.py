@@ -144,10 +144,10 @@ class ExponentialDecay:
 
 class LinearRamp:
     """A value rising (or falling) linearly from ``start`` at ``start_epoch``
-    to ``end`` at ``end_epoch``, constant outside. The paper's momentum:
-    LinearRamp(0.5, 0.7, start_epoch=1, end_epoch=250), as pylearn2's
-    MomentumAdjustor(start=1, saturate=250, final_momentum=.7) with init .5,
-    evaluated with the number of epochs completed so far."""
+    to ``end`` at ``end_epoch``, constant outside. The paper's momentum,
+    pylearn2's MomentumAdjustor(start=1, saturate=250, final_momentum=.7) with
+    init .5, is LinearRamp(0.5, 0.7, 0, 249) evaluated with the number of
+    epochs completed so far (see :func:`npgan.train.paper_schedules`)."""
 
     def __init__(self, start=0.5, end=0.7, start_epoch=1, end_epoch=250):
         if end_epoch < start_epoch:

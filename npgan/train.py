@@ -278,5 +278,11 @@ def _dropout_rngs(module):
 
 def paper_schedules():
     """The paper's lr decay (0.1 / 1.000004^t, floor 1e-6) and momentum ramp
-    (.5 -> .7 from epoch 1 to 250)."""
-    return optim.ExponentialDecay(0.1, 1.000004, 1e-6), optim.LinearRamp(0.5, 0.7, 1, 250)
+    (.5 -> .7, pylearn2's MomentumAdjustor(start=1, saturate=250)).
+
+    The trainer evaluates the ramp with the number of epochs completed, c.
+    pylearn2 calls the adjustor once before training and after every epoch, so
+    its counter reads c + 1 during epoch c + 1 and the momentum is
+    .5 + .2 min(c / 249, 1): LinearRamp(.5, .7, 0, 249) in completed epochs
+    (.7 from the 250th epoch on)."""
+    return optim.ExponentialDecay(0.1, 1.000004, 1e-6), optim.LinearRamp(0.5, 0.7, 0, 249)

@@ -110,10 +110,15 @@ def test_schedules_are_applied_per_step_and_epoch():
     assert t.step_count == 5 and t.epoch == 1
     t.step(t.data[:8])
     assert t.opt_d.lr == pytest.approx(0.1 / 1.000004 ** 5, rel=1e-12)
-    assert t.opt_g.momentum == 0.5          # ramp starts after epoch 1
+    # pylearn2's MomentumAdjustor(start=1, saturate=250): its counter is 1 during
+    # epoch 1 (it runs once before training), c + 1 during epoch c + 1
+    assert t.opt_g.momentum == pytest.approx(0.5 + 0.2 * 1 / 249, rel=1e-12)   # 2nd epoch
     t.epoch = 125
     t.step(t.data[:8])
-    assert t.opt_g.momentum == pytest.approx(0.5 + 0.2 * 124 / 249)
+    assert t.opt_g.momentum == pytest.approx(0.5 + 0.2 * 125 / 249, rel=1e-12)
+    t.epoch = 249                                      # during the 250th epoch: saturated
+    t.step(t.data[:8])
+    assert t.opt_g.momentum == pytest.approx(0.7, rel=1e-12)
 
 
 def test_ema_matches_closed_form():
