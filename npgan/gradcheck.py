@@ -32,7 +32,9 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, mode="full", n_direct
     directional derivative along ``n_directions`` random unit directions
     (for inputs too large to perturb one by one).
     Returns True, or raises GradcheckError whose message gives, per input,
-    the max absolute and relative error and the worst index.
+    the max absolute and relative error and the worst index (or, when
+    backward() itself fails, e.g. an op's gradient has the wrong shape, its
+    error message).
     """
     if mode not in ("full", "random"):
         raise ValueError(f"mode must be 'full' or 'random', got {mode!r}")
@@ -63,7 +65,10 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, mode="full", n_direct
         raise GradcheckError("fn's output contains NaN or inf at the given inputs")
     if not out.requires_grad:
         raise GradcheckError("fn's output does not depend on any input through npgan ops")
-    out.backward(backend.asarray(w))
+    try:
+        out.backward(backend.asarray(w))
+    except ValueError as e:     # e.g. a backward that returns a gradient of the wrong shape
+        raise GradcheckError(f"backward() failed: {e}") from e
     analytic = [numpy.zeros_like(x) if t.grad is None else backend.to_numpy(t.grad).astype(numpy.float64)
                 for x, t in zip(xs, ts)]
 

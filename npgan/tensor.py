@@ -57,6 +57,11 @@ def _float_array(data, dtype=None):
     return xp.asarray(data, dtype=dtype)
 
 
+def _op_name(node):
+    """An op's name for error messages: its ``op`` string, else its backward's name."""
+    return repr(node._op or getattr(node._backward, "__qualname__", "?"))
+
+
 def _unbroadcast(g, shape):
     """Sum ``g`` over the axes that broadcasting added or stretched to ``shape``."""
     if g.shape == shape:
@@ -117,8 +122,10 @@ class Tensor:
 
     @staticmethod
     def make(data, parents, backward, op=""):
-        """Wrap an op's result. ``backward(g)`` returns one gradient (or None)
-        per parent. This is how every op below is built, and how a user adds
+        """Wrap an op's result. ``backward(g)`` returns a tuple with one
+        gradient (or None) per parent, each an array of that parent's shape
+        (``Tensor.backward`` raises ValueError, naming the op and both shapes,
+        otherwise). This is how every op below is built, and how a user adds
         one of their own (see README: checking a new op)."""
         out = Tensor.__new__(Tensor)
         out.data, out.grad, out._op = data, None, op
@@ -193,9 +200,17 @@ class Tensor:
                         node.grad = g if g.flags.owndata and id(g) not in handed else g.copy()
                         handed.add(id(node.grad))
                     continue
-                for p, pg in zip(node._parents, node._backward(g)):
+                pgs = node._backward(g)
+                if len(pgs) != len(node._parents):
+                    raise ValueError(f"backward of op {_op_name(node)} returned {len(pgs)} "
+                                     f"gradients for its {len(node._parents)} inputs")
+                for i, (p, pg) in enumerate(zip(node._parents, pgs)):
                     if pg is None or not p.requires_grad:
                         continue
+                    if getattr(pg, "shape", None) != p.data.shape:   # the hot path's only cost
+                        raise ValueError(f"backward of op {_op_name(node)} returned a gradient of "
+                                         f"shape {getattr(pg, 'shape', type(pg).__name__)} for "
+                                         f"its input {i} of shape {p.data.shape}")
                     k = id(p)
                     grads[k] = pg if k not in grads else K.add(grads[k], pg)
         finally:

@@ -145,3 +145,10 @@ def test_inputs_are_not_modified_and_tensors_accepted():
 
 def test_gradcheck_error_is_an_assertion_error():
     assert issubclass(GradcheckError, AssertionError)
+
+
+def test_wrong_shaped_gradient_is_reported_not_an_index_error():
+    def colsum(x):      # backward returns (3,) for the (4, 3) input
+        return Tensor.make(x.data.sum(axis=0), (x,), lambda g: (g,), "colsum")
+    with pytest.raises(GradcheckError, match=r"'colsum'.*\(3,\).*\(4, 3\)"):
+        gradcheck(colsum, R(4, 3))

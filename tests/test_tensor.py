@@ -300,6 +300,43 @@ def test_backward_with_wrong_grad_shape_raises():
         (x * 2.0).backward(np.ones((3, 2)))
 
 
+def _column_sum_op(x):
+    """A custom op whose backward returns the wrong shape: (3,) for a (4, 3) input."""
+    return Tensor.make(x.data.sum(axis=0), (x,), lambda g: (g,), "colsum")
+
+
+def test_wrong_shaped_gradient_from_an_op_is_refused_naming_op_and_shapes():
+    x = Tensor(np.ones((4, 3)), requires_grad=True)
+    with pytest.raises(ValueError, match=r"'colsum'.*\(3,\).*input 0 of shape \(4, 3\)"):
+        _column_sum_op(x).sum().backward()
+    assert x.grad is None          # nothing of the wrong shape reached the leaf
+
+
+def test_wrong_shaped_gradient_deeper_in_the_graph_is_refused():
+    # the bad op sits between two good ones: the check is per edge, not per leaf
+    x = Tensor(np.ones((4, 3)), requires_grad=True)
+    y = Tensor.make((x * 2.0).data[:, :2], (x * 2.0,), lambda g: (g,))   # (4, 2) for (4, 3)
+    with pytest.raises(ValueError, match=r"<lambda>.*\(4, 2\).*\(4, 3\)"):
+        y.relu().sum().backward()
+
+
+def test_wrong_number_of_gradients_is_refused():
+    a, b = Tensor(np.ones(3), requires_grad=True), Tensor(np.ones(3), requires_grad=True)
+    y = Tensor.make(a.data + b.data, (a, b), lambda g: (g,), "add1")
+    with pytest.raises(ValueError, match=r"'add1' returned 1 gradients for its 2 inputs"):
+        y.sum().backward()
+
+
+def test_wrong_shaped_gradient_never_reaches_an_optimizer():
+    from npgan import optim
+    w = Tensor(np.ones((4, 3), dtype=np.float32), requires_grad=True)
+    opt = optim.SGD([w], lr=0.1)
+    with pytest.raises(ValueError, match="colsum"):
+        _column_sum_op(w).sum().backward()
+    opt.step()                      # no gradient: nothing broadcast into the update
+    np.testing.assert_array_equal(w.data, np.ones((4, 3)))
+
+
 def test_backward_on_tensor_without_grad_raises():
     with pytest.raises(RuntimeError, match="does not require grad"):
         (Tensor(np.ones(2)) * 2.0).sum().backward()
