@@ -32,54 +32,144 @@ def _spd(rng, d, scale=1.0):
 
 
 # ------------------------------------------------------------- Fréchet distance
+#
+# How far the float64 FD may be from the exact value (every FD tolerance below
+# is this bound, none is one CPU's rounding). FD = |dmu|^2 + tr S1 + tr S2 -
+# 2 tr sqrt(S1 S2), with tr sqrt(S1 S2) = sum_i sqrt(lambda_i(M)), M = R S2 R,
+# R = S1^(1/2) from eigh of S1 (npgan.metrics.trace_sqrt_product).
+# * eigh is backward stable: each computed eigenvalue of a symmetric A is off by
+#   at most p(d) eps ||A||_2 (LAPACK Users' Guide 4.7: "p(n) a modestly growing
+#   function of n"; we take p(d) = 4 d, which also covers forming R S2 R). So
+#   lambda_i(S1) is off by e1 = p eps ||S1|| and lambda_i(M) by
+#   eM = p eps ||S1|| ||S2|| (||M|| <= ||S1|| ||S2||).
+# * sqrt turns an absolute error e at x into at most
+#   min(sqrt(e), e / (2 sqrt(x))): for x >> e relative accuracy, but a zero
+#   eigenvalue (a singular covariance) computed as +e gives sqrt(e), O(sqrt(eps)).
+# * tr sqrt(S1 S2) is the nuclear norm of S2^(1/2) R, Lipschitz in R: an error
+#   in sqrt(lambda_j(S1)) moves it by at most ||S2||^(1/2) times that error.
+# * the sums: first-order rounding, p eps times the magnitudes summed.
+# So |FD_computed - FD| <= 2 [sum_i sqrt_err(lambda_i(M), eM)
+#                             + ||S2||^(1/2) sum_j sqrt_err(lambda_j(S1), e1)]
+#                          + p eps (|dmu|^2 + tr S1 + tr S2 + 2 tr sqrt(S1 S2)).
+# For S1 singular the first terms dominate: ~ 4 sqrt(p eps ||S1|| ||S2||) per
+# zero eigenvalue, 1e-6 for d = 12, norms 4 (one CPU was 9e-8 off, another
+# 2e-14; a relative 1e-9 held on one and failed on the other).
+
+EPS = np.finfo(np.float64).eps
+
+
+def _sqrt_err(x, e):
+    """Largest |sqrt(x + t) - sqrt(x)| over |t| <= e (x >= 0)."""
+    x = np.maximum(np.asarray(x, np.float64), 0.0)
+    with np.errstate(divide="ignore"):
+        return np.minimum(np.sqrt(e), e / (2 * np.sqrt(x)))
+
+
+def fd_error_bound(mu1, s1, mu2, s2, lam):
+    """Bound on the rounding error of the eigh FD (derivation above);
+    ``lam``: the exact eigenvalues of S1^(1/2) S2 S1^(1/2) (= those of S1 S2)."""
+    d = len(mu1)
+    p = 4 * d
+    n1, n2 = np.linalg.norm(s1, 2), np.linalg.norm(s2, 2)
+    e1, em = p * EPS * n1, p * EPS * n1 * n2
+    w = np.linalg.eigvalsh(s1)
+    err_tr = _sqrt_err(lam, em).sum() + np.sqrt(n2) * _sqrt_err(w, e1).sum()
+    size = (np.sum((np.asarray(mu1) - mu2) ** 2) + np.trace(s1) + np.trace(s2)
+            + 2 * np.sqrt(np.maximum(lam, 0)).sum())
+    return 2 * err_tr + p * EPS * size
+
+
+def _self_bound(s):
+    """FD bound for S1 = S2 = S: M = S^2, lambda_i(M) = lambda_i(S)^2."""
+    mu = np.zeros(len(s))
+    return fd_error_bound(mu, s, mu, s, np.linalg.eigvalsh(s) ** 2)
+
 
 def test_fd_of_a_set_with_itself_is_zero_and_fd_is_symmetric():
+    """Unclamped: FD's covariance term for S with itself is 0 to the rounding
+    bound (a bias either way fails; frechet_distance would clamp a negative
+    one to 0), the mean term exactly 0; FD(1, 2) = FD(2, 1) to the sum of
+    the two computations' bounds."""
     rng = np.random.default_rng(0)
     f1 = rng.normal(size=(500, 30)) @ rng.normal(size=(30, 30))
     f2 = rng.normal(1.0, 2.0, size=(400, 30))
-    assert M.frechet_distance_from_features(f1, f1) == pytest.approx(0.0, abs=1e-8)
+    mu, s = M.feature_statistics(f1)
+    mean_term, cov_term = M.frechet_terms(mu, s, mu, s)
+    assert mean_term == 0.0
+    bound = _self_bound(s)                               # 2.6e-8 here (tr S = 2.4e3)
+    assert abs(cov_term) <= bound, (cov_term, bound)
+    assert M.frechet_distance_from_features(f1, f1) == max(mean_term + cov_term, 0.0)
     d12 = M.frechet_distance_from_features(f1, f2)
     d21 = M.frechet_distance_from_features(f2, f1)
-    assert d12 > 1.0 and d12 == pytest.approx(d21, rel=1e-9)
+    mu2, s2 = M.feature_statistics(f2)
+    lam = np.linalg.eigvals(s @ s2).real
+    assert d12 > 1.0
+    assert abs(d12 - d21) <= fd_error_bound(mu, s, mu2, s2, lam) + fd_error_bound(mu2, s2, mu, s, lam)
 
 
-def test_fd_equals_the_closed_form_for_commuting_covariances():
-    # S1 = Q diag(a) Q^T, S2 = Q diag(b) Q^T: FD = |mu1 - mu2|^2 + sum (sqrt a - sqrt b)^2
+@pytest.mark.parametrize("singular", [True, False])
+def test_fd_equals_the_closed_form_for_commuting_covariances(singular):
+    """S1 = Q diag(a) Q^T, S2 = Q diag(b) Q^T: FD = |mu1 - mu2|^2 + sum (sqrt a - sqrt b)^2,
+    to fd_error_bound: 1.6e-6 with a[0] = 0 (S1 singular: the zero eigenvalue
+    of M is computed as +-1e-15 and its square root, ~3e-8, enters the trace),
+    2e-11 without."""
     rng = np.random.default_rng(1)
     d = 12
     q, _ = np.linalg.qr(rng.normal(size=(d, d)))
     a, b = rng.uniform(0.1, 4, d), rng.uniform(0.1, 4, d)
-    a[0] = 0.0                                      # singular S1 too
+    if singular:
+        a[0] = 0.0
     mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
     s1, s2 = (q * a) @ q.T, (q * b) @ q.T
     expect = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
-    assert M.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expect, rel=1e-9)
-    assert M.frechet_distance(mu2, s2, mu1, s1) == pytest.approx(expect, rel=1e-9)
+    # the inputs s1, s2 are themselves rounded (|error| <= d eps ||S||): that
+    # moves lambda(M) by another eM-sized amount, already inside p = 4d
+    for m1, c1, m2, c2 in ((mu1, s1, mu2, s2), (mu2, s2, mu1, s1)):
+        bound = fd_error_bound(m1, c1, m2, c2, a * b)
+        assert bound < (2e-6 if singular else 1e-10)          # the bound is not vacuous
+        got = M.frechet_distance(m1, c1, m2, c2)
+        assert abs(got - expect) <= bound, (got, expect, bound)
 
 
 def test_fd_scalar_closed_form_and_sqrtm_agreement():
-    # 1-D: (m1 - m2)^2 + (s1 - s2)^2
-    assert M.frechet_distance([1.0], [[4.0]], [3.0], [[9.0]]) == pytest.approx(4 + 1)
+    # 1-D: (m1 - m2)^2 + (s1 - s2)^2, exact in binary (sqrt 4, sqrt 9 exact)
+    assert M.frechet_distance([1.0], [[4.0]], [3.0], [[9.0]]) == 4 + 1
     scipy = pytest.importorskip("scipy")  # noqa: F841
     rng = np.random.default_rng(2)
     s1, s2 = _spd(rng, 20), _spd(rng, 20, 0.5)
     mu1, mu2 = rng.normal(size=20), rng.normal(size=20)
-    assert M.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(
-        M.frechet_distance(mu1, s1, mu2, s2, method="sqrtm"), rel=1e-8)
+    lam = np.linalg.eigvals(s1 @ s2).real
+    eigh = M.frechet_distance(mu1, s1, mu2, s2)
+    sqrtm = M.frechet_distance(mu1, s1, mu2, s2, method="sqrtm")
+    # sqrtm works on the non-symmetric S1 S2 = V diag(lam) V^-1 with V = R U:
+    # Bauer-Fike, its eigenvalues are off by <= kappa(V) p eps ||S1 S2||, kappa(V)
+    # = kappa(R) = sqrt(kappa(S1)); each enters the trace through sqrt
+    e = 4 * 20 * EPS * np.sqrt(np.linalg.cond(s1)) * np.linalg.norm(s1, 2) * np.linalg.norm(s2, 2)
+    bound = fd_error_bound(mu1, s1, mu2, s2, lam) + 2 * _sqrt_err(lam, e).sum() \
+        + 4 * 20 * EPS * abs(eigh)
+    assert bound < 1e-8 * eigh                                 # 2.4e-9 on FD = 228
+    assert abs(eigh - sqrtm) <= bound, (eigh, sqrtm, bound)
 
 
 def test_fd_from_features_matches_fitted_statistics_and_the_truth():
     rng = np.random.default_rng(3)
-    d = 5
+    d, n = 5, 20000
     s1, s2 = _spd(rng, d, 0.7), _spd(rng, d, 0.4)
     mu1, mu2 = np.zeros(d), np.full(d, 0.5)
-    f1 = rng.multivariate_normal(mu1, s1, 20000)
-    f2 = rng.multivariate_normal(mu2, s2, 20000)
+    # z L^T (Cholesky factor, unique): the same draws on every LAPACK
+    # (multivariate_normal's default SVD factor depends on sign conventions)
+    f1 = rng.standard_normal((n, d)) @ np.linalg.cholesky(s1).T + mu1
+    f2 = rng.standard_normal((n, d)) @ np.linalg.cholesky(s2).T + mu2
     m, s = M.feature_statistics(f1)
-    np.testing.assert_allclose(m, f1.mean(0))
-    np.testing.assert_allclose(s, np.cov(f1, rowvar=False))
+    # a sum of n terms: |error| <= n eps sum|terms| (any summation order);
+    # for the covariance sum|c_i c_j| <= (n - 1) sqrt(S_ii S_jj) (Cauchy-Schwarz)
+    np.testing.assert_allclose(m, f1.mean(0), rtol=0, atol=2 * n * EPS * np.abs(f1).mean(0).max())
+    sd = np.sqrt(np.diag(s))
+    np.testing.assert_array_less(np.abs(s - np.cov(f1, rowvar=False)), 4 * n * EPS * np.outer(sd, sd))
     fd = M.frechet_distance_from_features(f1, f2)
-    assert fd == pytest.approx(M.frechet_distance(*M.feature_statistics(f1), *M.feature_statistics(f2)))
+    assert fd == M.frechet_distance(*M.feature_statistics(f1), *M.feature_statistics(f2))
+    # sampling: over 200 seeds FD-hat has mean +0.04 % and s.d. 0.8 % of the
+    # truth (12.90); 5 % is 6 s.d.
     assert fd == pytest.approx(M.frechet_distance(mu1, s1, mu2, s2), rel=0.05)
 
 
@@ -88,7 +178,13 @@ def test_fd_with_fewer_samples_than_features_is_finite():
     f1, f2 = rng.random((20, 100)), rng.random((30, 100)) + 0.1
     fd = M.frechet_distance_from_features(f1, f2)
     assert np.isfinite(fd) and fd > 0
-    assert M.frechet_distance_from_features(f1, f1) == pytest.approx(0.0, abs=1e-8)
+    # rank-19 covariance: 81 zero eigenvalues, each computed as +-eps-sized and
+    # entering the trace through sqrt (-5e-7 on one CPU; the bound is 7.5e-5,
+    # against tr S = 8.5, so a relative bias of 1e-5 fails)
+    mu, s = M.feature_statistics(f1)
+    mean_term, cov_term = M.frechet_terms(mu, s, mu, s)
+    assert mean_term == 0.0 and abs(cov_term) <= _self_bound(s), (cov_term, _self_bound(s))
+    assert _self_bound(s) < 1e-5 * np.trace(s)
 
 
 def test_fd_bad_inputs():

@@ -7,21 +7,23 @@ classifier's features (:mod:`npgan.classifier`), on npgan alone.
     r["fd"], r["score"], r["classes_covered"], r["precision"], r["recall"], r["nn_train"]
 
 Building blocks (arrays in, numbers out): :func:`frechet_distance` (from means
-and covariances), :func:`frechet_distance_from_features`,
-:func:`classifier_score`, :func:`class_histogram`, :func:`classes_covered`,
-:func:`precision_recall`, :func:`knn_radii`, :func:`nearest_distances`.
+and covariances; :func:`frechet_terms`: its unclamped parts),
+:func:`frechet_distance_from_features`, :func:`classifier_score`,
+:func:`class_histogram`, :func:`classes_covered`, :func:`precision_recall`,
+:func:`knn_radii`, :func:`nearest_distances`.
 Bad inputs raise :class:`MetricsError`.
 """
 from .checks import MetricsError, check_images, check_features
 from .frechet import feature_statistics, frechet_distance, frechet_distance_from_features, \
-    trace_sqrt_product
+    frechet_terms, trace_sqrt_product
 from .classes import classifier_score, class_histogram, classes_covered
 from .neighbours import knn_radii, nearest_distances, manifold_coverage, precision_recall, \
     distance_summary
 from .suite import RealReference, evaluate
 
 __all__ = ["MetricsError", "check_images", "check_features", "feature_statistics",
-           "frechet_distance", "frechet_distance_from_features", "trace_sqrt_product",
+           "frechet_distance", "frechet_distance_from_features", "frechet_terms",
+           "trace_sqrt_product",
            "classifier_score", "class_histogram", "classes_covered", "knn_radii",
            "nearest_distances", "manifold_coverage", "precision_recall", "distance_summary",
            "RealReference", "evaluate"]

@@ -86,14 +86,13 @@ def _trace_sqrt_product_sqrtm(sigma1, sigma2):
     return float(numpy.trace(s))
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, method="eigh"):
-    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) -> float >= 0.
-
-    mu: (D,), sigma: (D, D) symmetric PSD (any float dtype; computed in
-    float64). ``method``: "eigh" (default, NumPy only; see
-    :func:`trace_sqrt_product`) or "sqrtm" (scipy, the usual FID code's way).
-    Rounding can make the formula a hair negative for (near-)identical
-    Gaussians; that is returned as 0.0."""
+def frechet_terms(mu1, sigma1, mu2, sigma2, method="eigh"):
+    """The Fréchet distance's two parts, unclamped -> (mean_term, cov_term):
+    mean_term = ||mu1 - mu2||^2 (>= 0) and
+    cov_term = tr(S1) + tr(S2) - 2 tr((S1 S2)^{1/2}), >= 0 in exact arithmetic,
+    but rounding can leave it a hair negative (or positive) for (near-)equal
+    covariances. :func:`frechet_distance` is max(mean_term + cov_term, 0).
+    Arguments as :func:`frechet_distance`."""
     mu1, sigma1 = _check_stats(mu1, sigma1, "first Gaussian")
     mu2, sigma2 = _check_stats(mu2, sigma2, "second Gaussian")
     if len(mu1) != len(mu2):
@@ -105,8 +104,20 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, method="eigh"):
     else:
         raise ValueError(f"method must be 'eigh' or 'sqrtm', got {method!r}")
     diff = mu1 - mu2
-    fd = float(diff @ diff + numpy.trace(sigma1) + numpy.trace(sigma2) - 2 * tr)
-    return max(fd, 0.0)
+    return float(diff @ diff), float(numpy.trace(sigma1) + numpy.trace(sigma2) - 2 * tr)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, method="eigh"):
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) -> float >= 0.
+
+    mu: (D,), sigma: (D, D) symmetric PSD (any float dtype; computed in
+    float64). ``method``: "eigh" (default, NumPy only; see
+    :func:`trace_sqrt_product`) or "sqrtm" (scipy, the usual FID code's way).
+    Rounding can make the formula a hair negative for (near-)identical
+    Gaussians; that is returned as 0.0 (:func:`frechet_terms` gives the
+    unclamped parts)."""
+    mean_term, cov_term = frechet_terms(mu1, sigma1, mu2, sigma2, method)
+    return max(mean_term + cov_term, 0.0)
 
 
 def frechet_distance_from_features(features1, features2, method="eigh"):
