@@ -4,6 +4,7 @@ Weights are stored (in_features, out_features), as in the paper's pylearn2
 code, so a layer computes ``x @ W + b`` with no transpose.
 """
 import math
+import numbers
 from collections import OrderedDict
 
 import numpy  # host-side only: initialisation RNG and state_dict arrays
@@ -93,23 +94,44 @@ class Module:
         return OrderedDict((n, backend.to_numpy(p.data).copy()) for n, p in self.named_parameters())
 
     def load_state_dict(self, state):
-        """Copy arrays into the parameters. Missing or unexpected keys and shape
-        mismatches are refused with a message that names them; nothing is
-        changed unless everything fits."""
+        """Copy arrays into the parameters, cast to each parameter's dtype.
+        Refused with an error that names the key, and nothing changed unless
+        every key fits: missing or unexpected keys (KeyError), a shape
+        mismatch, non-real data, or a value that is NaN or infinite or does
+        not fit the parameter's dtype (e.g. float64 1e300 into float32:
+        ValueError)."""
+        xp = backend.xp
+        name = type(self).__name__
         own = OrderedDict(self.named_parameters())
         missing = [k for k in own if k not in state]
         extra = [k for k in state if k not in own]
         if missing or extra:
-            raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
+            raise KeyError(f"{name}.load_state_dict: missing keys {missing}, "
                            f"unexpected keys {extra}")
+        new = {}
         for k, p in own.items():
             a = state[k]
             shape = tuple(a.shape) if hasattr(a, "shape") else numpy.shape(a)   # host or device
             if shape != p.shape:
-                raise ValueError(f"{type(self).__name__}.load_state_dict: '{k}' has shape {shape}, "
+                raise ValueError(f"{name}.load_state_dict: '{k}' has shape {shape}, "
                                  f"the parameter has shape {p.shape}")
-        for k, p in own.items():
-            p.data = backend.asarray(state[k], dtype=p.dtype).copy()   # host or device arrays
+            kind = getattr(getattr(a, "dtype", None), "kind", None) or numpy.asarray(a).dtype.kind
+            if kind not in "fiub":
+                raise ValueError(f"{name}.load_state_dict: '{k}' holds {kind!r}-kind data, "
+                                 "not real numbers")
+            with numpy.errstate(over="ignore", invalid="ignore"):
+                v = backend.asarray(a, dtype=p.dtype).copy()           # host or device arrays
+            if not bool(xp.isfinite(v).all()):
+                src = backend.to_numpy(backend.asarray(a))
+                if kind == "f" and not numpy.isfinite(src).all():
+                    raise ValueError(f"{name}.load_state_dict: '{k}' contains "
+                                     f"{int((~numpy.isfinite(src)).sum())} NaN or infinite values")
+                raise ValueError(f"{name}.load_state_dict: '{k}' has values up to "
+                                 f"{float(numpy.abs(src).max()):.3g}, which overflow the "
+                                 f"parameter's {p.dtype}")
+            new[k] = v
+        for k, p in own.items():           # all checked: assign
+            p.data = new[k]
             p.grad = None
 
     def __repr__(self):
@@ -144,14 +166,25 @@ def init_weight(shape, init="uniform", irange=0.05, std=None, rng=None, dtype="f
     return w.astype(dtype)
 
 
+def _size(value, name, layer):
+    """``value`` as a positive int, else ValueError naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{layer}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 class Linear(Module):
     """y = x @ weight + bias; x (N, in_features) -> (N, out_features).
 
     weight (in_features, out_features) initialised by ``init`` (default the
-    paper's uniform +-irange); bias zeros (or ``bias_init`` array)."""
+    paper's uniform +-irange); bias zeros. in_features, out_features: positive
+    integers (else ValueError). A batch of N = 0 rows gives a (0, out) result
+    (and zero weight gradients), as in NumPy and PyTorch."""
 
     def __init__(self, in_features, out_features, bias=True, init="uniform", irange=0.05,
                  std=None, rng=None, dtype="float32"):
+        in_features = _size(in_features, "in_features", "Linear")
+        out_features = _size(out_features, "out_features", "Linear")
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(backend.asarray(
             init_weight((in_features, out_features), init, irange, std, rng, dtype)))
@@ -168,10 +201,13 @@ class Linear(Module):
 
 class Maxout(Module):
     """Maxout layer (Goodfellow et al., 2013): a linear map to units*pieces
-    features, then the max of each group of ``pieces``: (N, in) -> (N, units)."""
+    features, then the max of each group of ``pieces``: (N, in) -> (N, units).
+    in_features, units, pieces: positive integers (else ValueError)."""
 
     def __init__(self, in_features, units, pieces, init="uniform", irange=0.005, std=None,
                  rng=None, dtype="float32"):
+        in_features = _size(in_features, "in_features", "Maxout")
+        units, pieces = _size(units, "units", "Maxout"), _size(pieces, "pieces", "Maxout")
         self.units, self.pieces = units, pieces
         self.linear = Linear(in_features, units * pieces, init=init, irange=irange, std=std,
                              rng=rng, dtype=dtype)

@@ -12,6 +12,7 @@ data are refused.
 """
 import contextlib
 import itertools
+import numbers
 
 from . import backend
 from . import _kernels as K
@@ -288,7 +289,12 @@ class Tensor:
         return Tensor.make(x.data.sum(axis=axis, keepdims=keepdims), (x,), backward, "sum")
 
     def mean(self, axis=None, keepdims=False):
+        """Sum / count; a mean over zero elements (an empty batch) is undefined:
+        ValueError, where NumPy would give NaN and a warning."""
         n = self.size if axis is None else _count(self.shape, axis)
+        if n == 0:
+            raise ValueError(f"mean over zero elements (shape {self.shape}, axis {axis}): "
+                             "an empty batch has no mean")
         return self.sum(axis, keepdims) * (1.0 / n)
 
     def max(self, axis=None, keepdims=False):
@@ -378,8 +384,10 @@ class Tensor:
         """Max over consecutive groups of ``pieces`` features of the last axis:
         (..., units * pieces) -> (..., units), as pylearn2's Maxout layer."""
         x = self
-        if x.shape[-1] % pieces:
-            raise ValueError(f"maxout: last axis {x.shape[-1]} is not a multiple of pieces={pieces}")
+        if isinstance(pieces, bool) or not isinstance(pieces, numbers.Integral) or pieces < 1:
+            raise ValueError(f"maxout: pieces must be a positive integer, got {pieces!r}")
+        if x.ndim == 0 or x.shape[-1] % pieces:
+            raise ValueError(f"maxout: last axis of {x.shape} is not a multiple of pieces={pieces}")
         y, arg = K.maxout_forward(x.data, pieces)
         return Tensor.make(y, (x,), lambda g: (K.maxout_backward(g, arg, pieces),), "maxout")
 

@@ -4,6 +4,7 @@ import pytest
 
 from npgan import Tensor, gradcheck
 from npgan import functional as F
+from npgan import nn
 
 
 def R(*shape, seed=0):
@@ -233,3 +234,84 @@ def test_dropout_same_seed_same_mask():
     c = F.dropout(np.ones((10, 10)), 0.5, rng=np.random.default_rng(10)).data
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+# ----------------------------------------------------------------------------- edge sizes
+
+@pytest.fixture(params=["compiled", "reference"])
+def kernel_path(request, monkeypatch):
+    """Run a test on the compiled kernels (where built) and on the NumPy references."""
+    if request.param == "reference":
+        monkeypatch.setenv("NPGAN_NO_KERNELS", "1")
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_zero_row_batch_goes_through_the_paper_networks(kernel_path, dtype):
+    """A batch of 0 rows is an empty result of the right shape (as NumPy and
+    PyTorch), forward and backward, with zero parameter gradients."""
+    rng = np.random.default_rng(0)
+    G = nn.Sequential(nn.Linear(5, 7, dtype=dtype, rng=rng), nn.ReLU(),
+                      nn.Linear(7, 12, dtype=dtype, rng=rng), nn.Sigmoid())
+    D = nn.Sequential(nn.Dropout(0.2, rng=0), nn.Maxout(12, 3, 4, dtype=dtype, rng=rng),
+                      nn.Dropout(0.5, rng=1), nn.Linear(3, 1, dtype=dtype, rng=rng))
+    z = Tensor(np.zeros((0, 5), dtype))
+    h = G(z)
+    out = D(h)
+    assert h.shape == (0, 12) and out.shape == (0, 1) and out.dtype == dtype
+    F.binary_cross_entropy_with_logits(out, 1.0, reduction="none").sum().backward()
+    for name, p in list(G.named_parameters()) + list(D.named_parameters()):
+        assert p.grad.shape == p.shape and p.grad.dtype == dtype and not p.grad.any(), name
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "sigmoid"])
+def test_a_zero_row_batch_through_linear(kernel_path, activation):
+    x = Tensor(np.zeros((0, 5), np.float32), requires_grad=True)
+    lin = nn.Linear(5, 7, rng=np.random.default_rng(0))
+    y = lin(x, activation=activation)
+    assert y.shape == (0, 7)
+    y.sum().backward()
+    assert x.grad.shape == (0, 5) and lin.weight.grad.shape == (5, 7)
+    assert not lin.weight.grad.any() and not lin.bias.grad.any()
+
+
+@pytest.mark.parametrize("op", ["relu", "sigmoid", "tanh", "softplus", "log_sigmoid", "exp",
+                                "maxout", "dropout", "log_softmax"])
+def test_a_zero_row_batch_through_ops(kernel_path, op):
+    x = Tensor(np.zeros((0, 4), np.float32), requires_grad=True)
+    y = {"maxout": lambda t: F.maxout(t, 2),
+         "dropout": lambda t: F.dropout(t, 0.5, rng=np.random.default_rng(0)),
+         "log_softmax": F.log_softmax}.get(op, getattr(F, op, None))(x)
+    assert y.shape == ((0, 2) if op == "maxout" else (0, 4))
+    y.sum().backward()
+    assert x.grad.shape == (0, 4)
+
+
+def test_a_mean_over_a_zero_row_batch_is_refused(kernel_path):
+    logits = Tensor(np.zeros((0, 1), np.float32), requires_grad=True)
+    with pytest.raises(ValueError, match=r"mean over zero elements.*\(0, 1\)"):
+        F.binary_cross_entropy_with_logits(logits, 1.0)          # reduction="mean"
+    with pytest.raises(ValueError, match="mean over zero elements"):
+        F.cross_entropy(Tensor(np.zeros((0, 3))), np.zeros(0, np.int64))
+    assert Tensor(np.zeros((0, 3))).mean(axis=1).shape == (0,)  # a mean of 3 each, 0 times
+
+
+@pytest.mark.parametrize("pieces", [0, -2, 2.0, True])
+def test_maxout_refuses_bad_pieces(kernel_path, pieces):
+    with pytest.raises(ValueError, match=r"pieces must be a positive integer"):
+        F.maxout(Tensor(np.ones((2, 4))), pieces)
+
+
+def test_maxout_refuses_pieces_that_do_not_divide(kernel_path):
+    with pytest.raises(ValueError, match=r"\(2, 5\).*multiple of pieces=2"):
+        F.maxout(Tensor(np.ones((2, 5))), 2)
+    with pytest.raises(ValueError, match="multiple of pieces"):
+        F.maxout(Tensor(np.array(1.0)), 1)
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5, float("nan")])
+def test_dropout_refuses_p_outside_0_1(kernel_path, p):
+    with pytest.raises(ValueError, match="dropout probability must be in"):
+        F.dropout(Tensor(np.ones((2, 4))), p, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="p must be in"):
+        nn.Dropout(p)

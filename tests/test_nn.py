@@ -1,4 +1,6 @@
 """nn: layers pass gradcheck; Module bookkeeping; state_dict; init; dropout modes."""
+import re
+
 import numpy as np
 import pytest
 
@@ -173,6 +175,43 @@ def test_other_inits():
         nn.init_weight((3, 3), "bogus")
 
 
+def test_xavier_bound_and_variance():
+    """Glorot uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out)). With n = 10^6
+    draws, P(max |w| < a (1 - 2e-5)) = (1 - 2e-5)^n = e^-20; float32 rounding
+    can move a draw by a relative 2^-24 at most. The sample variance of w has
+    mean a^2/3 and relative standard deviation sqrt((1/5 - 1/9) / (1/9) / n) =
+    0.00089: 6 of them is 0.0054. A bound with fan_in alone, or without the
+    6, or the fans swapped in a non-square layer's count, misses both."""
+    fan_in, fan_out = 800, 1250
+    a = np.sqrt(6.0 / (fan_in + fan_out))
+    w = nn.init_weight((fan_in, fan_out), "xavier", rng=np.random.default_rng(0)).astype(np.float64)
+    assert w.size == 10 ** 6
+    top = np.abs(w).max()
+    assert a * (1 - 2e-5) <= top <= a * (1 + 2.0 ** -24)
+    assert abs(w.var() / (a * a / 3) - 1) < 6 * np.sqrt((1 / 5 - 1 / 9) / (1 / 9) / w.size)
+    lin = nn.Linear(fan_in, fan_out, init="xavier", rng=np.random.default_rng(0))
+    assert a * (1 - 2e-5) <= np.abs(lin.weight.data).max() <= a * (1 + 2.0 ** -24)
+
+
+@pytest.mark.parametrize("make, arg", [
+    (lambda v: nn.Linear(v, 3), "in_features"),
+    (lambda v: nn.Linear(3, v), "out_features"),
+    (lambda v: nn.Maxout(v, 10, 5), "in_features"),
+    (lambda v: nn.Maxout(784, v, 5), "units"),
+    (lambda v: nn.Maxout(784, 10, v), "pieces"),
+])
+@pytest.mark.parametrize("value", [0, -1, 2.5, "3", None, True])
+def test_layers_refuse_non_positive_sizes_naming_the_argument(make, arg, value):
+    with pytest.raises(ValueError, match=f"{arg} must be a positive integer, got {re.escape(repr(value))}"):
+        make(value)
+
+
+def test_layer_sizes_accept_numpy_integers():
+    m = nn.Maxout(np.int64(6), np.int32(2), np.uint8(3))
+    assert (m.linear.in_features, m.units, m.pieces) == (6, 2, 3)
+    assert type(m.pieces) is int and m.linear.weight.shape == (6, 6)
+
+
 def test_linear_forward_is_x_at_w_plus_b():
     lin = nn.Linear(3, 2, dtype="float64", rng=np.random.default_rng(0))
     lin.bias.data = np.array([1.0, -1.0])
@@ -221,6 +260,35 @@ def test_load_state_dict_refuses_missing_extra_and_wrong_shape():
         net.load_state_dict(sd)
     for p, q in zip(net.parameters(), before):    # nothing changed on refusal
         np.testing.assert_array_equal(p.data, q)
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("fc1.weight", lambda w: np.full(w.shape, 1e300), r"up to 1e\+300.*overflow.*float32"),
+    ("fc1.weight", lambda w: np.full(w.shape, -1e39), r"overflow.*float32"),
+    ("body.2.weight", lambda w: np.where(np.arange(w.size).reshape(w.shape) == 4, np.nan, w),
+     "1 NaN or infinite"),
+    ("scale", lambda w: np.full(w.shape, np.inf, np.float32), "NaN or infinite"),
+    ("fc1.bias", lambda w: np.full(w.shape, 1 + 1j), "not real"),
+])
+def test_load_state_dict_refuses_overflow_and_non_finite_naming_the_key(key, value, why):
+    net = Net()
+    before = [p.data.copy() for p in net.parameters()]
+    sd = {k: v + 1 for k, v in net.state_dict().items()}     # all other keys would load
+    sd[key] = value(sd[key])
+    with pytest.raises(ValueError, match=re.escape(f"'{key}'") + ".*" + why):
+        net.load_state_dict(sd)
+    for p, q in zip(net.parameters(), before):     # all or nothing: no key was assigned
+        np.testing.assert_array_equal(p.data, q)
+
+
+def test_load_state_dict_casts_what_fits():
+    net = Net()
+    sd = {k: v.astype(np.float64) + 0.5 for k, v in net.state_dict().items()}
+    sd["fc1.bias"] = np.arange(5)                  # integers fit float32 exactly
+    sd["fc1.weight"][0, 0] = 3.0e38                # finite in float32 (max 3.40e38)
+    net.load_state_dict(sd)
+    assert net.fc1.bias.dtype == np.float32 and list(net.fc1.bias.data) == [0, 1, 2, 3, 4]
+    assert net.fc1.weight.data[0, 0] == np.float32(3.0e38)
 
 
 def test_sequential_refuses_non_modules_and_module_needs_forward():
