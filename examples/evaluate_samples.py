@@ -31,7 +31,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from npgan import metrics, parzen  # noqa: E402
+from npgan import files, metrics, parzen  # noqa: E402
 from npgan.datasets import load_mnist  # noqa: E402
 
 REPO_DATA = os.path.join(os.path.dirname(HERE), "data")
@@ -218,11 +218,9 @@ def main(argv=None):
         raise SystemExit(f"error: {e}")
     print(f"\n{len(rows)} row(s) in {time.time() - t0:.0f} s")
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        files.write_text(a.json, json.dumps(rows, indent=1))
     if a.markdown:
-        with open(a.markdown, "w") as f:
-            f.write(markdown(rows))
+        files.write_text(a.markdown, markdown(rows))
     return 0
 
 

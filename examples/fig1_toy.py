@@ -35,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
 sys.path.insert(0, HERE)
 import npgan  # noqa: E402
-from npgan import theory  # noqa: E402
+from npgan import files, theory  # noqa: E402
 import gaussian_gan  # noqa: E402
 
 X_LO, X_HI = -1.0, 9.0
@@ -113,7 +113,7 @@ def draw(panels, x, path, data_mean, data_std):
                  "p_g moves onto p_data and D flattens to 1/2", fontsize=11)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    files.save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
-from npgan import theory  # noqa: E402
+from npgan import files, theory  # noqa: E402
 
 X = theory.grid(-60, 60, 60001)     # wide enough for N(0, 10^2), fine enough for N(0, 0.05^2)
 
@@ -107,7 +107,7 @@ def draw(path):
     a2.legend(fontsize=8, loc="upper center")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    files.save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout
 import npgan  # noqa: E402
-from npgan import checkpoint, models  # noqa: E402
+from npgan import checkpoint, files, models  # noqa: E402
 
 
 def z_path(z0, z1, steps):
@@ -78,8 +78,10 @@ def render(images, rows, steps, path, scale=3):
     for r in range(rows):
         for c in range(steps):
             canvas[1 + 29 * r:29 * r + 29, 1 + 29 * c:29 * c + 29] = imgs[r, c]
-    Image.fromarray((np.clip(canvas, 0, 1) * 255).astype(np.uint8)).resize(
-        (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST).save(path)
+    img = Image.fromarray((np.clip(canvas, 0, 1) * 255).astype(np.uint8)).resize(
+        (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
+    with files.atomic_write(path) as f:
+        img.save(f, format="PNG")
 
 
 def main(argv=None):

@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout
 import npgan  # noqa: E402
-from npgan import nn, optim, functional as F  # noqa: E402
+from npgan import files, nn, optim, functional as F  # noqa: E402
 
 N_MODES, RADIUS, STD = 8, 2.0, 0.02
 
@@ -182,7 +182,7 @@ def plot(runs, snap_at, path, std=STD, min_frac=0.01):
     fig.suptitle(f"GAN on 8 Gaussians (radius {RADIUS}, std {std}): samples of G (dots) "
                  "and mode centres (x)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    files.save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
 import npgan  # noqa: E402
-from npgan import nn, optim, theory, functional as F  # noqa: E402
+from npgan import files, nn, optim, theory, functional as F  # noqa: E402
 
 # the two fixed densities: p_data = N(0, 1); p_g = 0.6 N(-1.5, 0.5^2) + 0.4 N(2, 0.8^2)
 DATA = (0.0, 1.0)
@@ -128,7 +128,7 @@ def draw(D, hist, path):
     a1.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    files.save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 import npgan
-from npgan import datasets, models, parzen
+from npgan import datasets, files, models, parzen
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAPER_SIGMAS = np.logspace(-1, 0, 10)
@@ -82,8 +82,10 @@ def nearest_train_figure(samples, train_x, path, rows=8, cols=6):
             canvas[1 + 29 * r:29 * r + 29, 1 + 29 * c:29 * c + 29] = s[r, c].reshape(28, 28)
         x0 = 1 + 29 * cols + gap
         canvas[1 + 29 * r:29 * r + 29, x0:x0 + 28] = 0.35 + 0.65 * nn_img[r].reshape(28, 28)
-    Image.fromarray((canvas * 255).astype(np.uint8)).resize(
-        (canvas.shape[1] * 3, canvas.shape[0] * 3), Image.NEAREST).save(path)
+    img = Image.fromarray((canvas * 255).astype(np.uint8)).resize(
+        (canvas.shape[1] * 3, canvas.shape[0] * 3), Image.NEAREST)
+    with files.atomic_write(path) as f:
+        img.save(f, format="PNG")
 
 
 def main(argv=None):
@@ -119,17 +121,15 @@ def main(argv=None):
                 s = sample(load_G(path), args.n_samples, prior=prior)
                 sigma, lls = parzen.select_sigma(valid_x, s, PAPER_SIGMAS)
                 cache[key] = [float(sigma), float(np.max(lls))]
-                with open(cache_path, "w") as f:
-                    json.dump(cache, f)
+                files.write_text(cache_path, json.dumps(cache))
             sigma, ll = cache[key]
             curve.append({"generator": name, "epoch": epoch, "valid_ll": ll, "sigma": float(sigma)})
             print(f"{name:14s} epoch {epoch:4d}  valid LL {ll:8.2f}  sigma {sigma:.3f}", flush=True)
             if ll > best.get(name, {"valid_ll": -np.inf})["valid_ll"]:
                 best[name] = {"epoch": epoch, "path": path, "valid_ll": ll, "sigma": float(sigma)}
-    with open(os.path.join(args.out, f"parzen_curve_{label}.csv"), "w") as f:
-        f.write("generator,epoch,valid_ll,sigma\n")
-        for r in curve:
-            f.write(f"{r['generator']},{r['epoch']},{r['valid_ll']:.3f},{r['sigma']:.4f}\n")
+    files.write_text(os.path.join(args.out, f"parzen_curve_{label}.csv"),
+                     "generator,epoch,valid_ll,sigma\n" + "".join(
+                         f"{r['generator']},{r['epoch']},{r['valid_ll']:.3f},{r['sigma']:.4f}\n" for r in curve))
     plot_curve(curve, os.path.join(args.out, f"parzen_curve_{label}.png"), label)
 
     # 2. the Table 1 protocol on the test set, at each generator's best epoch
@@ -160,8 +160,7 @@ def main(argv=None):
               "epochs": metrics[-1]["epoch"], "steps": metrics[-1]["step"],
               "train_seconds": sum(m.get("seconds", 0) for m in metrics),
               "eval_seconds": time.time() - t0, "machine": machine()}
-    with open(os.path.join(args.out, f"table1_{label}.json"), "w") as f:
-        json.dump(result, f, indent=1)
+    files.write_text(os.path.join(args.out, f"table1_{label}.json"), json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
     return result
 
@@ -193,7 +192,7 @@ def plot_curve(curve, path, label):
     ax.set_title(f"MNIST GAN ({label}): Parzen LL on 1,000 validation images")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    files.save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 

@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
 sys.path.insert(0, HERE)
 import npgan  # noqa: E402
-from npgan import optim, theory, functional as F  # noqa: E402
+from npgan import files, optim, theory, functional as F  # noqa: E402
 import gaussian_gan  # noqa: E402
 
 LOSSES = ("minimax", "nonsaturating")
@@ -133,7 +133,7 @@ def draw(runs, path):
         a.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    files.save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

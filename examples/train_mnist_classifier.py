@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from npgan import backend, optim, functional as F  # noqa: E402
+from npgan import backend, files, optim, functional as F  # noqa: E402
 from npgan.classifier import MNISTClassifier, WEIGHTS_PATH, classify, save_weights  # noqa: E402
 from npgan.datasets import load_mnist  # noqa: E402
 from npgan.tensor import Tensor  # noqa: E402
@@ -111,8 +111,7 @@ def main(argv=None):
             f"file:      {size:,} bytes, md5 {md5}\n"
             f"trained:   {minutes:.1f} min, numpy {np.__version__}, {platform.machine()}, "
             f"{os.cpu_count()} CPUs, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}\n")
-    with open(os.path.splitext(args.out)[0] + ".txt", "w") as f:
-        f.write(note)
+    files.write_text(os.path.splitext(args.out)[0] + ".txt", note)
     print(note, end="")
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
-from npgan import theory  # noqa: E402
+from npgan import files, theory  # noqa: E402
 
 X = theory.grid(-8, 14, 22001)      # dx = 0.001: resolves s = 0.1
 SCALES = (1.0, 0.3, 0.1)
@@ -98,7 +98,7 @@ def draw(path, thetas, cs):
     a2.grid(True, which="major", alpha=0.3)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    files.save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -14,6 +14,8 @@ import zipfile
 
 import numpy  # checkpoints hold host arrays only, whatever the backend
 
+from . import files
+
 FORMAT = "npgan-checkpoint-1"
 
 
@@ -61,19 +63,8 @@ def save(path, state, config=None):
     members = {f"a{i}": a for i, a in enumerate(arrays)}
     members["meta"] = numpy.array(meta)
     members["sha256"] = numpy.array(_digest(meta, arrays))
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    tmp = os.path.join(d, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            numpy.savez(f, **members)
-            f.flush()
-            os.fsync(f.fileno())
-        load(tmp)                       # never put an unreadable file in place
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with files.atomic_write(path, check=load) as f:     # never put an unreadable file in place
+        numpy.savez(f, **members)
     return path
 
 

@@ -82,7 +82,8 @@ def save_weights(model, path):
     """Write ``model.state_dict()`` as an uncompressed .npz whose bytes depend
     only on the weights (fixed zip timestamps, sorted names), so the same
     weights always give the same md5. Returns that md5."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+    from .files import atomic_write
+    with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
         for name, arr in sorted(model.state_dict().items()):
             buf = io.BytesIO()
             numpy.lib.format.write_array(buf, numpy.ascontiguousarray(arr, numpy.float32),
