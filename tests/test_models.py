@@ -181,6 +181,179 @@ def test_paper_mnist_sets_output_bias():
     np.testing.assert_allclose(g.y.bias.data, models.pixel_logits(images).astype(np.float32), rtol=1e-6)
 
 
+# ----------------------------------------------------------------------------- forward, by hand
+#
+# A plain-NumPy forward of the paper's networks from the module docstring (not
+# from npgan's ops), in float64 from the same weights, carried with a bound on
+# the rounding of the model's own computation: a product x @ W + b over K
+# inputs in a dtype with unit roundoff u is off by at most
+# gamma = (K + 1) u (|x| @ |W| + |b|) elementwise, in any summation order
+# (Higham, Accuracy and Stability, 3.5); an error e in x reaches the output as
+# at most |W|^T e; ReLU and maxout are 1-Lipschitz, sigmoid 1/4-Lipschitz plus
+# a few ulps of its own; dropout's scales 1.25 and 2 are exact.
+
+def _w(layer):
+    return (np.asarray(layer.weight.data, np.float64), np.asarray(layer.bias.data, np.float64))
+
+
+class _Ref:
+    """Value (float64) and error bound of the model's computation, step by step."""
+
+    def __init__(self, x, dtype):
+        self.u = np.finfo(dtype).eps / 2
+        self.v = np.asarray(x, np.float64)
+        self.e = self.u * np.abs(self.v) if dtype == np.float32 else 0 * self.v   # input cast
+
+    def affine(self, w, b):
+        k = w.shape[0]
+        self.e = self.e @ np.abs(w) + (k + 1) * self.u * (np.abs(self.v) @ np.abs(w) + np.abs(b))
+        self.v = self.v @ w + b
+        return self
+
+    def relu(self):
+        self.v = np.maximum(self.v, 0)
+        return self
+
+    def maxout(self, pieces):
+        n, m = self.v.shape
+        self.v = self.v.reshape(n, m // pieces, pieces).max(-1)      # consecutive groups
+        self.e = self.e.reshape(n, m // pieces, pieces).max(-1)
+        return self
+
+    def sigmoid(self):
+        self.v = 1 / (1 + np.exp(-self.v))
+        self.e = self.e / 4 + 8 * self.u * self.v
+        return self
+
+    def dropout(self, draws, keep):
+        """Inverted dropout: zero where the float32 draw >= keep, else scale by 1/keep."""
+        mask = (draws < np.float32(keep)) / keep
+        self.v, self.e = self.v * mask, self.e * mask + self.u * np.abs(self.v * mask)
+        return self
+
+
+def reference_generator(g, z, logits=False, omit=()):
+    """z -> relu(z W0 + b0) -> relu(. W1 + b1) -> . W2 + b2 -> sigmoid.
+    ``omit``: names of steps to leave out ("relu0", "relu1"), for the checks
+    that a wrong network falls outside the bound."""
+    r = _Ref(z, g.h0.weight.dtype).affine(*_w(g.h0))
+    if "relu0" not in omit:
+        r.relu()
+    r.affine(*_w(g.h1))
+    if "relu1" not in omit:
+        r.relu()
+    r.affine(*_w(g.y))
+    return r if logits else r.sigmoid()
+
+
+def reference_discriminator(d, x, draws=None, omit=()):
+    """x -> [dropout keep .8] -> maxout 5 -> [dropout keep .5] -> maxout 5 ->
+    [dropout keep .5] -> linear: the bracketed steps only with ``draws`` (the
+    float32 uniform arrays of the train-mode masks, in forward order).
+    ``omit``: dropout layers ("drop0", "drop1", "drop2") to leave out; the
+    draws then go to the remaining ones in order (one shared generator)."""
+    r = _Ref(x, d.h0.linear.weight.dtype)
+    keeps = (0.8, 0.5, 0.5)
+    draws = list(draws) if draws is not None else None
+    for i, layer in enumerate((d.h0, d.h1, None)):
+        if draws is not None and f"drop{i}" not in omit:
+            r.dropout(draws.pop(0), keeps[i])
+        if layer is not None:
+            r.affine(*_w(layer.linear)).maxout(layer.pieces)
+    return r.affine(*_w(d.y))
+
+
+def _dropout_draws(d, shapes):
+    """The float32 uniforms D's next train-mode forward will draw, from a copy
+    of its dropout generator (the three layers share it, in forward order)."""
+    rng = np.random.Generator(type(d.dropout_rng.bit_generator)())
+    rng.bit_generator.state = d.dropout_rng.bit_generator.state
+    return [rng.random(s, dtype=np.float32) for s in shapes]
+
+
+def _within(got, ref):
+    """(all within the bound?, message)."""
+    err = np.abs(np.asarray(got, np.float64) - ref.v)
+    worst = np.unravel_index(np.argmax(err - ref.e), err.shape)
+    return bool(np.all(err <= ref.e)), (f"|model - reference| {err[worst]:.3g} vs bound "
+                                        f"{ref.e[worst]:.3g} at {worst}")
+
+
+def _assert_within(got, ref, what):
+    ok, msg = _within(got, ref)
+    assert ok, f"{what}: {msg}"
+
+
+def _assert_outside(got, ref, what):
+    """The bound is tight enough to tell a wrong network from the right one."""
+    ok, msg = _within(got, ref)
+    assert not ok, f"{what}: a wrong reference still matches ({msg})"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_paper_generator_equals_a_numpy_reference(dtype):
+    rng = np.random.default_rng(7)
+    images = rng.uniform(0, 1, (30, 784))
+    g, _ = models.paper_mnist(seed=3, train_images=images, dtype=dtype)
+    for p in (g.h0.bias, g.h1.bias):        # nonzero hidden biases: a bias-free layer passes too
+        p.data = rng.normal(0, 0.05, p.shape).astype(dtype)
+    z = models.sample_z(9, rng, dtype=dtype)
+    _assert_within(g(z, logits=True).data, reference_generator(g, z, logits=True), "G logits")
+    y = g(z).data
+    _assert_within(y, reference_generator(g, z), "G images")
+    for omit in ("relu0", "relu1"):
+        _assert_outside(y, reference_generator(g, z, omit=(omit,)), f"G without {omit}")
+    with no_grad():                                 # the blocked path: same values
+        g.block = 4
+        _assert_within(g(z).data, reference_generator(g, z), "G images, in blocks of 4")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_paper_discriminator_equals_a_numpy_reference_in_eval_and_train_mode(dtype):
+    """Eval mode: no dropout. Train mode: the masks that D's dropout generator
+    gives (keep .8 on the input, .5 on each maxout's output, scaled by 1/keep),
+    reproduced from a copy of that generator; a D missing any of the three
+    dropouts falls outside the bound."""
+    rng = np.random.default_rng(8)
+    _, d = models.paper_mnist(seed=4, dtype=dtype)
+    for p in (d.h0.linear.bias, d.h1.linear.bias, d.y.bias):
+        p.data = rng.normal(0, 0.005, p.shape).astype(dtype)
+    n = 11
+    x = rng.uniform(0, 1, (n, 784)).astype(dtype)
+    d.eval()
+    try:
+        _assert_within(d(x).data, reference_discriminator(d, x), "D eval")
+    finally:
+        d.train()
+    for step in range(2):                            # two calls: fresh masks each time
+        draws = _dropout_draws(d, [(n, 784), (n, 240), (n, 240)])
+        ref = reference_discriminator(d, x, draws)
+        out = d(x).data
+        _assert_within(out, ref, f"D train, call {step}")
+        _assert_outside(out, reference_discriminator(d, x), "D train vs no dropout")
+        for i, shapes in ((0, [(n, 240), (n, 240)]), (1, [(n, 784), (n, 240)]),
+                          (2, [(n, 784), (n, 240)])):
+            # the same generator state, with one dropout layer fewer drawing from it
+            wrong = reference_discriminator(d, x, _dropout_draws_at(draws, shapes), omit=(f"drop{i}",))
+            _assert_outside(out, wrong, f"D train without drop{i}")
+    # the masks are the documented ones: keep 0.8 of the inputs and 0.5 of the
+    # hidden units (binomial: 3 s.d. of the fraction = 0.004, 0.03)
+    assert abs((draws[0] < np.float32(0.8)).mean() - 0.8) < 0.01
+    assert abs((draws[1] < np.float32(0.5)).mean() - 0.5) < 0.05
+
+
+def _dropout_draws_at(draws, shapes):
+    """The uniforms a D with fewer dropout layers would draw from the same
+    generator state: the same stream cut into ``shapes``."""
+    flat = np.concatenate([u.ravel() for u in draws])
+    out, i = [], 0
+    for s in shapes:
+        k = int(np.prod(s))
+        out.append(flat[i:i + k].reshape(s))
+        i += k
+    return out
+
+
 # ----------------------------------------------------------------------------- a GAN step
 
 @pytest.mark.parametrize("minimax", [False, True])
