@@ -222,6 +222,52 @@ def test_classifier_score_extremes():
         M.classifier_score(flat[:5], splits=10)
 
 
+def _score_by_hand(lp, splits):
+    """The Inception-score formula written out with probabilities (not log
+    space): per part, p(y) = mean p(y|x), KL_x = sum_y p log(p / p(y)) with
+    0 log 0 = 0, score = exp(mean KL); mean and population s.d. over parts."""
+    p = np.exp(lp)
+    size = len(p) // splits
+    scores = []
+    for i in range(splits):
+        part = p[i * size:(i + 1) * size]
+        py = part.mean(axis=0)
+        kl = [sum(pi * np.log(pi / qi) for pi, qi in zip(row, py) if pi > 0) for row in part]
+        scores.append(np.exp(np.mean(kl)))
+    return np.mean(scores), np.sqrt(np.mean((np.array(scores) - np.mean(scores)) ** 2))
+
+
+def test_classifier_score_per_split_equals_the_formula():
+    """Three parts of two samples (and a seventh sample, dropped as the
+    remainder): part 1 two confident, different classes: p(y) = (.5, .5),
+    score 2; part 2 two confident, same class: 1; part 3 (.5, .5) and (1, 0):
+    p(y) = (.75, .25), KLs .5 log(4/3) and log(4/3), score (4/3)^.75."""
+    with np.errstate(divide="ignore"):
+        lp = np.log([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0], [0.5, 0.5], [1.0, 0.0],
+                     [0.0, 1.0]])
+    parts = np.array([2.0, 1.0, (4 / 3) ** 0.75])
+    mean, std = M.classifier_score(lp, splits=3)
+    # a few dozen elementary operations, each within half an ulp: 50 eps relative
+    assert mean == pytest.approx(parts.mean(), rel=50 * EPS, abs=0)
+    assert std == pytest.approx(parts.std(), rel=50 * EPS, abs=0)
+    assert M.classifier_score(lp[:6], splits=1) == (pytest.approx(_score_by_hand(lp[:6], 1)[0],
+                                                                  rel=50 * EPS), 0.0)
+    # random soft predictions, several splits, a remainder: the formula by hand
+    rng = np.random.default_rng(11)
+    logits = rng.normal(0, 3, (103, 10))
+    lp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    for splits in (1, 4, 10):
+        got = M.classifier_score(lp, splits=splits)
+        want = _score_by_hand(lp, splits)
+        # the score is exp of a mean of sums over 10 classes, each term a
+        # product with a log; ~ (10 + 26) eps relative per KL, exp keeps it
+        # relative (KL < log 10); the s.d. is a difference: its error is the
+        # mean's, absolute
+        assert got[0] == pytest.approx(want[0], rel=200 * EPS, abs=0), splits
+        assert got[1] == pytest.approx(want[1], rel=0, abs=200 * EPS * want[0]), splits
+        assert splits == 1 or got[1] > 1e-3                # the parts do differ
+
+
 def test_class_histogram_and_coverage():
     lp = np.log(np.full((200, 10), 1e-9))
     lp[:150, 2] = 0.0
@@ -250,6 +296,81 @@ def test_blocked_distances_match_brute_force():
     lines = []
     M.nearest_distances(q, r, max_block_bytes=tiny, progress=lines.append)
     assert lines and "100%" in lines[-1]
+
+
+def _brute_radii(f, k):
+    d = np.sqrt(((f[:, None, :].astype(np.float64) - f[None]) ** 2).sum(-1))
+    return np.sort(d, axis=1)[:, k]                   # index 0: the point itself
+
+
+U32 = np.finfo(np.float32).eps / 2
+
+
+def _brute_coverage(q, r, radii):
+    """(fraction of q inside some ball (r_j, radii_j), whether every decision
+    is robust to the metric's float32 rounding). The metric compares float32
+    |q - c|^2 + |r - c|^2 - 2 (q - c).(r - c) (c: r's mean) with float32
+    radius^2, the radius itself from such a distance: each side is off by at
+    most ~(D + 6) u32 (|q - c| + |r - c|)^2; a decision is robust when a ball
+    holds q by more than 4 times that, or every ball misses it by more."""
+    q64, r64 = q.astype(np.float64), r.astype(np.float64)
+    d2 = ((q64[:, None, :] - r64[None]) ** 2).sum(-1)
+    c = r64.mean(0)
+    scale = (np.linalg.norm(q64 - c, axis=1)[:, None] + np.linalg.norm(r64 - c, axis=1)[None]) ** 2
+    tol = 4 * (q.shape[1] + 6) * U32 * scale
+    gap = d2 - radii[None] ** 2
+    inside = (gap <= 0).any(axis=1)
+    robust = np.where(inside, (gap < -tol).any(axis=1), (gap > tol).all(axis=1))
+    return inside.mean(), bool(robust.all())
+
+
+def test_precision_recall_equal_a_hand_count_on_a_line():
+    """Real points 0..9 on a line, k = 3: the k-NN radius is 3 at the ends and
+    2 inside, so the real manifold is [-3, 12]. Fakes -2.9, 5.5, 11.9 are in it,
+    -3.3 and 12.3 (10 % past the end balls' radius 3) and 40 are not:
+    precision 3/6. Fakes 0, .5, 1, 1.4 (k-NN radii 1.4, .9, 1, 1.4) cover
+    [-1.4, 2.8]: of the reals 0, 1, 2: recall 3/10."""
+    real = np.arange(10.0)[:, None] * [1.0, 0.0]               # on a line in 2-D
+    fake = np.array([-2.9, -3.3, 5.5, 11.9, 12.3, 40.0])[:, None] * [1.0, 0.0]
+    np.testing.assert_allclose(M.knn_radii(real, 3), [3, 2, 2, 2, 2, 2, 2, 2, 2, 3], rtol=1e-6)
+    p, r = M.precision_recall(real, fake, k=3)
+    assert p == 3 / 6 and r == 1.0                   # fake radii >= 8.4 cover 0..9
+    near = np.array([0.0, 0.5, 1.0, 1.4])[:, None] * [1.0, 0.0]
+    np.testing.assert_allclose(M.knn_radii(near, 3), [1.4, 0.9, 1.0, 1.4], rtol=1e-6)
+    assert M.precision_recall(real, near, k=3) == (1.0, 3 / 10)
+
+
+def test_precision_recall_equal_brute_force_k_nn():
+    """Random sets in 8-D: radii and both fractions equal a float64 brute force
+    (the sets are checked to hold no decision within the rounding's reach)."""
+    rng = np.random.default_rng(12)
+    real = rng.normal(size=(120, 8)).astype(np.float32)
+    fake = (rng.normal(size=(80, 8)) * 0.9 + 0.8).astype(np.float32)
+    for k in (1, 3, 5):
+        rr, rf = _brute_radii(real, k), _brute_radii(fake, k)
+        # radius from a float32 squared distance: relative error <= (D + 6) u32
+        # scale / (2 r^2); radii here are > 1 against scales < 100
+        c = real.mean(0, dtype=np.float64)
+        assert rr.min() > 1 and (2 * np.linalg.norm(real - c, axis=1).max()) ** 2 < 100
+        np.testing.assert_allclose(M.knn_radii(real, k), rr, rtol=(8 + 6) * U32 * 100 / 2)
+        want_p, robust_p = _brute_coverage(fake, real, rr)
+        want_r, robust_r = _brute_coverage(real, fake, rf)
+        assert robust_p and robust_r, k
+        assert 0.2 < want_p < 0.9 and 0.2 < want_r < 0.9            # not a trivial case
+        tiny = 4 * 120 * 7                                           # 7 rows per block
+        assert M.precision_recall(real, fake, k=k, max_block_bytes=tiny) == (want_p, want_r), k
+        assert M.precision_recall(real, fake, k=k, real_radii=M.knn_radii(real, k)) == (want_p, want_r)
+
+
+def test_distance_summary_equals_hand_values():
+    """0..100 with the last replaced by 1000: quantiles at the integers (linear
+    interpolation lands on samples), median 50, mean 5950 / 101 (the sum is
+    exact in float64; one division)."""
+    d = np.arange(101.0)
+    d[-1] = 1000.0
+    s = M.distance_summary(d)
+    assert s == {"q01": 1.0, "q05": 5.0, "q25": 25.0, "q50": 50.0, "q75": 75.0, "q95": 95.0,
+                 "median": 50.0, "mean": 5950 / 101}
 
 
 def test_precision_recall_real_vs_real_and_noise(mnist, model):
