@@ -60,10 +60,14 @@ def _cuda(*arrays):
 
 
 def available():
-    """Names of the compiled kernel modules that import, for reports (with the
-    CuPy backend: whether the CUDA kernels are in use, as "cuda")."""
+    """{name: whether the compiled kernel module imports and is in use}, for
+    reports: every kernel this package has a source or a build of, so an
+    install without them (no C compiler at install time) shows each as False
+    (with the CuPy backend: whether the CUDA kernels are in use, as "cuda")."""
+    import importlib.machinery
     here = os.path.dirname(__file__)
-    names = sorted({f.split(".")[0] for f in os.listdir(here) if f.endswith(".pyx")})
+    ends = (".pyx",) + tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    names = sorted({f.split(".")[0] for f in os.listdir(here) if f.endswith(ends)})
     out = {n: load(n) is not None for n in names}
     if backend.name == "cupy":
         out["cuda"] = cuda_kernels() is not None
