@@ -190,7 +190,7 @@ def test_paper_mnist_sets_output_bias():
 # gamma = (K + 1) u (|x| @ |W| + |b|) elementwise, in any summation order
 # (Higham, Accuracy and Stability, 3.5); an error e in x reaches the output as
 # at most |W|^T e; ReLU and maxout are 1-Lipschitz, sigmoid 1/4-Lipschitz plus
-# a few ulps of its own; dropout's scales 1.25 and 2 are exact.
+# a few ulps of its own; dropout's scale 1/keep (rounded) and product: 2 u.
 
 def _w(layer):
     return (np.asarray(layer.weight.data, np.float64), np.asarray(layer.bias.data, np.float64))
@@ -227,8 +227,8 @@ class _Ref:
 
     def dropout(self, draws, keep):
         """Inverted dropout: zero where the float32 draw >= keep, else scale by 1/keep."""
-        mask = (draws < np.float32(keep)) / keep
-        self.v, self.e = self.v * mask, self.e * mask + self.u * np.abs(self.v * mask)
+        mask = (draws < np.float32(keep)) / keep       # 1/keep rounded, then a product: 2 u
+        self.v, self.e = self.v * mask, self.e * mask + 2 * self.u * np.abs(self.v * mask)
         return self
 
 
@@ -263,11 +263,12 @@ def reference_discriminator(d, x, draws=None, omit=()):
     return r.affine(*_w(d.y))
 
 
-def _dropout_draws(d, shapes):
-    """The float32 uniforms D's next train-mode forward will draw, from a copy
-    of its dropout generator (the three layers share it, in forward order)."""
-    rng = np.random.Generator(type(d.dropout_rng.bit_generator)())
-    rng.bit_generator.state = d.dropout_rng.bit_generator.state
+def _dropout_draws(gen, shapes):
+    """The float32 uniforms the next train-mode forward will draw from the
+    dropout generator ``gen`` (D's three layers share one, drawn in forward
+    order), from a copy of it."""
+    rng = np.random.Generator(type(gen.bit_generator)())
+    rng.bit_generator.state = gen.bit_generator.state
     return [rng.random(s, dtype=np.float32) for s in shapes]
 
 
@@ -326,7 +327,7 @@ def test_paper_discriminator_equals_a_numpy_reference_in_eval_and_train_mode(dty
     finally:
         d.train()
     for step in range(2):                            # two calls: fresh masks each time
-        draws = _dropout_draws(d, [(n, 784), (n, 240), (n, 240)])
+        draws = _dropout_draws(d.dropout_rng, [(n, 784), (n, 240), (n, 240)])
         ref = reference_discriminator(d, x, draws)
         out = d(x).data
         _assert_within(out, ref, f"D train, call {step}")
