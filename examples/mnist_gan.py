@@ -13,9 +13,12 @@ minibatch (k = 1), non-saturating G loss; trained on MNIST train[:50000].
 ``--z uniform --d-scale 1`` is what npgan did before it followed that code. A moving average of G's weights (--ema) is kept beside it
 for sampling only; it does not change training.
 
-The run directory holds: checkpoint.npz (atomic, also written on Ctrl-C),
+The run directory holds: checkpoint.npz (also written on Ctrl-C),
 metrics.jsonl (one line per epoch), samples/epoch_XXXX.png (10x10 grid, fixed z),
 curves.png, and best_<G>.npz (G's weights at its best validation Parzen LL).
+Every file is written atomically; a run locks its directory (a second run
+there is refused); metrics.jsonl is the checkpoint's history, rewritten from it
+on --resume, so a run killed at any point resumes to the same log.
 """
 import argparse
 import json
@@ -28,7 +31,7 @@ import time
 import numpy as np
 
 import npgan
-from npgan import checkpoint, datasets, models, optim, train
+from npgan import checkpoint, datasets, files, models, optim, train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.join(HERE, "..", "data", "mnist")
@@ -122,9 +125,10 @@ def save_grid(samples, path, rows=10):
     for i in range(rows):
         for j in range(rows):
             grid[1 + 29 * i:29 * (i + 1), 1 + 29 * j:29 * (j + 1)] = s[i, j]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray((grid * 255).astype(np.uint8)).resize((grid.shape[1] * 2, grid.shape[0] * 2),
-                                                          Image.NEAREST).save(path)
+    img = Image.fromarray((grid * 255).astype(np.uint8)).resize((grid.shape[1] * 2, grid.shape[0] * 2),
+                                                                Image.NEAREST)
+    with files.atomic_write(path) as f:
+        img.save(f, format="PNG")
 
 
 def save_curves(history, path):
@@ -153,7 +157,7 @@ def save_curves(history, path):
         if a.get_legend_handles_labels()[0]:
             a.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    files.save_figure(fig, path, dpi=90)
     plt.close(fig)
 
 
@@ -185,19 +189,38 @@ class Progress:
             self.bar.close()
 
 
+def save_npz(path, arrays):
+    with files.atomic_write(path) as f:
+        np.savez(f, **arrays)
+
+
+def write_metrics(path, history):
+    """metrics.jsonl: one line per finished epoch, from the trainer's history."""
+    files.write_text(path, "".join(json.dumps(rec) + "\n" for rec in history))
+
+
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        with files.lock_dir(args.out):
+            return run(args)
+    except files.DirectoryLocked as e:
+        sys.exit(f"error: {e}")
+
+
+def run(args):
     train_x, valid_x = load_data(args)
     trainer = build(args, train_x)
-    os.makedirs(args.out, exist_ok=True)
     ck_path = os.path.join(args.out, "checkpoint.npz")
     cfg = config_of(args)
     best = {}
     if args.resume:
         ck = checkpoint.load(ck_path, config=cfg)
-        trainer.load_state_dict(ck["state"])
-        best = ck["state"].get("best", {}) if isinstance(ck["state"], dict) else {}
+        state = ck["state"]
+        best = state.pop("best", {}) if isinstance(state, dict) else {}   # ours, not the trainer's
+        trainer.load_state_dict(state)
         print(f"resumed from {ck_path} at epoch {trainer.epoch}, step {trainer.step_count}")
+        write_metrics(os.path.join(args.out, "metrics.jsonl"), trainer.history)  # drop lines past it
     elif os.path.exists(ck_path):
         sys.exit(f"{ck_path} exists: pass --resume to continue it, or choose another --out")
 
@@ -245,10 +268,9 @@ def main(argv=None):
             grid = trainer.generate(100, G, rng=np.random.default_rng(2014))
             save_grid(grid, os.path.join(args.out, "samples", f"{name}_epoch_{trainer.epoch:04d}.png"))
         if args.snapshot_every and trainer.epoch % args.snapshot_every == 0:
-            os.makedirs(os.path.join(args.out, "snapshots"), exist_ok=True)
             for name, G in gs.items():
-                np.savez(os.path.join(args.out, "snapshots", f"{name}_epoch_{trainer.epoch:04d}.npz"),
-                         **G.state_dict())
+                save_npz(os.path.join(args.out, "snapshots", f"{name}_epoch_{trainer.epoch:04d}.npz"),
+                         G.state_dict())
         if args.eval_every and trainer.epoch % args.eval_every == 0:
             for name, G in gs.items():
                 samples = trainer.generate(args.eval_samples, G)
@@ -258,13 +280,12 @@ def main(argv=None):
                 rec[f"parzen_{name}"], rec[f"sigma_{name}"] = ll, float(sigma)
                 if ll > best.get(name, {}).get("ll", -math.inf):
                     best[name] = {"ll": ll, "sigma": float(sigma), "epoch": trainer.epoch}
-                    np.savez(os.path.join(args.out, f"best_{name}.npz"), **G.state_dict())
+                    save_npz(os.path.join(args.out, f"best_{name}.npz"), G.state_dict())
         trainer.history[-1] = rec
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
-        save_curves(trainer.history, os.path.join(args.out, "curves.png"))
-        save_checkpoint()
+        save_checkpoint()               # first: the log and curves are derived from it
         last_ck = time.time()
+        write_metrics(metrics_path, trainer.history)
+        save_curves(trainer.history, os.path.join(args.out, "curves.png"))
         parz = " ".join(f"{k[7:]}={v:.1f}" for k, v in rec.items() if k.startswith("parzen_"))
         print(f"epoch {trainer.epoch:4d}  D {rec['d_loss']:.3f}  G {rec['g_loss']:.3f}  "
               f"D(x) {rec['d_real']:.3f}  D(G(z)) {rec['d_fake']:.3f}  {rec['seconds']:.1f}s"

@@ -1,7 +1,11 @@
-"""The main example end to end at toy size: train, interrupt-free resume, Table 1 script."""
+"""The main example end to end at toy size: train, resume, Table 1 script; a
+second run in the same directory; a run killed (or out of disk) at each point
+of an epoch resumes to the log and weights of an uninterrupted run."""
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -52,3 +56,95 @@ def test_mnist_gan_runs_resumes_and_evaluates(tmp_path):
     assert {r["generator"] for r in res["rows"]} == {"G", "G_ema0.9999"}
     assert all(np.isfinite(r["test_ll"]) and r["test_se"] > 0 for r in res["rows"])
     assert os.path.exists(str(tmp_path / "res" / "fig2_run_G.png"))
+
+
+# -- crashes and concurrent runs ----------------------------------------------------------
+
+TINY = ["--train-size", "200", "--eval-every", "0", "--snapshot-every", "0", "--no-progress", "--seed", "5",
+        "--epochs", "3"]
+
+# Runs mnist_gan in a subprocess and kills it (SIGKILL: no cleanup runs) at a
+# point named by the file it is about to replace (or has just replaced), or
+# makes the disk "full" from that point on. Curves are skipped for speed.
+CRASH = """
+import errno, os, signal, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import mnist_gan
+how, name, nth, when = sys.argv[2].split(":")
+seen, real_replace, real_write = [0], os.replace, np.lib.format.write_array
+def full(*a, **kw):
+    raise OSError(errno.ENOSPC, "No space left on device")
+def replace(src, dst):
+    hit = os.path.basename(dst) == name and seen[0] + 1 == int(nth)
+    seen[0] += os.path.basename(dst) == name
+    if hit and how == "full":
+        np.lib.format.write_array = full
+    if hit and how == "kill" and when == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(src, dst)
+    if hit and how == "kill" and when == "after":
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace
+mnist_gan.save_curves = lambda *a: None
+mnist_gan.main(sys.argv[3:])
+"""
+
+
+def epochs_log(out):
+    return [{k: v for k, v in json.loads(l).items() if k != "seconds"}
+            for l in open(os.path.join(out, "metrics.jsonl"))]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    mg = load("mnist_gan")
+    out = str(tmp_path_factory.mktemp("ref"))
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(mg, "save_curves", lambda *a: None)
+        t = mg.main(TINY + ["--out", out])
+    return epochs_log(out), [p.data.copy() for p in t.G.parameters() + t.D.parameters()]
+
+
+@pytest.mark.parametrize("point", [
+    "kill:checkpoint.npz:2:before",       # epoch 2 done, samples written, checkpoint temp complete
+    "kill:checkpoint.npz:2:after",        # checkpoint of epoch 2 in place, its log line not yet
+    "kill:metrics.jsonl:2:before",        # during epoch 2's log write
+    "kill:G_epoch_0002.png:1:before",     # during epoch 2's sample grid
+    "full:checkpoint.npz:2:-",            # disk full from epoch 2's checkpoint on (and a partial temp)
+    "kill:checkpoint.npz:2:after:mid",    # mid-epoch checkpoints: after epoch 1's last step, not closed
+    "kill:checkpoint.npz:4:after:mid",    # mid-epoch checkpoints: in the middle of epoch 2
+])
+def test_crash_at_any_point_resumes_to_the_uninterrupted_log(tmp_path, monkeypatch, uninterrupted, point):
+    """kill -9 (or ENOSPC) at ``point``, then --resume: metrics.jsonl equals an
+    uninterrupted run's (times aside), weights bit-identical, and no
+    temporary file left behind."""
+    out = str(tmp_path / "run")
+    extra = ["--checkpoint-minutes", "0"] if point.endswith(":mid") else []
+    crash = point.rsplit(":mid", 1)[0] if point.endswith(":mid") else point
+    p = subprocess.run([sys.executable, "-c", CRASH, EXAMPLES, crash] + TINY + extra + ["--out", out],
+                       capture_output=True, text=True, timeout=300)
+    if crash.startswith("kill"):
+        assert p.returncode == -9, p.stderr[-2000:]
+    else:
+        assert p.returncode == 1 and "No space left" in p.stderr, p.stderr[-2000:]
+    temps = lambda: [f for _, _, fs in os.walk(out) for f in fs if ".tmp-" in f]
+    assert len(temps()) == crash.endswith(":before")     # the killed writer's, complete but not in place
+    mg = load("mnist_gan")
+    monkeypatch.setattr(mg, "save_curves", lambda *a: None)
+    t = mg.main(TINY + ["--out", out, "--resume"])
+    log, weights = uninterrupted
+    assert epochs_log(out) == log
+    assert all(np.array_equal(a.data, b) for a, b in zip(t.G.parameters() + t.D.parameters(), weights))
+    assert temps() == []
+
+
+def test_second_run_in_the_same_directory_is_refused(tmp_path):
+    """While a run holds OUT, another mnist_gan there exits 1 naming its PID and writes nothing."""
+    from npgan import files
+    out = str(tmp_path / "run")
+    with files.lock_dir(out):
+        p = subprocess.run([sys.executable, os.path.join(EXAMPLES, "mnist_gan.py")] + TINY + ["--out", out],
+                           capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1 and f"PID {os.getpid()} " in p.stderr, p.stderr[-2000:]
+    assert sorted(os.listdir(out)) == [files.LOCK_NAME]
