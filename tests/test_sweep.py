@@ -1,0 +1,212 @@
+"""npgan.sweep: an Optuna study of GAN recipes on Dask (embedded LocalCluster),
+a worker killed mid-trial, a restarted driver, and bad search spaces.
+
+The cluster tests train tiny networks on 300 MNIST rows; they are skipped on
+the NumPy reference pass of CI (NPGAN_NO_KERNELS=1), as the sweep does not
+depend on the kernels and each cluster start costs seconds.
+"""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")
+optuna = pytest.importorskip("optuna")
+pytest.importorskip("sqlalchemy")
+
+from npgan import sweep  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "mnist")
+# 300 rows, batch 50: 6 steps per epoch; 2 epochs, an evaluation after each
+TINY = {"epochs": 2, "train_size": 300, "eval_every": 1, "eval_samples": 100, "parzen_valid": 100,
+        "fd_valid": 200, "g_hidden": 32, "d_units": 16, "d_pieces": 2, "z_dim": 10, "data_dir": DATA}
+SPACE = {"optimizer": {"choices": ["sgd", "adam"]},
+         "sgd_lr_d": {"low": 0.02, "high": 0.2, "log": True},
+         "adam_lr_g": {"low": 1e-4, "high": 1e-3, "log": True},
+         "ema_decay": {"choices": [0.0, 0.9]},
+         "ema_start": {"low": 0.0, "high": 0.3},
+         "batch_size": 50, "momentum_ramp_epochs": 2}
+KILL_STEP = 10          # in epoch 2, after the mid-epoch checkpoint at step 8 (every 4 steps)
+
+cluster_test = pytest.mark.skipif(os.environ.get("NPGAN_NO_KERNELS") == "1",
+                                  reason="Dask cluster tests run once, on the kernels pass")
+
+
+# ------------------------------------------------------------------ search spaces
+
+@pytest.mark.parametrize("space, words", [
+    ({"lr": {"low": 0.01, "high": 0.1}}, ["unknown key", "'lr'"]),
+    ({"sgd_lr_d": {"low": 0.2, "high": 0.1}}, ["'sgd_lr_d'", "empty range"]),
+    ({"batch_size": {"choices": []}}, ["'batch_size'", "empty choice list"]),
+    ({"p_hidden": {"low": 0.5, "high": 1.0}}, ["'p_hidden'", "must be < 1.0"]),
+    ({"adam_lr_d": {"low": 0.0, "high": 1e-3, "log": True}}, ["'adam_lr_d'", "must be > 0.0"]),
+    ({"z_prior": {"low": 0, "high": 1}}, ["'z_prior'", "not a range"]),
+    ({"k": {"low": 1, "high": 3, "scale": "log"}}, ["'k'", "fields"]),
+    ({"optimizer": {"choices": ["sgd", "rmsprop"]}}, ["'optimizer'", "'rmsprop'"]),
+])
+def test_bad_space_refused_before_any_trial(tmp_path, space, words):
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(space))
+    study_dir = tmp_path / "study"
+    for s in (space, str(path)):
+        with pytest.raises(sweep.SweepError) as e:
+            sweep.run_study(s, study_dir, n_trials=1, config=TINY)
+        for w in words:
+            assert w in str(e.value)
+    assert not study_dir.exists()            # no storage, no cluster, no trial directory
+
+
+def test_default_space_file_and_conditional_draws():
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    space = sweep.load_space(os.path.join(here, "examples", "sweep_space.json"))
+    assert set(space) == set(sweep.KEYS)
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(30):
+        t = study.ask()
+        r = sweep.suggest(t, space)
+        seen.add((r["optimizer"], r["simultaneous"]))
+        assert set(r) == set(sweep.KEYS)
+        opt = r["optimizer"]
+        assert all(k.startswith(("sgd_", "momentum_")) == (opt == "sgd") for k in t.params
+                   if k.startswith(("sgd_", "momentum_", "adam_")))
+        assert ("k" in t.params) == (not r["simultaneous"])
+        assert ("ema_start" in t.params) == (r["ema_decay"] > 0)
+        for k, v in t.params.items():
+            spec = space[k]
+            assert (v in spec["choices"]) if "choices" in spec else spec["low"] <= v <= spec["high"]
+        assert sweep.recipe_from_params(t.params, space) == r
+        study.tell(t, 0.0)
+    assert len(seen) == 4
+
+
+def test_selection_rule_and_pareto_front():
+    rows = [{"number": i, "state": s, "parzen": p, "fd": f} for i, (s, p, f) in enumerate([
+        ("COMPLETE", 200.0, 30.0), ("COMPLETE", 180.0, 8.0), ("COMPLETE", 150.0, 5.0),
+        ("COMPLETE", 170.0, 9.0), ("PRUNED", 250.0, 1.0), ("COMPLETE", 185.0, 12.0)])]
+    assert sweep.select(rows, 10.0)["number"] == 1          # best Parzen with FD <= 10
+    assert sweep.select(rows, 20.0)["number"] == 5
+    assert sweep.select(rows, math.inf)["number"] == 0
+    assert sweep.select(rows, 4.0) is None
+    assert [r["number"] for r in sweep.pareto_front(rows)] == [2, 1, 5, 0]   # 3 is dominated by 1
+
+
+def test_trial_config_checked():
+    with pytest.raises(sweep.SweepError, match="unknown key"):
+        sweep.trial_config({"epoch": 3})
+    with pytest.raises(sweep.SweepError, match="train_size"):
+        sweep.trial_config({"train_size": 0})
+
+
+# ------------------------------------------------------------------ on a cluster
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A 3-trial study on an embedded LocalCluster (2 worker processes); the
+    first trial to reach step KILL_STEP SIGKILLs its worker."""
+    d = tmp_path_factory.mktemp("sweep")
+    lines = []
+    marker = d / "killed.json"
+    summary = sweep.run_study(
+        SPACE, d / "study", n_trials=3, config=TINY, workers=2, threads_per_trial=1,
+        dashboard_address=":0", checkpoint_steps=4, fd_max=1e6,
+        inject={"inject_kill": {"step": KILL_STEP, "marker": str(marker)}}, out=lines.append)
+    return {"dir": d / "study", "summary": summary, "lines": lines, "marker": marker}
+
+
+@cluster_test
+def test_embedded_cluster_runs_a_study(study):
+    d, s, text = study["dir"], study["summary"], "\n".join(study["lines"])
+    assert "dashboard http" in text and "embedded LocalCluster, 2 trial(s) at once" in text
+    storage = optuna.load_study(study_name="npgan", storage=f"sqlite:///{d / 'study.db'}")
+    trials = storage.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    for t in trials:
+        assert f"trial {t.number} COMPLETE: Parzen" in text
+        assert f"trial {t.number} epoch 1:" in text and "-> continue" in text
+        assert [e["epoch"] for e in t.user_attrs["evals"]] == [1, 2]
+        assert t.intermediate_values.keys() == {1, 2}
+        assert t.value == t.user_attrs["evals"][-1]["parzen"]
+        assert math.isfinite(t.user_attrs["fd"]) and t.user_attrs["fd"] > 0
+    assert trials[0].params == sweep.searched(sweep.PAPER, sweep.load_space(SPACE))   # paper first
+    with open(d / "results.json") as f:
+        res = json.load(f)
+    assert [r["number"] for r in res["trials"]] == [0, 1, 2]
+    best = sweep.select(res["trials"], 1e6)
+    assert res["best"]["number"] == best["number"] == max(trials, key=lambda t: t.value).number
+    with open(d / "results.csv") as f:
+        rows = f.read().splitlines()
+    assert rows[0].startswith("number,state,parzen,fd,sigma,fd_ok,pareto") and len(rows) == 4
+    assert s["this_run"]["finished"] == 3
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return                                                # figures need matplotlib
+    assert (d / "pareto.png").stat().st_size > 0 and (d / "curves.png").stat().st_size > 0
+
+
+@cluster_test
+def test_killed_worker_trial_ends_bit_identical(study, tmp_path):
+    d = study["dir"]
+    killed = json.loads(study["marker"].read_text())         # it happened, once
+    n = killed["number"]
+    tdir = d / "trials" / f"{n:05d}"
+    attempts = [json.loads(x) for x in (tdir / "attempts.jsonl").read_text().splitlines()]
+    assert [a["from_step"] for a in attempts] == [0, 8]      # resumed from the step-8 checkpoint
+    assert attempts[1]["pid"] != killed["pid"]
+    with open(tdir / "result.json") as f:
+        got = json.load(f)
+    assert got["state"] == "complete" and got["attempts"] == 2
+    # the same trial, uninterrupted, in this process
+    with open(tdir / "recipe.json") as f:
+        recipe = json.load(f)["recipe"]
+    ref = sweep.run_trial({"number": n, "recipe": recipe, "config": sweep.trial_config(TINY),
+                           "dir": str(tmp_path / "ref"), "threads": 1})
+    assert ref["state"] == "complete" and ref["attempts"] == 1
+    key = ("epoch", "step", "parzen", "sigma", "fd")
+    assert [[e[k] for k in key] for e in got["evals"]] == [[e[k] for k in key] for e in ref["evals"]]
+    a, b = np.load(tdir / "final.npz"), np.load(tmp_path / "ref" / "final.npz")
+    assert sorted(a.files) == sorted(b.files) and any(f.startswith("D.") for f in a.files)
+    for f in a.files:
+        assert a[f].dtype == b[f].dtype and np.array_equal(a[f], b[f]), f
+    other = [t for t in range(3) if t != n]                   # the others ran once
+    for t in other:
+        assert len((d / "trials" / f"{t:05d}" / "attempts.jsonl").read_text().splitlines()) == 1
+
+
+@cluster_test
+def test_restarted_driver_resumes_the_study(study):
+    d = study["dir"]
+    storage = f"sqlite:///{d / 'study.db'}"
+    before = {t.number: (t.value, t.datetime_complete) for t in
+              optuna.load_study(study_name="npgan", storage=storage).get_trials()}
+    # a driver that died while trial 3 ran: asked, trained to step 5 (mid-epoch), checkpointed
+    st = optuna.load_study(study_name="npgan", storage=storage)
+    trial = st.ask()
+    space = sweep.load_space(SPACE)
+    recipe = sweep.suggest(trial, space)
+    tdir = d / "trials" / "00003"
+    r = sweep.run_trial({"number": 3, "recipe": recipe, "config": sweep.trial_config(TINY),
+                         "dir": str(tdir), "threads": 1, "stop_at_step": 5})
+    assert r["state"] == "interrupted" and r["step"] == 5 and (tdir / "checkpoint.npz").exists()
+    lines = []
+    sweep.run_study(SPACE, d, n_trials=4, config=TINY, workers=2, dashboard_address=":0",
+                    fd_max=1e6, out=lines.append)
+    text = "\n".join(lines)
+    assert "3 finished trial(s), 1 to resume" in text
+    assert "trial 3 was running when the driver stopped: resubmitted" in text
+    assert [line.split("]", 1)[1].split(":")[0] for line in lines if "submitted:" in line] == \
+        [" trial 3 submitted"]                                       # no new trial, none rerun
+    trials = optuna.load_study(study_name="npgan", storage=storage).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4      # no fifth trial
+    for t in trials[:3]:                                            # not rerun
+        assert (t.value, t.datetime_complete) == before[t.number]
+    attempts = [json.loads(x) for x in (tdir / "attempts.jsonl").read_text().splitlines()]
+    assert [a["from_step"] for a in attempts] == [0, 5]
+    assert trials[3].params == trial.params and trials[3].user_attrs["attempts"] == 2
+    # another trial configuration for the same study is refused
+    with pytest.raises(sweep.SweepError, match="epochs: study 2 vs now 3"):
+        sweep.run_study(SPACE, d, n_trials=5, config={**TINY, "epochs": 3}, workers=1)
