@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import npgan
-from npgan import _kernels, backend, checkpoint, gradcheck, models, nn, optim, parzen
+from npgan import _kernels, backend, checkpoint, gradcheck, models, nn, optim, parzen, train
 from npgan import functional as F
 from npgan.gradcheck import GradcheckError
 from npgan.tensor import Tensor, concatenate
@@ -32,6 +32,7 @@ from strict_xp import DeviceArray, StrictError, device_leaves, strict
 from test_nn import with_params
 from test_tensor import BINARY, UNARY, R
 from test_train import make as make_trainer
+from test_train import tiny as tiny_models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -337,32 +338,129 @@ TRAINERS = {
 
 
 def _host_params(t):
-    return [backend.to_numpy(p.data) for p in t.G.parameters() + t.D.parameters()]
+    """Host copies of G's then D's parameters (copies: the NumPy backend
+    updates the arrays in place)."""
+    return [np.array(backend.to_numpy(p.data), copy=True) for p in t.G.parameters() + t.D.parameters()]
 
 
-def _train(kwargs, steps):
-    t = make_trainer(**kwargs)
+def _make(kwargs, dtype="float32"):
+    """test_train.make's trainer (tiny G and D, the paper's schedules), in ``dtype``."""
+    if dtype == "float32":
+        return make_trainer(**kwargs)
+    G, D, data = tiny_models(0, dtype=dtype)
+    lr, mom = train.paper_schedules()
+    kw = {"k": 1, "g_loss": "nonsaturating", **kwargs}
+    return train.GANTrainer(G, D, data, batch_size=8, lr_schedule=lr, momentum_schedule=mom,
+                            ema_decays=(0.9,), seed=0, sample_z=models.z_sampler("gaussian", 5, dtype=dtype),
+                            **kw)
+
+
+def _train(kwargs, steps, dtype="float32"):
+    t = _make(kwargs, dtype)
     stats = [t.step(t.data[8 * i:8 * (i + 1)]) for i in range(steps)]
     return t, stats
 
 
+#: Relative tolerance on a training step's parameter *change*, against the
+#: largest change any parameter of the same player (G or D) makes. Two backends
+#: sum the products of the forward and backward in different orders; each sum
+#: of K terms is then within K u of the sum of its terms' magnitudes (Higham
+#: 3.5), K <= 18 here, and lr x that sum is at most about the player's largest
+#: change (an entry whose terms do not cancel). An entry whose terms cancel
+#: (D's output bias: +-0.5 per example, summing to ~1e-3 of that) makes a small
+#: change with the same absolute error, so the scale is the player's, not the
+#: entry's. x 8 products deep, x 10 margin: float32 1e-4, float64 3e-13.
+CHANGE_RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 3e-13}
+
+
+def assert_same_change(got, want, before, steps, scale=None, rtol=None, what="", norm=False,
+                       moved=True):
+    """``got`` and ``want`` (parameters after ``steps`` updates from ``before``
+    on two backends) made the same change: |dgot - dwant| <= rtol scale +
+    storage elementwise, ``scale`` the player's largest change (default this
+    tensor's), storage = steps ulp(p): each step rounds p + v to the
+    parameter's dtype, and two p + v a hair apart can round one ulp apart.
+    ``norm``: in Euclidean norm, rtol ||dwant|| + ||storage||. ``moved``:
+    ``want`` must differ from ``before`` somewhere. (The values
+    themselves would hide the change: at the paper's init G's weights move
+    ~3e-8 per step, far under an atol of 1e-6.)"""
+    before = np.asarray(before)
+    rtol = CHANGE_RTOL[before.dtype] if rtol is None else rtol
+    b64 = before.astype(np.float64)
+    dw, dg = np.asarray(want, np.float64) - b64, np.asarray(got, np.float64) - b64
+    scale = np.abs(dw).max() if scale is None else scale
+    mag = np.maximum(np.maximum(np.abs(b64), np.abs(np.asarray(want, np.float64))),
+                     np.abs(np.asarray(got, np.float64))).astype(before.dtype)
+    storage = steps * np.spacing(mag).astype(np.float64)
+    assert not moved or np.any(dw != 0), f"{what}: did not change"
+    if norm:
+        err, tol = np.linalg.norm(dg - dw), rtol * np.linalg.norm(dw) + np.linalg.norm(storage)
+        assert err <= tol, (f"{what}: change differs by {err:.3g} in norm (> {tol:.3g}; "
+                            f"|change| {np.linalg.norm(dw):.3g})")
+    else:
+        err, tol = np.abs(dg - dw), rtol * scale + storage
+        i = np.unravel_index(np.argmax(err - tol), err.shape)
+        assert np.all(err <= tol), (f"{what}: change {dg[i]:.6g} vs {dw[i]:.6g} at {i} "
+                                    f"(tolerance {tol[i]:.3g}; scale {scale:.3g})")
+
+
+def assert_same_changes(t, got, want, before, steps, rtol=None):
+    """assert_same_change for each parameter of trainer ``t``'s G then D
+    (host lists in that order), each against its player's largest change."""
+    n_g = len(t.G.parameters())
+    names = [f"G.{n}" for n, _ in t.G.named_parameters()] + [f"D.{n}" for n, _ in t.D.named_parameters()]
+    scales = [max(np.abs(w.astype(np.float64) - b).max() for w, b in zip(want[sl], before[sl]))
+              for sl in (slice(0, n_g), slice(n_g, None))]
+    for i, (n, a, b, b0) in enumerate(zip(names, got, want, before)):
+        assert_same_change(a, b, b0, steps, scale=scales[i >= n_g], rtol=rtol, what=n)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("kind", list(TRAINERS))
-def test_trainer_steps_on_device_equal_numpy(kind):
+def test_trainer_steps_on_device_equal_numpy(kind, dtype):
+    """Two steps on each backend from the same init, masks and z: every
+    parameter's change, and the moving average's, agree (assert_same_change)."""
     with numpy_backend():
-        ref, ref_stats = _train(TRAINERS[kind], 2)
+        before = _host_params(_make(TRAINERS[kind], dtype))
+        ema_before = [np.array(a, copy=True) for a in _make(TRAINERS[kind], dtype).emas[0.9].avg]
+        ref, ref_stats = _train(TRAINERS[kind], 2, dtype)
+    rtol = CHANGE_RTOL[np.dtype(dtype)]
     with using(strict, "strict"):
-        t, stats = _train(TRAINERS[kind], 2)
+        t, stats = _train(TRAINERS[kind], 2, dtype)
         assert all(isinstance(p.data, DeviceArray) for p in t.G.parameters() + t.D.parameters())
         for s, rs in zip(stats, ref_stats):
             assert s.keys() == rs.keys()
-            for k in s:
-                assert s[k] == pytest.approx(rs[k], rel=1e-5, abs=1e-6), k
-        for a, b in zip(_host_params(t), _host_params(ref)):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-        for avg, ref_avg in zip(t.emas[0.9].avg, ref.emas[0.9].avg):
-            assert_close(avg, ref_avg, rtol=1e-5, atol=1e-6)
+            for k in s:                                    # losses ~0.7, D(x) ~0.5
+                assert s[k] == pytest.approx(rs[k], rel=rtol, abs=rtol), k
+        assert_same_changes(t, _host_params(t), _host_params(ref), before, steps=2)
+        n_g = len(ref.G.parameters())
+        g_scale = max(np.abs(a.astype(np.float64) - b).max()
+                      for a, b in zip(_host_params(ref)[:n_g], before[:n_g]))
+        for avg, ref_avg, a0 in zip(t.emas[0.9].avg, ref.emas[0.9].avg, ema_before):
+            assert_same_change(host(avg), ref_avg, a0, steps=2, scale=g_scale, moved=False,
+                               what="EMA of G")
         samples = t.generate(5)
         assert type(samples) is np.ndarray and samples.shape == (5, 12)
+
+
+def test_assert_same_change_catches_a_wrong_change():
+    """Not vacuous: G's first-layer weights change by ~3e-8 in two steps, far
+    under the 1e-6 an absolute tolerance on the values allowed; a change 20 %
+    off, or none, fails."""
+    with numpy_backend():
+        t0 = _make(TRAINERS["simultaneous (the paper's code)"])
+        before = _host_params(t0)
+        t, _ = _train(TRAINERS["simultaneous (the paper's code)"], 2)
+    after = _host_params(t)
+    d = after[0].astype(np.float64) - before[0]
+    assert 0 < np.abs(d).max() < 1e-7
+    assert_same_changes(t, after, after, before, steps=2)
+    wrong = (before[0] + 1.2 * d).astype(np.float32)
+    with pytest.raises(AssertionError, match="change"):
+        assert_same_changes(t, [wrong] + after[1:], after, before, steps=2)
+    with pytest.raises(AssertionError, match="change"):
+        assert_same_changes(t, [before[0]] + after[1:], after, before, steps=2)
+    np.testing.assert_allclose(wrong, after[0], rtol=1e-5, atol=1e-6)     # what used to pass
 
 
 @pytest.mark.parametrize("direction", ["device -> host", "host -> device"])
@@ -372,6 +470,7 @@ def test_checkpoint_moves_between_backends(tmp_path, direction):
     first, second = ((strict, "strict"), (np, "numpy"))[::1 if direction == "device -> host" else -1]
     path = str(tmp_path / "ck.npz")
     with numpy_backend():
+        before = _host_params(make_trainer(simultaneous=True))
         ref, _ = _train(TRAINERS["simultaneous (the paper's code)"], 4)
     with using(*first):
         t, _ = _train(TRAINERS["simultaneous (the paper's code)"], 2)
@@ -385,8 +484,7 @@ def test_checkpoint_moves_between_backends(tmp_path, direction):
         t2.load_state_dict(checkpoint.load(path, {"run": "x"})["state"])
         for i in (2, 3):
             t2.step(t2.data[8 * i:8 * (i + 1)])
-        for a, b in zip(_host_params(t2), _host_params(ref)):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        assert_same_changes(t2, _host_params(t2), _host_params(ref), before, steps=4)
 
 
 # ----------------------------------------------------------------------------- Parzen
