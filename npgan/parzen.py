@@ -174,6 +174,25 @@ _blas_lock = threading.Lock()
 _blas_users = [0, None]      # callers inside _one_blas_thread, their threadpool_limits
 
 
+def _after_fork_in_child():
+    """A forked child has only the thread that forked: a lock held by another
+    thread of the parent (e.g. a Parzen call with threads=2) would stay held
+    for ever, and BLAS stay pinned to one thread by callers that no longer
+    exist. Start over: a fresh lock, no callers, BLAS's own limits back."""
+    global _blas_lock
+    _blas_lock = threading.Lock()
+    limits, _blas_users[:] = _blas_users[1], [0, None]
+    if limits is not None:
+        try:
+            limits.restore_original_limits()
+        except Exception:        # never break the child over a thread count
+            pass
+
+
+if hasattr(os, "register_at_fork"):          # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @contextlib.contextmanager
 def _one_blas_thread():
     """BLAS pinned to one thread (threadpoolctl) while any caller is inside;

@@ -728,3 +728,104 @@ def test_no_kernels_switch_takes_the_reference(monkeypatch):
     monkeypatch.setattr(ref, "linear_forward", lambda *a: calls.append(1) or real(*a))
     F.linear(rand(2, 3), rand(3, 4))
     assert calls
+
+
+# ----------------------------------------------------------------------------- fork
+
+def _wait_or_kill(pid, seconds=120):
+    """Exit code of child ``pid``, or None if it had not finished within
+    ``seconds`` (then killed): a hang guard, not a timing measurement."""
+    import signal
+    import time
+    deadline = time.monotonic() + seconds
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(0.02)
+
+
+def _fork(child):
+    """Fork; the child runs ``child()`` -> exit code (1 if it raised) and exits."""
+    import warnings
+    with warnings.catch_warnings():          # Python >= 3.12 warns about fork with threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = child()
+        finally:
+            os._exit(code)
+    return pid
+
+
+def _split_gemm_case():
+    a, b = rand(512, 384, dtype=np.float32), rand(384, 512, dtype=np.float32, seed=1)
+    return a, b, a.astype(np.float64) @ b.astype(np.float64)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_pool_works_in_a_child_forked_after_it_ran(layers_kernel):
+    """The pool's workers do not survive fork(): a child of a process whose
+    pool has run must start its own, not wait for threads that are gone."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    a, b, truth = _split_gemm_case()
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        if layers_kernel.split_threads() < 2:
+            pytest.skip("BLAS thread functions not found: nothing is split")
+        c = np.empty((512, 512), np.float32)
+        layers_kernel.gemm(a, b, c)                        # the pool has run here
+
+        def child():
+            got = np.empty_like(c)
+            layers_kernel.gemm(a, b, got)                  # split on the child's own pool
+            ok = layers_kernel.split_threads() == 2 and np.array_equal(got, c)
+            return 0 if ok else 2
+
+        code = _wait_or_kill(_fork(child))
+    assert code is not None, "the forked child hung in the pool"
+    assert code == 0, f"the forked child's product is wrong (exit code {code})"
+    np.testing.assert_allclose(c, truth, rtol=2e-5, atol=1e-6 * 384)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_during_split_gemms_leaves_the_child_a_working_pool(layers_kernel):
+    """Forks while another thread runs split GEMMs back to back (so most land
+    inside a job, BLAS at one thread, the pool held): each child runs its own
+    split GEMM with BLAS's thread count back (2), the same bits, no hang."""
+    import threading
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    a, b, _ = _split_gemm_case()
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        if layers_kernel.split_threads() < 2:
+            pytest.skip("BLAS thread functions not found: nothing is split")
+        c = np.empty((512, 512), np.float32)
+        layers_kernel.gemm(a, b, c)
+        stop = threading.Event()
+
+        def busy():
+            out = np.empty_like(c)
+            while not stop.is_set():
+                layers_kernel.gemm(a, b, out)
+
+        def child():
+            if layers_kernel.split_threads() != 2:
+                return 3
+            got = np.empty_like(c)
+            layers_kernel.gemm(a, b, got)
+            return 0 if np.array_equal(got, c) and layers_kernel.split_threads() == 2 else 2
+
+        t = threading.Thread(target=busy, daemon=True)
+        t.start()
+        try:
+            codes = [_wait_or_kill(_fork(child)) for _ in range(12)]
+        finally:
+            stop.set()
+            t.join()
+        assert layers_kernel.split_threads() == 2
+    assert codes == [0] * len(codes), f"children's exit codes (None: hung): {codes}"

@@ -1,7 +1,11 @@
 import math
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+import warnings
 
 import numpy as np
 import pytest
@@ -269,3 +273,95 @@ def test_huge_values(kernel):
     np.testing.assert_allclose(got, ref, rtol=1e-12)
     with pytest.raises(ValueError, match="overflow"):
         parzen.log_likelihood(x.astype(np.float64) * 1e140, s, 1.0, use_kernel=kernel)
+
+
+# ----------------------------------------------------------------------------- fork safety
+
+def _wait_or_kill(pid, seconds=120):
+    """Exit code of child ``pid``; None if it had not finished within
+    ``seconds`` (it is then killed): a hang guard, not a timing measurement."""
+    deadline = time.monotonic() + seconds
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(0.02)
+
+
+def _fork(child):
+    """Fork; the child runs ``child()`` -> exit code (1 if it raised) and exits."""
+    with warnings.catch_warnings():         # Python >= 3.12 warns about fork with threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = child()
+        finally:
+            os._exit(code)
+    return pid
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_while_another_thread_holds_the_blas_lock(data):
+    """The child of a fork taken while another thread is inside a threaded
+    Parzen call (deterministically: holding its lock) must not inherit the
+    lock held: its own threaded call, and the pinning itself, run."""
+    pytest.importorskip("threadpoolctl")
+    x, s, sig, _ = data
+    expect = parzen.log_likelihood(x, s, sig, block_size=(5, 9), threads=2)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with parzen._blas_lock:
+            held.set()
+            release.wait(300)
+
+    def child():
+        with parzen._one_blas_thread() as pinned:
+            assert pinned
+        got = parzen.log_likelihood(x, s, sig, block_size=(5, 9), threads=2)
+        return 0 if np.array_equal(got, expect) else 2      # the same computation, same bits
+
+    t = threading.Thread(target=hold, daemon=True)
+    t.start()
+    try:
+        assert held.wait(60)
+        code = _wait_or_kill(_fork(child))
+    finally:
+        release.set()
+        t.join()
+    assert code is not None, "the forked child hung (a lock inherited held)"
+    assert code == 0, f"the forked child failed (exit code {code})"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_inside_a_pinned_region_restores_blas_threads_in_the_child(data):
+    """A fork while another thread has BLAS pinned to one thread: the child,
+    where that thread does not exist, gets BLAS's thread count back (2 here)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    if not blas_threads():
+        pytest.skip("threadpoolctl sees no BLAS")
+    def child():
+        return 0 if parzen._blas_users == [0, None] and min(blas_threads()) == 2 else 3
+
+    codes = []
+    # this thread pins BLAS (threadpoolctl lets one thread at a time set OpenBLAS's
+    # count: the one that set it last), another thread forks while it is pinned
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        with parzen._one_blas_thread():
+            assert max(blas_threads()) == 1
+            t = threading.Thread(target=lambda: codes.append(_wait_or_kill(_fork(child))))
+            t.start()
+            t.join()
+        assert min(blas_threads()) == 2
+    code = codes[0]
+    assert code == 0, f"the forked child's BLAS state is wrong (exit code {code})"

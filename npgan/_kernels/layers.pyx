@@ -208,6 +208,9 @@ cdef extern from * nogil:
     #if defined(_WIN32)
     #define NPL_HAVE_POOL 0
     static long long npl_spin_ns = 0;
+    static int npl_pinned_prev = 0, npl_restore_blas = 0;
+    static void npl_init(void) {}
+    static void npl_blas_set(void (*set)(int), int n) { set(n); }
     static int npl_pool_acquire(void) { return 0; }
     static void npl_pool_release(void) {}
     static int npl_pool_run(void (*fn)(void *, int, int), void *ctx, int chunks, int threads) {
@@ -237,6 +240,8 @@ cdef extern from * nogil:
     static _Atomic int npl_done;
     static int npl_atfork = 0;
     static long long npl_spin_ns = 1000000; /* how long a waiting thread spins before it blocks */
+    static int npl_pinned_prev = 0;        /* BLAS's thread count while a job has it at 1, else 0 */
+    static int npl_restore_blas = 0;       /* in a forked child: give BLAS this count back */
 
     #include <time.h>
     static inline long long npl_now_ns(void) {
@@ -304,11 +309,44 @@ cdef extern from * nogil:
         return NULL;
     }
 
-    static void npl_child_after_fork(void) {        /* no worker survives fork() */
+    /* fork(): the child has only the thread that forked. No worker survives,
+       and a lock or condition held by another thread would stay so for ever:
+       all start over. A job another thread was running had BLAS at 1 thread;
+       its count is restored at the child's next use of the pool (not here:
+       only async-signal-safe work belongs in a fork handler). */
+    static void npl_child_after_fork(void) {
         pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
         pthread_cond_t c = PTHREAD_COND_INITIALIZER;
         npl_caller = m; npl_mu = m; npl_work = c; npl_finished = c;
         npl_workers = 0;
+        npl_restore_blas = npl_pinned_prev;
+        npl_pinned_prev = 0;
+    }
+
+    /* BLAS's set_num_threads under a lock that fork() takes first (prepare
+       handler): OpenBLAS's own lock, taken inside it, would otherwise be
+       inherited held by a child forked meanwhile, and the child's next
+       threaded BLAS call would wait for it for ever. */
+    static pthread_mutex_t npl_blas_mu = PTHREAD_MUTEX_INITIALIZER;
+    static void npl_blas_set(void (*set)(int), int n) {
+        pthread_mutex_lock(&npl_blas_mu);
+        set(n);
+        pthread_mutex_unlock(&npl_blas_mu);
+    }
+    static void npl_before_fork(void) { pthread_mutex_lock(&npl_blas_mu); }
+    static void npl_parent_after_fork(void) { pthread_mutex_unlock(&npl_blas_mu); }
+    static void npl_child_after_fork_all(void) {
+        pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+        npl_blas_mu = m;
+        npl_child_after_fork();
+    }
+
+    /* at import, so that no fork can come between a first job and the handlers */
+    static void npl_init(void) {
+        if (!npl_atfork) {
+            pthread_atfork(npl_before_fork, npl_parent_after_fork, npl_child_after_fork_all);
+            npl_atfork = 1;
+        }
     }
 
     /* 1 if this thread may run a job now (else another one is: compute alone) */
@@ -318,7 +356,6 @@ cdef extern from * nogil:
     /* Run a job on the caller and up to threads-1 workers (pool acquired). */
     static int npl_pool_run(void (*fn)(void *, int, int), void *ctx, int chunks, int threads) {
         pthread_mutex_lock(&npl_mu);
-        if (!npl_atfork) { pthread_atfork(NULL, NULL, npl_child_after_fork); npl_atfork = 1; }
         while (npl_workers < threads - 1) {
             pthread_t t;
             pthread_attr_t attr;
@@ -347,6 +384,10 @@ cdef extern from * nogil:
     """
     int NPL_HAVE_POOL
     long long npl_spin_ns
+    int npl_pinned_prev
+    int npl_restore_blas
+    void npl_init()
+    void npl_blas_set(void (*set)(int) noexcept nogil, int n)
     int npl_pool_acquire()
     void npl_pool_release()
     int npl_pool_run(void (*fn)(void *, int, int) noexcept nogil, void *ctx, int chunks, int threads)
@@ -395,9 +436,31 @@ cdef void _update_pool_threads() noexcept:
 
 
 cdef int _split_threads() noexcept nogil:
+    global npl_restore_blas
     if not _pool_threads:
         return 1
+    if npl_restore_blas > 0:             # forked while another thread's job had BLAS at 1
+        npl_blas_set(_blas_set, npl_restore_blas)
+        npl_restore_blas = 0
     return max(1, min(_blas_get(), MAX_THREADS))
+
+
+cdef inline int _pin_blas() noexcept nogil:
+    """BLAS to one thread for a job (pool held); -> the count to give back."""
+    global npl_pinned_prev
+    cdef int prev = _blas_get()          # read under the pool: only its holder changes it
+    npl_pinned_prev = prev               # first: a fork from now on restores it in the child
+    npl_blas_set(_blas_set, 1)
+    return prev
+
+
+cdef inline void _unpin_blas(int prev) noexcept nogil:
+    global npl_pinned_prev
+    npl_blas_set(_blas_set, prev)
+    npl_pinned_prev = 0
+
+
+npl_init()
 
 
 def set_spin(double microseconds):
@@ -434,7 +497,6 @@ cdef void _gemm(Gemm *g) noexcept nogil:
     if <double> g.m * g.n * g.k < SPLIT_MIN_WORK or _split_threads() < 2 or not npl_pool_acquire():
         _run(g)
         return
-    prev = _blas_get()                   # read under the pool: only its holder changes it
     threads = _split_threads()
     chunks = min(threads * _chunks_per_thread, max(g.n, g.m) // 16)
     if threads < 2 or chunks < 2:
@@ -443,9 +505,9 @@ cdef void _gemm(Gemm *g) noexcept nogil:
         return
     s.g = g[0]
     s.by_columns = g.n >= g.m
-    _blas_set(1)
+    prev = _pin_blas()
     npl_pool_run(_run_chunk, &s, chunks, threads)
-    _blas_set(prev)
+    _unpin_blas(prev)
     npl_pool_release()
 
 
@@ -533,12 +595,11 @@ cdef void _gemm2(Pair *s) noexcept nogil:
         _gemm(&s.g[0])
         _gemm(&s.g[1])
         return
-    prev = _blas_get()
     threads = _split_threads()
     s.per = max(1, min(threads // 2, min(max(s.g[0].n, s.g[0].m), max(s.g[1].n, s.g[1].m)) // 16))
-    _blas_set(1)
+    prev = _pin_blas()
     npl_pool_run(_run_pair_chunk, s, 2 * s.per, threads)
-    _blas_set(prev)
+    _unpin_blas(prev)
     npl_pool_release()
 
 
