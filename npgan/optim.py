@@ -11,12 +11,31 @@ decaying lr they differ slightly (here each past gradient keeps the lr it was
 taken with). ``nesterov=True`` uses p <- p + momentum * v - lr * grad.
 """
 import math
+import numbers
+
+import numpy  # host-side: checking loaded state
 
 from . import _kernels as K
 from . import backend
 
 
+def _real(name, v, low=None, high=None, low_open=False, high_open=True):
+    """v as a finite float in [low, high) (bounds as flagged), else ValueError naming it."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite real number, got {v!r}")
+    v = float(v)
+    if low is not None and (v < low or (low_open and v == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {v!r}")
+    if high is not None and (v > high or (high_open and v == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {v!r}")
+    return v
+
+
 class Optimizer:
+    """Base class. A subclass defines ``_check_hyper(**hyper) -> dict`` (the
+    constructor's checks, shared with :meth:`load_state_dict`), ``_hyper()``
+    and ``_state_arrays()`` (name -> per-parameter buffer list, None until used)."""
+
     def __init__(self, params):
         self.params = list(params)
         if not self.params:
@@ -30,12 +49,19 @@ class Optimizer:
                                  f"be updated twice per step (pass each parameter once)")
         self.steps = 0
 
+    def _set_hyper(self, **hyper):
+        for k, v in self._check_hyper(**hyper).items():
+            setattr(self, k, v)
+
     def zero_grad(self):
         for p in self.params:
             p.grad = None
 
     def _state_arrays(self):          # name -> list of per-parameter arrays (or None)
         return {}
+
+    def _check_buffer(self, name, a):
+        """Subclass hook: refuse buffer values the update cannot use."""
 
     def state_dict(self):
         """Hyper-parameters, step count and buffers as host NumPy arrays."""
@@ -44,19 +70,69 @@ class Optimizer:
             state[name] = [None if a is None else backend.to_numpy(a).copy() for a in arrays]
         return state
 
-    def load_state_dict(self, state):
-        for name, arrays in self._state_arrays().items():
+    def check_state_dict(self, state):
+        """Validate ``state`` for :meth:`load_state_dict` without changing
+        anything: ValueError naming the first mismatch (keys, hyper-parameters
+        by the constructor's checks, step count, buffer count/shape/dtype, NaN
+        or inf). Returns (steps, hyper, {name: backend arrays or None})."""
+        cls = type(self).__name__
+        if not isinstance(state, dict):
+            raise ValueError(f"{cls} state must be a dict, got {type(state).__name__}")
+        names = set(self._state_arrays())
+        want = {"steps", "hyper"} | names
+        if set(state) != want:
+            raise ValueError(f"{cls} state has keys {sorted(map(str, state))}, expected "
+                             f"{sorted(want)} (state of another optimizer?)")
+        hyper = state["hyper"]
+        if not isinstance(hyper, dict):
+            raise ValueError(f"{cls} state 'hyper' must be a dict, got {type(hyper).__name__}")
+        if set(hyper) != set(self._hyper()):
+            raise ValueError(f"{cls} hyper-parameters {sorted(map(str, hyper))}, expected "
+                             f"{sorted(self._hyper())}")
+        try:
+            hyper = self._check_hyper(**hyper)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{cls} state: {e}") from e
+        steps = state["steps"]
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+            raise ValueError(f"{cls} state 'steps' must be an integer >= 0, got {steps!r}")
+        arrays = {}
+        xp = backend.xp
+        for name in sorted(names):
             saved = state[name]
-            if len(saved) != len(self.params):
-                raise ValueError(f"optimizer state '{name}' has {len(saved)} entries, "
+            if not isinstance(saved, (list, tuple)) or len(saved) != len(self.params):
+                n = len(saved) if isinstance(saved, (list, tuple)) else type(saved).__name__
+                raise ValueError(f"optimizer state '{name}' has {n} entries, "
                                  f"the optimizer has {len(self.params)} parameters")
+            out = []
             for i, (a, p) in enumerate(zip(saved, self.params)):
-                if a is not None and tuple(a.shape) != p.shape:
+                if a is None:
+                    out.append(None)
+                    continue
+                kind = getattr(getattr(a, "dtype", None), "kind", None)
+                if kind != "f":
+                    raise ValueError(f"optimizer state '{name}'[{i}] must be a float array, "
+                                     f"got {type(a).__name__} {getattr(a, 'dtype', '')}")
+                if tuple(a.shape) != p.shape:
                     raise ValueError(f"optimizer state '{name}'[{i}] has shape {tuple(a.shape)}, "
                                      f"parameter has {p.shape}")
-                arrays[i] = None if a is None else backend.asarray(a, dtype=p.dtype).copy()
-        self.steps = int(state["steps"])
-        for k, v in state["hyper"].items():
+                with numpy.errstate(over="ignore", invalid="ignore"):
+                    v = backend.asarray(a, dtype=p.dtype).copy()
+                if not bool(xp.isfinite(v).all()):
+                    raise ValueError(f"optimizer state '{name}'[{i}] has NaN or inf values "
+                                     f"(or values that overflow {p.dtype})")
+                self._check_buffer(name, v)
+                out.append(v)
+            arrays[name] = out
+        return int(steps), hyper, arrays
+
+    def load_state_dict(self, state):
+        """Restore :meth:`state_dict` output; all or nothing (see check_state_dict)."""
+        steps, hyper, arrays = self.check_state_dict(state)
+        for name, buffers in self._state_arrays().items():
+            buffers[:] = arrays[name]
+        self.steps = steps
+        for k, v in hyper.items():
             setattr(self, k, v)
 
 
@@ -67,10 +143,16 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False):
         super().__init__(params)
-        if lr < 0 or not 0 <= momentum < 1:
-            raise ValueError(f"SGD needs lr >= 0 and 0 <= momentum < 1, got lr={lr}, momentum={momentum}")
-        self.lr, self.momentum, self.nesterov = lr, momentum, nesterov
+        self._set_hyper(lr=lr, momentum=momentum, nesterov=nesterov)
         self.velocity = [None] * len(self.params)
+
+    @staticmethod
+    def _check_hyper(lr, momentum=0.0, nesterov=False):
+        if not isinstance(nesterov, bool):
+            raise ValueError(f"nesterov must be True or False, got {nesterov!r}")
+        return {"lr": _real("SGD lr", lr, low=0.0, high=None),
+                "momentum": _real("SGD momentum", momentum, low=0.0, high=1.0),
+                "nesterov": nesterov}
 
     def _hyper(self):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
@@ -93,13 +175,27 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015) with bias correction, as torch.optim.Adam:
     m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;
-    p <- p - lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)."""
+    p <- p - lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
+    lr >= 0, betas in [0, 1), eps > 0 (eps = 0 divides 0 by 0 where v is 0)."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(params)
-        self.lr, self.betas, self.eps = lr, tuple(betas), eps
+        self._set_hyper(lr=lr, betas=betas, eps=eps)
         self.m = [None] * len(self.params)
         self.v = [None] * len(self.params)
+
+    @staticmethod
+    def _check_hyper(lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"Adam betas must be a pair, got {betas!r}")
+        return {"lr": _real("Adam lr", lr, low=0.0, high=None),
+                "betas": tuple(_real(f"Adam betas[{i}]", b, low=0.0, high=1.0)
+                               for i, b in enumerate(betas)),
+                "eps": _real("Adam eps", eps, low=0.0, low_open=True, high=None)}
+
+    def _check_buffer(self, name, a):
+        if name == "v" and not bool(backend.xp.all(a >= 0)):
+            raise ValueError("optimizer state 'v' (Adam's mean square) has negative values")
 
     def _hyper(self):
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps}
