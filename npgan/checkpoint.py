@@ -37,11 +37,25 @@ def _split(obj, arrays):
     return obj
 
 
+_KEY_TYPES = (str, int, float, bool, type(None))     # what a JSON pair's key can be
+
+
 def _join(tree, arrays):
+    """Inverse of _split. A node _split cannot have written (an array index out
+    of range, a malformed dict) raises CheckpointError."""
     if isinstance(tree, dict):
-        if "__array__" in tree:
-            return arrays[tree["__array__"]]
-        return {k: _join(v, arrays) for k, v in tree["__dict__"]}
+        if set(tree) == {"__array__"}:
+            i = tree["__array__"]
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(arrays):
+                raise CheckpointError(f"array index {i!r} is not one of the {len(arrays)} "
+                                      "stored arrays")
+            return arrays[i]
+        items = tree["__dict__"] if set(tree) == {"__dict__"} else None
+        if not isinstance(items, list) or not all(
+                isinstance(kv, list) and len(kv) == 2 and isinstance(kv[0], _KEY_TYPES)
+                for kv in items):
+            raise CheckpointError(f"malformed node {str(tree)[:100]}")
+        return {k: _join(v, arrays) for k, v in items}
     if isinstance(tree, list):
         return [_join(v, arrays) for v in tree]
     return tree
@@ -84,9 +98,24 @@ def load(path, config=None):
                               f"truncated?): {type(e).__name__}: {e}") from e
     if _digest(meta, arrays) != digest:
         raise CheckpointError(f"{path} is damaged: its content does not match its SHA-256")
-    info = json.loads(meta)
-    if info.get("format") != FORMAT:
-        raise CheckpointError(f"{path} has format {info.get('format')!r}, expected {FORMAT!r}")
+    try:
+        info = json.loads(meta)
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{path} is not an npgan checkpoint: its metadata is not JSON "
+                              f"({e})") from e
+    fmt = info.get("format") if isinstance(info, dict) else None
+    if fmt != FORMAT:
+        raise CheckpointError(f"{path} has format {fmt!r}, expected {FORMAT!r}")
+    if not isinstance(info.get("config"), dict) or "state" not in info:
+        raise CheckpointError(f"{path} is not a well-formed npgan checkpoint: its metadata "
+                              "lacks a config dict or the state")
+    try:
+        state = _join(info["state"], arrays)
+    except RecursionError as e:
+        raise CheckpointError(f"{path} is not a well-formed npgan checkpoint: its state is "
+                              "nested too deeply") from e
+    except CheckpointError as e:
+        raise CheckpointError(f"{path} is not a well-formed npgan checkpoint: {e}") from None
     if config is not None:
         stored = info["config"]
         diff = {k: (stored.get(k), v) for k, v in _jsonable(config).items() if stored.get(k) != v}
@@ -94,7 +123,7 @@ def load(path, config=None):
             lines = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
             raise CheckpointError(f"{path} was written by a different configuration ({lines}); "
                                   "use a new output directory or the same options")
-    return {"state": _join(info["state"], arrays), "config": info["config"]}
+    return {"state": state, "config": info["config"]}
 
 
 def _jsonable(config):
