@@ -16,11 +16,24 @@ as the authors' ``AdversaryCost2`` (d_obj = 0.5 (cost(real) + cost(fake))), so
 it starts at ln 2; 1.0 is the value function exactly as the paper writes it.
 """
 import math
+import numbers
 
 import numpy  # host-side: RNGs, minibatch order, the metric history
 
 from . import backend, models, optim
+from .checkpoint import CheckpointError
 from .tensor import Tensor, no_grad
+
+
+class NonFiniteError(FloatingPointError):
+    """A step refused for NaN or inf in its batch, a loss or a gradient. Raised
+    before anything was updated: the trainer is exactly as before the call."""
+
+
+def _positive_int(name, v):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return int(v)
 
 
 class _frozen:
@@ -71,6 +84,10 @@ class GANTrainer:
     step (SGD); ``ema_decays`` keep moving averages of G's weights.
     Every random draw comes from generators owned here (seeded by ``seed``), so
     a run is reproducible and resumable bit for bit.
+
+    ``data`` is not copied (MNIST would double in memory): :meth:`train_epoch`
+    checks each batch as it reads it, and :meth:`step` refuses a batch, loss or
+    gradient with NaN or inf (:class:`NonFiniteError`) before changing anything.
     """
 
     def __init__(self, G, D, data, batch_size=100, k=1, simultaneous=True,
@@ -78,8 +95,8 @@ class GANTrainer:
                  momentum_schedule=None, ema_decays=(), seed=0, sample_z=None, d_scale=0.5):
         if g_loss not in ("nonsaturating", "minimax"):
             raise ValueError(f"g_loss must be 'nonsaturating' or 'minimax', got {g_loss!r}")
-        if k < 1:
-            raise ValueError(f"k (D steps per G step) must be >= 1, got {k}")
+        k = _positive_int("k (D steps per G step)", k)
+        batch_size = _positive_int("batch_size", batch_size)
         if not (math.isfinite(d_scale) and d_scale > 0):
             raise ValueError(f"d_scale must be a positive number, got {d_scale!r}")
         data = numpy.asarray(data)
@@ -122,56 +139,115 @@ class GANTrainer:
             return (-l_fake).softplus().mean()
         return -(l_fake.softplus().mean())      # minimise log(1 - D(G(z)))
 
+    def _stats(self, d_loss, l_real, l_fake):
+        xp = backend.xp
+        return {"d_loss": float(d_loss.item()),
+                "d_real": float(xp.mean(_sigmoid(l_real.data))),
+                "d_fake": float(xp.mean(_sigmoid(l_fake.data)))}
+
+    def _refuse_non_finite(self, stats, module, params):
+        """NonFiniteError unless every stat and every gradient in ``params`` is finite."""
+        bad = [k for k, v in stats.items() if not math.isfinite(v)]
+        i = None if bad else _first_non_finite_grad(params)
+        if not bad and i is None:
+            return
+        if bad:
+            what = "loss " + ", ".join(f"{k} = {stats[k]}" for k in bad)
+        else:
+            names = {id(p): n for n, p in module.named_parameters()}
+            who = "G" if module is self.G else "D"
+            what = f"gradient of {who}'s {names.get(id(params[i]), f'parameter {i}')!r}"
+        raise NonFiniteError(f"step {self.step_count + 1}: NaN or inf in the {what} ({stats}); "
+                             "nothing was updated")
+
     def step(self, x):
         """One update from the real minibatch x (m, D) (backend or host array).
         Simultaneous: D and G from this batch at once. Otherwise one D step;
-        every k-th D step is followed by a G step. Returns the batch stats."""
-        self._schedules()
-        x = Tensor(backend.asarray(x))
-        m = x.shape[0]
-        z = self.sample_z(m, self.rng_z)
-        if self.simultaneous:
-            fake = self.G(z)
-            l_real, l_fake = self.D(x), self.D(fake)       # one graph, both players
-            d_loss, g_loss = self._d_loss(l_real, l_fake), self._g_loss(l_fake)
-            self.opt_d.zero_grad()
+        every k-th D step is followed by a G step. Returns the batch stats.
+
+        x empty or not 2-D: ValueError. NaN or inf in x, a loss or a gradient
+        (a gradient is checked by one sum, so one whose sum overflows counts
+        too): NonFiniteError, raised before any parameter, optimizer buffer or
+        lr, moving average, random generator or counter changed (a retry draws
+        the same numbers). In the sequential mode a refused G step also undoes
+        the D step before it."""
+        xp = backend.xp
+        x = backend.asarray(x)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise ValueError(f"step: x must be a batch (m, D) with m >= 1 rows, got shape "
+                             f"{tuple(x.shape)}")
+        if not bool(xp.isfinite(x).all()):
+            rows = backend.to_numpy(xp.nonzero(~xp.isfinite(x).all(axis=1))[0])
+            raise NonFiniteError(f"step {self.step_count + 1}: the batch x has NaN or inf in "
+                                 f"row(s) {rows[:10].tolist()}; nothing was updated")
+        rngs = [self.rng_z] + _dropout_rngs(self.D)
+        rng_states = [r.bit_generator.state for r in rngs]
+        hypers = [{a: getattr(o, a) for a in ("lr", "momentum") if hasattr(o, a)}
+                  for o in (self.opt_g, self.opt_d)]
+        undo_d = None                   # D before its update, while a G step may still fail
+        try:
+            self._schedules()
+            x = Tensor(x)
+            m = x.shape[0]
+            z = self.sample_z(m, self.rng_z)
+            if self.simultaneous:
+                fake = self.G(z)
+                l_real, l_fake = self.D(x), self.D(fake)       # one graph, both players
+                d_loss, g_loss = self._d_loss(l_real, l_fake), self._g_loss(l_fake)
+                self.opt_d.zero_grad()
+                self.opt_g.zero_grad()
+                with _frozen(self.G.parameters()):
+                    d_loss.backward()                          # D's gradients; G's part is pruned
+                with _frozen(self.D.parameters()):
+                    g_loss.backward()                          # G's gradients, through D
+                stats = self._stats(d_loss, l_real, l_fake)
+                stats["g_loss"] = float(g_loss.item())
+                self._refuse_non_finite(stats, self.D, self.opt_d.params)
+                self._refuse_non_finite(stats, self.G, self.opt_g.params)
+                g_updated = True
+            else:
+                with no_grad():
+                    fake = self.G(z)
+                l_real, l_fake = self.D(x), self.D(fake)
+                d_loss = self._d_loss(l_real, l_fake)
+                self.opt_d.zero_grad()
+                d_loss.backward()
+                stats = self._stats(d_loss, l_real, l_fake)
+                self._refuse_non_finite(stats, self.D, self.opt_d.params)
+                g_updated = (self.step_count + 1) % self.k == 0
+                if g_updated:
+                    undo_d = _copy_state(self.opt_d)
+                self.opt_d.step()
+                if g_updated:
+                    z = self.sample_z(m, self.rng_z)           # fresh noise for G's step
+                    with _frozen(self.D.parameters()):
+                        l_gen = self.D(self.G(z))
+                        g_loss = self._g_loss(l_gen)
+                        self.opt_g.zero_grad()
+                        g_loss.backward()
+                    stats["g_loss"] = float(g_loss.item())
+                    self._refuse_non_finite(stats, self.G, self.opt_g.params)
+        except BaseException:
+            if undo_d is not None:
+                _put_state(self.opt_d, undo_d)
+            for r, st in zip(rngs, rng_states):
+                r.bit_generator.state = st
+            for o, h in zip((self.opt_g, self.opt_d), hypers):
+                for attr, v in h.items():
+                    setattr(o, attr, v)
             self.opt_g.zero_grad()
-            with _frozen(self.G.parameters()):
-                d_loss.backward()                          # D's gradients; G's part is pruned
-            with _frozen(self.D.parameters()):
-                g_loss.backward()                          # G's gradients, through D
+            self.opt_d.zero_grad()
+            raise
+        # everything checked: apply
+        if self.simultaneous:
             self.opt_d.step()
             self.opt_g.step()
-            g_updated = True
-        else:
-            with no_grad():
-                fake = self.G(z)
-            l_real, l_fake = self.D(x), self.D(fake)
-            d_loss = self._d_loss(l_real, l_fake)
-            self.opt_d.zero_grad()
-            d_loss.backward()
-            self.opt_d.step()
-            g_loss, g_updated = None, (self.step_count + 1) % self.k == 0
-            if g_updated:
-                z = self.sample_z(m, self.rng_z)
-                with _frozen(self.D.parameters()):
-                    l_gen = self.D(self.G(z))
-                    g_loss = self._g_loss(l_gen)
-                    self.opt_g.zero_grad()
-                    g_loss.backward()
-                self.opt_g.step()
+        elif g_updated:
+            self.opt_g.step()
         if g_updated:
             for ema in self.emas.values():
                 ema.update(self.G.parameters())
         self.step_count += 1
-        xp = backend.xp
-        stats = {"d_loss": float(d_loss.item()),
-                 "d_real": float(xp.mean(_sigmoid(l_real.data))),
-                 "d_fake": float(xp.mean(_sigmoid(l_fake.data)))}
-        if g_loss is not None:
-            stats["g_loss"] = float(g_loss.item())
-        if not all(math.isfinite(v) for v in stats.values()):
-            raise FloatingPointError(f"training diverged at step {self.step_count}: {stats}")
         return stats
 
     # -- epochs ---------------------------------------------------------------------
@@ -189,7 +265,13 @@ class GANTrainer:
             self._sums = {}
         while self._pos < n:
             idx = self._order[self._pos * self.batch_size:(self._pos + 1) * self.batch_size]
-            stats = self.step(self.data[idx])
+            batch = self.data[idx]
+            finite = numpy.isfinite(batch).all(axis=1)
+            if not finite.all():                    # data changed since the constructor's check
+                raise NonFiniteError(f"step {self.step_count + 1}: data rows "
+                                     f"{idx[~finite][:10].tolist()} hold NaN or inf; nothing "
+                                     "was updated")
+            stats = self.step(batch)
             self._pos += 1
             for key, v in stats.items():
                 s, c = self._sums.get(key, (0.0, 0))
@@ -208,7 +290,9 @@ class GANTrainer:
     # -- sampling -------------------------------------------------------------------
     def generate(self, n, G=None, rng=None, batch=1000):
         """n samples (host float32 (n, D)) from G (default self.G) in eval mode,
-        z from ``rng`` (default a fixed seed, so evaluations are comparable)."""
+        z from ``rng`` (default a fixed seed, so evaluations are comparable),
+        ``batch`` rows per G call. n or batch not a positive integer: ValueError."""
+        n, batch = _positive_int("n", n), _positive_int("batch", batch)
         G = G or self.G
         rng = rng if rng is not None else numpy.random.default_rng(12345)
         out = []
@@ -237,32 +321,183 @@ class GANTrainer:
         }
 
     def load_state_dict(self, s):
+        """Restore :meth:`state_dict` output, all or nothing: everything is
+        checked first (keys, shapes, dtypes, NaN/inf, the optimizers' kind and
+        hyper-parameters, the moving averages' decays, RNG states, counters)
+        and a mismatch raises CheckpointError naming it, the trainer unchanged."""
+        self._check_state(s)
+        old = self._references()
+        try:
+            self._set_state(s)
+        except Exception as e:          # a check above missed something: undo, then report
+            self._restore_references(old)
+            raise CheckpointError(f"checkpoint state does not fit this trainer: "
+                                  f"{type(e).__name__}: {e}") from e
+
+    def _set_state(self, s):
         self.G.load_state_dict(s["G"])
         self.D.load_state_dict(s["D"])
         self.opt_g.load_state_dict(s["opt_g"])
         self.opt_d.load_state_dict(s["opt_d"])
-        if sorted(map(str, self.emas)) != sorted(s["ema"]):
-            raise ValueError(f"checkpoint has moving averages {sorted(s['ema'])}, "
-                             f"this trainer keeps {sorted(map(str, self.emas))}")
         for d, e in self.emas.items():
-            e.avg = [backend.asarray(a).copy() for a in s["ema"][str(d)]]
+            e.avg = [backend.asarray(a, dtype=p.dtype).copy()
+                     for a, p in zip(s["ema"][str(d)], self.G.parameters())]
         self.rng_data.bit_generator.state = s["rng"]["data"]
         self.rng_z.bit_generator.state = s["rng"]["z"]
-        rngs = _dropout_rngs(self.D)
-        if len(rngs) != len(s["rng"]["dropout"]):
-            raise ValueError("checkpoint's dropout generators do not match this D")
-        for r, st in zip(rngs, s["rng"]["dropout"]):
+        for r, st in zip(_dropout_rngs(self.D), s["rng"]["dropout"]):
             r.bit_generator.state = st
         self.step_count, self.epoch = int(s["step"]), int(s["epoch"])
-        self._order = None if s["order"] is None else numpy.asarray(s["order"])
+        self._order = None if s["order"] is None else numpy.array(s["order"], dtype=numpy.int64)
         self._pos = int(s["pos"])
-        self._sums = {k: tuple(v) for k, v in s["sums"].items()}
-        self.history = list(s["history"])
+        self._sums = {k: (float(v[0]), int(v[1])) for k, v in s["sums"].items()}
+        self.history = [dict(h) for h in s["history"]]
+
+    def _references(self):
+        """What load_state_dict replaces (it replaces arrays, never writes into them)."""
+        opts = [(o, {n: list(b) for n, b in o._state_arrays().items()}, o.steps, o._hyper())
+                for o in (self.opt_g, self.opt_d)]
+        rngs = [self.rng_data, self.rng_z] + _dropout_rngs(self.D)
+        return ([(p, p.data) for p in self.G.parameters() + self.D.parameters()], opts,
+                [(e, e.avg) for e in self.emas.values()],
+                [(r, r.bit_generator.state) for r in rngs],
+                (self.step_count, self.epoch, self._order, self._pos,
+                 getattr(self, "_sums", {}), self.history))
+
+    def _restore_references(self, old):
+        params, opts, emas, rngs, counters = old
+        for p, d in params:
+            p.data, p.grad = d, None
+        for o, bufs, steps, hyper in opts:
+            for n, b in o._state_arrays().items():
+                b[:] = bufs[n]
+            o.steps = steps
+            for k, v in hyper.items():
+                setattr(o, k, v)
+        for e, avg in emas:
+            e.avg = avg
+        for r, st in rngs:
+            r.bit_generator.state = st
+        (self.step_count, self.epoch, self._order, self._pos, self._sums, self.history) = counters
+
+    def _check_state(self, s):
+        """CheckpointError naming the first part of ``s`` that does not fit; changes nothing."""
+        def bad(msg):
+            raise CheckpointError(f"checkpoint state does not fit this trainer: {msg}")
+        if not isinstance(s, dict):
+            bad(f"expected a dict, got {type(s).__name__}")
+        want = {"G", "D", "opt_g", "opt_d", "ema", "rng", "step", "epoch", "order", "pos",
+                "sums", "history"}
+        if set(s) != want:
+            bad(f"missing keys {sorted(want - set(s))}, unexpected keys "
+                f"{sorted(map(str, set(s) - want))}")
+        for name, module in (("G", self.G), ("D", self.D)):
+            _check_arrays(bad, name, s[name], module.named_parameters())
+        for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            try:
+                opt.check_state_dict(s[name])
+            except ValueError as e:
+                bad(f"{name}: {e}")
+        ema = s["ema"]
+        if not isinstance(ema, dict) or sorted(ema) != sorted(map(str, self.emas)):
+            have = sorted(ema) if isinstance(ema, dict) else type(ema).__name__
+            bad(f"checkpoint has moving averages {have}, this trainer keeps "
+                f"{sorted(map(str, self.emas))}")
+        names = [n for n, _ in self.G.named_parameters()]
+        for d in self.emas:
+            avg = ema[str(d)]
+            if not isinstance(avg, list) or len(avg) != len(names):
+                bad(f"ema {d} must be a list of {len(names)} arrays")
+            _check_arrays(bad, f"ema {d}", dict(zip(names, avg)), self.G.named_parameters())
+        rng = s["rng"]
+        drop = _dropout_rngs(self.D)
+        if not isinstance(rng, dict) or set(rng) != {"data", "z", "dropout"}:
+            bad("rng must be a dict with keys 'data', 'z', 'dropout'")
+        if not isinstance(rng["dropout"], list) or len(rng["dropout"]) != len(drop):
+            bad(f"checkpoint's dropout generators do not match this D ({len(drop)})")
+        for what, r, st in [("data", self.rng_data, rng["data"]), ("z", self.rng_z, rng["z"])] + [
+                (f"dropout {i}", r, st) for i, (r, st) in enumerate(zip(drop, rng["dropout"]))]:
+            try:
+                type(r.bit_generator)().state = st          # on a scratch generator
+            except (TypeError, ValueError, KeyError) as e:
+                bad(f"rng {what}: {type(e).__name__}: {e}")
+        for key in ("step", "epoch", "pos"):
+            v = s[key]
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+                bad(f"{key} must be an integer >= 0, got {v!r}")
+        order, n = s["order"], len(self.data)
+        if order is None:
+            if s["pos"] != 0:
+                bad(f"pos is {s['pos']} but there is no epoch order")
+        else:
+            if (not isinstance(order, numpy.ndarray) or order.dtype.kind not in "iu"
+                    or order.shape != (n,)
+                    or not numpy.array_equal(numpy.sort(order), numpy.arange(n))):
+                bad(f"order must be a permutation of the {n} data rows")
+            if s["pos"] > self.batches_per_epoch():
+                bad(f"pos {s['pos']} is past the epoch's {self.batches_per_epoch()} batches")
+        sums = s["sums"]
+        if not isinstance(sums, dict) or not all(
+                isinstance(v, (list, tuple)) and len(v) == 2
+                and all(isinstance(x, numbers.Real) for x in v) for v in sums.values()):
+            bad("sums must map names to (sum, count) pairs")
+        if not isinstance(s["history"], list) or not all(isinstance(h, dict) for h in s["history"]):
+            bad("history must be a list of dicts")
+
+
+def _check_arrays(bad, what, state, named_params):
+    """``state`` {name: array} must have exactly these parameters' names and shapes,
+    real data, finite in each parameter's dtype."""
+    own = dict(named_params)
+    if not isinstance(state, dict):
+        bad(f"{what} must be a dict of arrays, got {type(state).__name__}")
+    if set(state) != set(own):
+        bad(f"{what}: missing keys {sorted(set(own) - set(state))}, unexpected keys "
+            f"{sorted(map(str, set(state) - set(own)))}")
+    for k, p in own.items():
+        a = state[k]
+        kind = getattr(getattr(a, "dtype", None), "kind", None)
+        if kind is None or kind not in "fiu" or tuple(a.shape) != p.shape:
+            bad(f"{what} '{k}' must be a real array of shape {p.shape}, got "
+                f"{type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}")
+        with numpy.errstate(over="ignore", invalid="ignore"):
+            ok = bool(backend.xp.isfinite(backend.asarray(a, dtype=p.dtype)).all())
+        if not ok:
+            bad(f"{what} '{k}' has NaN or inf values (or values that overflow {p.dtype})")
 
 
 def _sigmoid(a):
     xp = backend.xp
     return 1.0 / (1.0 + xp.exp(-xp.clip(a, -60, 60)))
+
+
+def _first_non_finite_grad(params):
+    """Index of the first parameter whose gradient holds NaN or inf, else None:
+    one sum per gradient (NaN and inf survive a sum; a sum that overflows the
+    dtype counts as non-finite too)."""
+    xp = backend.xp
+    grads = [(i, p.grad) for i, p in enumerate(params) if p.grad is not None]
+    if not grads:
+        return None
+    ok = xp.isfinite(xp.stack([xp.sum(g) for _, g in grads]))
+    if bool(ok.all()):
+        return None
+    return grads[int(backend.to_numpy(xp.argmin(ok)))][0]
+
+
+def _copy_state(opt):
+    """A copy of what ``opt.step()`` changes: its parameters, buffers and step count."""
+    return ([p.data.copy() for p in opt.params],
+            {n: [None if a is None else a.copy() for a in bufs]
+             for n, bufs in opt._state_arrays().items()}, opt.steps)
+
+
+def _put_state(opt, saved):
+    data, bufs, steps = saved
+    for p, d in zip(opt.params, data):
+        p.data = d
+    for n, b in opt._state_arrays().items():
+        b[:] = bufs[n]
+    opt.steps = steps
 
 
 def _dropout_rngs(module):

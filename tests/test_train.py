@@ -1,5 +1,7 @@
 """The GAN trainer: each player learns, updates equal hand-built ones, resume is exact."""
+import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -88,8 +90,14 @@ def test_simultaneous_step_equals_separately_computed_gradients(g_loss):
     t.step(x)
     after = params(t)
     nG = len(gg)
+    # Rounding bound, float64: p + v rounds once (<= eps |p|, and after - before is
+    # exact); the two gradients sum the same terms in different orders through
+    # fewer than K = 1000 products (widths and batch here add up to ~100), so
+    # they differ by <= K eps |terms|, taken as K eps max|g| (10x spare for cancellation).
+    eps = np.finfo(np.float64).eps
     for i, g in enumerate(gg + gd):
-        np.testing.assert_allclose(after[i] - before[i], -lr * g, rtol=1e-9, atol=1e-12,
+        atol = eps * np.abs(before[i]).max() + lr * 1000 * eps * np.abs(g).max()
+        np.testing.assert_allclose(after[i] - before[i], -lr * g, rtol=0, atol=atol,
                                    err_msg=f"param {i} ({'G' if i < nG else 'D'})")
 
 
@@ -121,16 +129,77 @@ def test_schedules_are_applied_per_step_and_epoch():
     assert t.opt_g.momentum == pytest.approx(0.7, rel=1e-12)
 
 
-def test_ema_matches_closed_form():
-    t = make(ema=(0.9,))
-    w = [t.G.parameters()[0].data.copy()]
+def _adam_g_trainer(simultaneous=True, k=1, decays=(0.5, 0.9)):
+    """G trained by Adam (lr 0.01): every weight moves ~0.01 a step, so the
+    moving averages differ from G by far more than float32 rounding."""
+    G, D, data = tiny()
+    return train.GANTrainer(G, D, data, batch_size=8, k=k, simultaneous=simultaneous,
+                            opt_g=optim.Adam(G.parameters(), lr=0.01), ema_decays=decays, seed=0)
+
+
+@pytest.mark.parametrize("simultaneous,k", [(True, 1), (False, 1), (False, 3)])
+def test_ema_matches_closed_form_on_every_parameter(simultaneous, k):
+    """avg <- d avg + (1 - d) w after each G step only (sequential k = 3: steps
+    3 and 6), for every parameter and both decays, within float32 rounding."""
+    t = _adam_g_trainer(simultaneous, k)
+    w0 = [p.data.astype(np.float64) for p in t.G.parameters()]
+    expect = {d: list(w0) for d in t.emas}
+    scale = [np.abs(w).max() for w in w0]
+    updates = 0
+    for i in range(6):
+        t.step(t.data[:8])
+        if simultaneous or (i + 1) % k == 0:
+            updates += 1
+            for d in expect:
+                expect[d] = [d * e + (1 - d) * p.data.astype(np.float64)
+                             for e, p in zip(expect[d], t.G.parameters())]
+        scale = [max(s, float(np.abs(p.data).max())) for s, p in zip(scale, t.G.parameters())]
+    assert updates == (6 if simultaneous else 6 // k)
+    eps = np.finfo(np.float32).eps
+    for d, e in expect.items():
+        for j, (avg, want, w) in enumerate(zip(t.emas[d].avg, e, w0)):
+            # one float32 update, avg + (1-d)(w - avg): 3 roundings of terms <= 2 scale
+            atol = updates * 6 * eps * scale[j]
+            assert np.abs(want - w).max() > 1000 * atol, "the averages must move visibly"
+            np.testing.assert_allclose(avg, want, rtol=0, atol=atol,
+                                       err_msg=f"decay {d}, parameter {j}")
+
+
+def test_averaged_generator_is_a_copy_of_the_averages():
+    t = _adam_g_trainer()
     for _ in range(3):
         t.step(t.data[:8])
-        w.append(t.G.parameters()[0].data.copy())
-    expect = w[0]
-    for wi in w[1:]:
-        expect = 0.9 * expect + 0.1 * wi
-    np.testing.assert_allclose(t.emas[0.9].avg[0], expect, rtol=1e-5, atol=1e-7)
+    template = models.Generator(z_dim=5, hidden=16, out=12, rng=np.random.default_rng(99))
+    out = t.averaged_generator(0.9, template)
+    assert out is template
+    avg = t.emas[0.9].avg
+    for p, a in zip(template.parameters(), avg):
+        np.testing.assert_array_equal(p.data, a)
+        assert not np.shares_memory(p.data, a)
+    kept = [a.copy() for a in avg]
+    template.parameters()[0].data += 1.0              # using the copy leaves the averages alone
+    for a, b in zip(avg, kept):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(t.generate(4, G=template), t.generate(4))
+
+
+def test_sequential_g_step_draws_fresh_noise():
+    """Algorithm 1: G's step samples its own minibatch of noise."""
+    t = make(simultaneous=False, k=1, ema=())
+    seen, forward = [], t.G.forward
+
+    def spy(z, *a, **kw):
+        seen.append(np.array(z.data if isinstance(z, Tensor) else z, copy=True))
+        return forward(z, *a, **kw)
+    t.G.forward = spy
+    rng = np.random.default_rng()
+    rng.bit_generator.state = t.rng_z.bit_generator.state
+    z_d, z_g = t.sample_z(8, rng), t.sample_z(8, rng)
+    t.step(t.data[:8])
+    assert len(seen) == 2
+    np.testing.assert_array_equal(seen[0], z_d)        # D's fake batch
+    np.testing.assert_array_equal(seen[1], z_g)        # G's step: the next draw
+    assert t.rng_z.bit_generator.state == rng.bit_generator.state
 
 
 def test_resume_is_bit_identical(tmp_path):
@@ -227,3 +296,234 @@ def test_first_step_d_loss_is_ln2_with_the_authors_halved_objective():
         assert t.step(x[:100])["d_loss"] == pytest.approx(expect, abs=2e-3)
     with pytest.raises(ValueError, match="d_scale"):
         train.GANTrainer(G, D, x, batch_size=100, d_scale=0)
+
+
+# ----------------------------------------------------------------------------- refusals
+
+def frozen(t):
+    """The trainer's whole state (state_dict: parameters, optimizer buffers, lr and
+    momentum, averages, RNGs, counters), arrays as bytes: equal iff bit-identical."""
+    def enc(o):
+        if isinstance(o, np.ndarray):
+            return ("array", o.dtype.str, o.shape, o.tobytes())
+        if isinstance(o, dict):
+            return {k: enc(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [enc(v) for v in o]
+        return o
+    return enc(t.state_dict())
+
+
+def _nan_backward(x):
+    """Identity forward, NaN backward: a finite loss with non-finite gradients."""
+    return Tensor.make(x.data, (x,), lambda g: (g * np.nan,))
+
+
+def _nan_pixel(t, x):
+    x[2, 3] = np.nan
+
+
+def _inf_pixel(t, x):
+    x[0, 0] = np.inf
+
+
+def _nan_d_grad(t, x):
+    d_loss = t._d_loss
+    t._d_loss = lambda l_real, l_fake: d_loss(_nan_backward(l_real), l_fake)
+
+
+def _nan_g_grad(t, x):
+    g_loss = t._g_loss
+    t._g_loss = lambda l: g_loss(_nan_backward(l))
+
+
+def _inf_g_loss(t, x):
+    g_loss = t._g_loss
+    t._g_loss = lambda l: g_loss(l) * np.inf
+
+
+@pytest.mark.parametrize("fault", [_nan_pixel, _inf_pixel, _nan_d_grad, _nan_g_grad, _inf_g_loss])
+@pytest.mark.parametrize("simultaneous,k", [(True, 1), (False, 1), (False, 2)])
+def test_non_finite_step_changes_nothing(fault, simultaneous, k):
+    """The 4th step fails (a G step in every mode: sequential, its D step came
+    first and is undone); the trainer is bit for bit as before it, and a retry
+    with a clean batch equals a trainer that never saw the fault."""
+    def build():
+        t = make(simultaneous, k, ema=(0.9, 0.5))
+        for _ in range(3):
+            t.step(t.data[:8])
+        return t
+    t, twin = build(), build()
+    before = frozen(t)
+    x = t.data[8:16].copy()
+    fault(t, x)
+    with pytest.raises(train.NonFiniteError, match=r"step 4: .*NaN or inf.*nothing was updated"):
+        with np.errstate(invalid="ignore", over="ignore"):
+            t.step(x)
+    assert frozen(t) == before
+    for name in ("_d_loss", "_g_loss"):
+        vars(t).pop(name, None)
+    t.step(t.data[8:16])
+    twin.step(twin.data[8:16])
+    assert frozen(t) == frozen(twin)
+
+
+def test_data_changed_after_construction_is_refused_where_read():
+    t = make()
+    peek = np.random.default_rng()
+    peek.bit_generator.state = t.rng_data.bit_generator.state
+    rows = peek.permutation(len(t.data))[16:24][[1, 6]]   # two rows of the 3rd batch
+    t.data[rows, 3] = [np.inf, np.nan]                  # the trainer shares the caller's array
+    snaps = []
+    with pytest.raises(train.NonFiniteError, match=re.escape(f"step 3: data rows {rows.tolist()} hold")):
+        t.train_epoch(on_step=lambda tr, stats: snaps.append(frozen(tr)))
+    assert len(snaps) == 2 and frozen(t) == snaps[-1]   # as after the last good step
+    with pytest.raises(train.NonFiniteError):
+        t.train_epoch()                                 # the same batch again: refused again
+    assert frozen(t) == snaps[-1]
+
+
+def test_edge_sizes_are_refused_with_their_name():
+    G, D, data = tiny()
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="batch_size"):
+            train.GANTrainer(G, D, data, batch_size=bad)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="k "):
+            train.GANTrainer(G, D, data, batch_size=8, k=bad)
+    t = make()
+    before = frozen(t)
+    for x in (t.data[:0], t.data[0], t.data[:2, :, None]):
+        with pytest.raises(ValueError, match="x must be a batch"):
+            t.step(x)
+    assert frozen(t) == before
+    for n in (0, -3, 2.0, None):
+        with pytest.raises(ValueError, match="n must be a positive integer"):
+            t.generate(n)
+    with pytest.raises(ValueError, match="batch must be a positive integer"):
+        t.generate(5, batch=0)
+    assert t.generate(1).shape == (1, 12)
+    assert t.generate(7, batch=3).shape == (7, 12)
+    np.testing.assert_array_equal(t.generate(7, batch=3), t.generate(7))
+
+
+# ----------------------------------------------------------------------------- loading
+
+def test_load_state_dict_is_all_or_nothing():
+    src = make(ema=(0.9,))
+    src.step(src.data[:8])
+    state = src.state_dict()
+
+    other_ema = make(seed=1, ema=(0.5,))               # mismatched moving-average decays
+    before = frozen(other_ema)
+    with pytest.raises(checkpoint.CheckpointError, match=r"moving averages \['0.9'\].*\['0.5'\]"):
+        other_ema.load_state_dict(state)
+    assert frozen(other_ema) == before
+
+    G, D, data = tiny(seed=1)                           # Adam trainer, SGD checkpoint
+    adam = train.GANTrainer(G, D, data, batch_size=8, ema_decays=(0.9,),
+                            opt_g=optim.Adam(G.parameters()), opt_d=optim.Adam(D.parameters()))
+    before = frozen(adam)
+    with pytest.raises(checkpoint.CheckpointError, match=r"opt_g: Adam state has keys"):
+        adam.load_state_dict(state)
+    assert frozen(adam) == before
+
+    t = make(seed=1)
+    before = frozen(t)
+    for edit, match in [
+            (lambda s: s["opt_d"]["hyper"].update(lr=-1.0), "opt_d: .*lr must be >= 0"),
+            (lambda s: s["opt_g"]["hyper"].update(foo=1), "opt_g: .*hyper-parameters"),
+            (lambda s: s["ema"]["0.9"].pop(), "ema 0.9"),
+            (lambda s: s["D"]["y.weight"].fill(np.nan), "D 'y.weight' has NaN"),
+            (lambda s: s["G"].pop("h0.bias"), r"G: missing keys \['h0.bias'\]"),
+            (lambda s: s["opt_d"]["velocity"][0].fill(np.inf), r"velocity'\[0\] has NaN"),
+            (lambda s: s["rng"]["z"].update(state="x"), "rng z"),
+            (lambda s: s.update(order=np.arange(3)), "permutation"),
+            (lambda s: s.update(G=[1, 2]), "G must be a dict")]:
+        s = src.state_dict()
+        edit(s)
+        with pytest.raises(checkpoint.CheckpointError, match=match):
+            t.load_state_dict(s)
+        assert frozen(t) == before
+    t.load_state_dict(state)
+    assert frozen(t) == frozen(src)
+
+
+def test_load_state_dict_undoes_a_part_that_fails_late(monkeypatch):
+    """A failure the checks did not foresee (here D's own loader) undoes G."""
+    src, t = make(), make(seed=1)
+    src.step(src.data[:8])
+    before = frozen(t)
+
+    def refuse(state):
+        raise ValueError("refused late")
+    monkeypatch.setattr(t.D, "load_state_dict", refuse)
+    with pytest.raises(checkpoint.CheckpointError, match="refused late"):
+        t.load_state_dict(src.state_dict())
+    assert frozen(t) == before
+
+
+def _rewrite(path, out, edit):
+    """Copy checkpoint ``path`` to ``out`` with its metadata edited and the SHA-256
+    recomputed: a right digest over a wrong structure."""
+    with np.load(path) as z:
+        members = {k: z[k] for k in z.files}
+    arrays = [members[f"a{i}"] for i in range(len(members) - 2)]
+    meta = edit(json.loads(str(members["meta"])))
+    meta = meta if isinstance(meta, str) else json.dumps(meta)
+    members["meta"], members["sha256"] = np.array(meta), np.array(checkpoint._digest(meta, arrays))
+    with open(out, "wb") as f:
+        np.savez(f, **members)
+    return out
+
+
+def _first_array_node(tree):
+    if isinstance(tree, dict):
+        if "__array__" in tree:
+            return tree
+        tree = [v for _, v in tree["__dict__"]]
+    for v in tree if isinstance(tree, list) else ():
+        found = _first_array_node(v)
+        if found is not None:
+            return found
+    return None
+
+
+def _set_index(i):
+    def edit(info):
+        _first_array_node(info["state"])["__array__"] = i
+        return info
+    return edit
+
+
+def _break_dict(info):
+    info["state"]["__dict__"][0][1] = {"__dict__": "G"}
+    return info
+
+
+@pytest.mark.parametrize("edit,match", [
+    (_set_index(10_000), "array index 10000"), (_set_index(-1), "array index -1"),
+    (_set_index("0"), "array index '0'"), (_break_dict, "malformed node"),
+    (lambda info: "{not json", "not JSON"), (lambda info: [1, 2], "format None"),
+    (lambda info: {k: v for k, v in info.items() if k != "state"}, "lacks a config dict or the state")])
+def test_checkpoint_with_right_digest_and_wrong_structure_is_refused(tmp_path, edit, match):
+    a = make()
+    path = checkpoint.save(str(tmp_path / "ck.npz"), a.state_dict(), {"seed": 0})
+    bad = _rewrite(path, str(tmp_path / "bad.npz"), edit)
+    with pytest.raises(checkpoint.CheckpointError, match=match):
+        checkpoint.load(bad)
+
+
+def test_checkpoint_with_right_digest_and_wrong_state_is_refused_by_the_trainer(tmp_path):
+    a = make()
+    path = checkpoint.save(str(tmp_path / "ck.npz"), a.state_dict(), {"seed": 0})
+
+    def g_as_list(info):
+        info["state"]["__dict__"][0][1] = [1, 2, 3]
+        return info
+    bad = _rewrite(path, str(tmp_path / "bad.npz"), g_as_list)
+    t = make(seed=1)
+    before = frozen(t)
+    with pytest.raises(checkpoint.CheckpointError, match="G must be a dict"):
+        t.load_state_dict(checkpoint.load(bad)["state"])
+    assert frozen(t) == before
