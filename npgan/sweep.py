@@ -328,10 +328,17 @@ def _data(cfg):
             except datasets.DatasetError:
                 if os.path.isdir(CHECKOUT_DATA):
                     d = CHECKOUT_DATA          # the copy a checkout carries
-        full, _ = datasets.load_mnist("train_full", data_dir=d)
-        _cache[key] = (full[:50000], full[50000:])
-    tr, va = _cache[key]
-    return tr[:cfg["train_size"]], va
+        full, _ = datasets.load_mnist("train_full", data_dir=d, dtype="uint8")
+        _cache[key] = (full, {}, _float(full[50000:]))
+    full, trains, valid = _cache[key]
+    n = cfg["train_size"]
+    if n not in trains:             # only the rows used, as load_mnist(dtype="float32") converts
+        trains[n] = _float(full[:n])
+    return trains[n], valid
+
+
+def _float(images):
+    return numpy.divide(images, numpy.float32(255), dtype=numpy.float32)
 
 
 def _fd_reference(cfg, valid):
@@ -658,7 +665,7 @@ def _fmt(params):
 def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study_name="npgan",
               timeout=None, scheduler=None, workers=None, threads_per_trial=1, retries=2,
               fd_max=20.0, pruner="median", seed=0, enqueue_paper=True, dashboard_address=":8787",
-              checkpoint_minutes=5.0, checkpoint_steps=0, inject=None, out=print):
+              checkpoint_minutes=5.0, checkpoint_steps=0, figures=True, inject=None, out=print):
     """Run (or resume) a study until it holds ``n_trials`` finished trials
     (complete, pruned or failed), or ``timeout`` seconds have passed (then no
     new trial starts; those running finish). Returns :func:`summary`'s dict.
@@ -675,7 +682,8 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
     selection rule and the sampler's constraint. pruner: "median" or "none".
     enqueue_paper: make the first trial the paper's recipe (the searched keys
     set to the paper's values) when those lie in the space. inject: extra
-    spec entries for every trial (tests: "inject_kill", "stop_at_step")."""
+    spec entries for every trial (tests: "inject_kill", "stop_at_step").
+    figures: write pareto.png and curves.png at the end (needs matplotlib)."""
     space = load_space(space)                      # refuse a bad space before anything starts
     cfg = trial_config(config)
     if pruner not in ("median", "none"):
@@ -687,7 +695,7 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
     threads_per_trial = int(threads_per_trial)
     if threads_per_trial < 1:
         raise SweepError(f"threads_per_trial must be >= 1, got {threads_per_trial}")
-    dask, distributed, optuna = _require()
+    _, distributed, optuna = _require()
     t0 = time.time()
     log = _Log(out, t0)
     study_dir = os.path.abspath(study_dir)
@@ -736,14 +744,7 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
     # -- the cluster
     cluster = None
     if scheduler is None:
-        n_workers = int(workers or max(1, usable_cores() // threads_per_trial))
-        env = {v: str(threads_per_trial) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                   "MKL_NUM_THREADS")}
-        with dask.config.set({"distributed.scheduler.allowed-failures": retries + 1}):
-            cluster = distributed.LocalCluster(
-                n_workers=n_workers, threads_per_worker=1, processes=True,
-                dashboard_address=dashboard_address, resources={"trial": 1}, env=env,
-                silence_logs=40)
+        cluster = local_cluster(workers, threads_per_trial, retries, dashboard_address)
         client = distributed.Client(cluster)
     else:
         client = distributed.Client(scheduler)
@@ -758,11 +759,27 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
             f"once, {threads_per_trial} thread(s) each; dashboard {link}")
         return _drive(study, space, cfg, study_dir, client, distributed, optuna, log, n_trials,
                       timeout, parallel, resources, retries, fd_max, threads_per_trial,
-                      checkpoint_minutes, checkpoint_steps, inject or {}, resume, t0)
+                      checkpoint_minutes, checkpoint_steps, inject or {}, resume, t0, figures)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def local_cluster(workers=None, threads_per_trial=1, retries=2, dashboard_address=":8787"):
+    """The embedded cluster of :func:`run_study`: a LocalCluster of ``workers``
+    (default usable cores // threads_per_trial) single-threaded worker
+    processes, each offering one "trial" resource, with BLAS threads set to
+    ``threads_per_trial`` in their environment; a task whose worker dies is
+    rescheduled up to ``retries`` + 1 times (allowed-failures)."""
+    dask, distributed, _ = _require()
+    n_workers = int(workers or max(1, usable_cores() // threads_per_trial))
+    env = {v: str(threads_per_trial) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                               "MKL_NUM_THREADS")}
+    with dask.config.set({"distributed.scheduler.allowed-failures": retries + 1}):
+        return distributed.LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True,
+            dashboard_address=dashboard_address, resources={"trial": 1}, env=env, silence_logs=40)
 
 
 def _in_spec(spec, v):
@@ -774,7 +791,8 @@ def _in_spec(spec, v):
 
 
 def _drive(study, space, cfg, study_dir, client, distributed, optuna, log, n_trials, timeout,
-           parallel, resources, retries, fd_max, threads, ck_minutes, ck_steps, inject, resume, t0):
+           parallel, resources, retries, fd_max, threads, ck_minutes, ck_steps, inject, resume, t0,
+           figures):
     TS = optuna.trial.TrialState
     channel = f"npgan-sweep-{uuid.uuid4().hex[:12]}"
     queue = distributed.Queue(channel, client=client)
@@ -932,7 +950,7 @@ def _drive(study, space, cfg, study_dir, client, distributed, optuna, log, n_tri
         with contextlib.suppress(Exception):
             queue.close()
     elapsed = time.time() - t0
-    s = write_results(study, study_dir, fd_max, figures=True)
+    s = write_results(study, study_dir, fd_max, figures=figures)
     n_fin = sum(counts.values())
     s["this_run"] = {"finished": n_fin, **counts, "seconds": elapsed,
                      "trials_per_hour": 3600.0 * n_fin / elapsed if elapsed > 0 else None}

@@ -104,26 +104,46 @@ def test_trial_config_checked():
 # ------------------------------------------------------------------ on a cluster
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """A 3-trial study on an embedded LocalCluster (2 worker processes); the
-    first trial to reach step KILL_STEP SIGKILLs its worker."""
+def cluster():
+    """The embedded cluster of run_study (sweep.local_cluster), 2 single-thread
+    worker processes, started once for the module: every run_study below
+    reaches it by its address, as a driver does with --scheduler."""
+    c = sweep.local_cluster(workers=2, threads_per_trial=1, dashboard_address=":0")
+    yield c
+    c.close()
+
+
+def _on_worker(cluster, spec):
+    """sweep.run_trial(spec) (no driver, no pruning) as a task on the cluster."""
+    from distributed import Client
+    with Client(cluster.scheduler_address) as client:
+        return client.submit(sweep.run_trial, spec, pure=False, resources={"trial": 1}).result()
+
+
+@pytest.fixture(scope="module")
+def study(cluster, tmp_path_factory):
+    """A 2-trial study (the paper's recipe and a TPE draw) run at once on the
+    2 workers; the first trial to reach step KILL_STEP SIGKILLs its worker."""
     d = tmp_path_factory.mktemp("sweep")
     lines = []
     marker = d / "killed.json"
     summary = sweep.run_study(
-        SPACE, d / "study", n_trials=3, config=TINY, workers=2, threads_per_trial=1,
-        dashboard_address=":0", checkpoint_steps=4, fd_max=1e6,
+        SPACE, d / "study", n_trials=2, config=TINY, scheduler=cluster.scheduler_address,
+        checkpoint_steps=4, fd_max=1e6, figures=False,
         inject={"inject_kill": {"step": KILL_STEP, "marker": str(marker)}}, out=lines.append)
+    if os.environ.get("NPGAN_SWEEP_TEST_LOG"):
+        print("\n".join(lines))
     return {"dir": d / "study", "summary": summary, "lines": lines, "marker": marker}
 
 
 @cluster_test
-def test_embedded_cluster_runs_a_study(study):
+def test_study_on_a_local_cluster(study, cluster):
     d, s, text = study["dir"], study["summary"], "\n".join(study["lines"])
-    assert "dashboard http" in text and "embedded LocalCluster, 2 trial(s) at once" in text
+    assert f"Dask: {cluster.scheduler_address}, 2 trial(s) at once, 1 thread(s) each; " \
+        "dashboard http" in text
     storage = optuna.load_study(study_name="npgan", storage=f"sqlite:///{d / 'study.db'}")
     trials = storage.get_trials()
-    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 2
     for t in trials:
         assert f"trial {t.number} COMPLETE: Parzen" in text
         assert f"trial {t.number} epoch 1:" in text and "-> continue" in text
@@ -134,22 +154,28 @@ def test_embedded_cluster_runs_a_study(study):
     assert trials[0].params == sweep.searched(sweep.PAPER, sweep.load_space(SPACE))   # paper first
     with open(d / "results.json") as f:
         res = json.load(f)
-    assert [r["number"] for r in res["trials"]] == [0, 1, 2]
+    assert [r["number"] for r in res["trials"]] == [0, 1]
     best = sweep.select(res["trials"], 1e6)
     assert res["best"]["number"] == best["number"] == max(trials, key=lambda t: t.value).number
     with open(d / "results.csv") as f:
         rows = f.read().splitlines()
-    assert rows[0].startswith("number,state,parzen,fd,sigma,fd_ok,pareto") and len(rows) == 4
-    assert s["this_run"]["finished"] == 3
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return                                                # figures need matplotlib
-    assert (d / "pareto.png").stat().st_size > 0 and (d / "curves.png").stat().st_size > 0
+    assert rows[0].startswith("number,state,parzen,fd,sigma,fd_ok,pareto") and len(rows) == 3
+    assert s["this_run"]["finished"] == 2
 
 
 @cluster_test
-def test_killed_worker_trial_ends_bit_identical(study, tmp_path):
+def test_figures(study, tmp_path):
+    pytest.importorskip("matplotlib")
+    with open(study["dir"] / "results.json") as f:
+        res = json.load(f)
+    rows = res["trials"]
+    paths = sweep.plot(rows, sweep.select(rows, 1e6), sweep.pareto_front(rows), 1e6, str(tmp_path))
+    assert sorted(os.path.basename(p) for p in paths) == ["curves.png", "pareto.png"]
+    assert all(os.path.getsize(p) > 1000 for p in paths)
+
+
+@cluster_test
+def test_killed_worker_trial_ends_bit_identical(study, cluster, tmp_path):
     d = study["dir"]
     killed = json.loads(study["marker"].read_text())         # it happened, once
     n = killed["number"]
@@ -160,11 +186,11 @@ def test_killed_worker_trial_ends_bit_identical(study, tmp_path):
     with open(tdir / "result.json") as f:
         got = json.load(f)
     assert got["state"] == "complete" and got["attempts"] == 2
-    # the same trial, uninterrupted, in this process
+    # the same trial, uninterrupted, on a worker (they hold the data already)
     with open(tdir / "recipe.json") as f:
         recipe = json.load(f)["recipe"]
-    ref = sweep.run_trial({"number": n, "recipe": recipe, "config": sweep.trial_config(TINY),
-                           "dir": str(tmp_path / "ref"), "threads": 1})
+    ref = _on_worker(cluster, {"number": n, "recipe": recipe, "config": sweep.trial_config(TINY),
+                               "dir": str(tmp_path / "ref"), "threads": 1})
     assert ref["state"] == "complete" and ref["attempts"] == 1
     key = ("epoch", "step", "parzen", "sigma", "fd")
     assert [[e[k] for k in key] for e in got["evals"]] == [[e[k] for k in key] for e in ref["evals"]]
@@ -172,41 +198,41 @@ def test_killed_worker_trial_ends_bit_identical(study, tmp_path):
     assert sorted(a.files) == sorted(b.files) and any(f.startswith("D.") for f in a.files)
     for f in a.files:
         assert a[f].dtype == b[f].dtype and np.array_equal(a[f], b[f]), f
-    other = [t for t in range(3) if t != n]                   # the others ran once
-    for t in other:
-        assert len((d / "trials" / f"{t:05d}" / "attempts.jsonl").read_text().splitlines()) == 1
+    other = 1 - n                                             # the other trial ran once
+    assert len((d / "trials" / f"{other:05d}" / "attempts.jsonl").read_text().splitlines()) == 1
 
 
 @cluster_test
-def test_restarted_driver_resumes_the_study(study):
+def test_restarted_driver_resumes_the_study(study, cluster):
     d = study["dir"]
     storage = f"sqlite:///{d / 'study.db'}"
     before = {t.number: (t.value, t.datetime_complete) for t in
               optuna.load_study(study_name="npgan", storage=storage).get_trials()}
-    # a driver that died while trial 3 ran: asked, trained to step 5 (mid-epoch), checkpointed
+    # a driver that died while trial 2 ran: asked, trained to step 5 (mid-epoch), checkpointed
     st = optuna.load_study(study_name="npgan", storage=storage)
     trial = st.ask()
     space = sweep.load_space(SPACE)
     recipe = sweep.suggest(trial, space)
-    tdir = d / "trials" / "00003"
-    r = sweep.run_trial({"number": 3, "recipe": recipe, "config": sweep.trial_config(TINY),
-                         "dir": str(tdir), "threads": 1, "stop_at_step": 5})
+    tdir = d / "trials" / "00002"
+    r = _on_worker(cluster, {"number": 2, "recipe": recipe, "config": sweep.trial_config(TINY),
+                             "dir": str(tdir), "threads": 1, "stop_at_step": 5})
     assert r["state"] == "interrupted" and r["step"] == 5 and (tdir / "checkpoint.npz").exists()
     lines = []
-    sweep.run_study(SPACE, d, n_trials=4, config=TINY, workers=2, dashboard_address=":0",
-                    fd_max=1e6, out=lines.append)
+    sweep.run_study(SPACE, d, n_trials=3, config=TINY, scheduler=cluster.scheduler_address,
+                    fd_max=1e6, figures=False, out=lines.append)
     text = "\n".join(lines)
-    assert "3 finished trial(s), 1 to resume" in text
-    assert "trial 3 was running when the driver stopped: resubmitted" in text
+    assert "2 finished trial(s), 1 to resume" in text
+    assert "trial 2 was running when the driver stopped: resubmitted" in text
     assert [line.split("]", 1)[1].split(":")[0] for line in lines if "submitted:" in line] == \
-        [" trial 3 submitted"]                                       # no new trial, none rerun
+        [" trial 2 submitted"]                                       # no new trial, none rerun
     trials = optuna.load_study(study_name="npgan", storage=storage).get_trials()
-    assert [t.state.name for t in trials] == ["COMPLETE"] * 4      # no fifth trial
-    for t in trials[:3]:                                            # not rerun
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3      # no fourth trial
+    for t in trials[:2]:                                            # not rerun
         assert (t.value, t.datetime_complete) == before[t.number]
     attempts = [json.loads(x) for x in (tdir / "attempts.jsonl").read_text().splitlines()]
     assert [a["from_step"] for a in attempts] == [0, 5]
-    assert trials[3].params == trial.params and trials[3].user_attrs["attempts"] == 2
+    assert trials[2].params == trial.params and trials[2].user_attrs["attempts"] == 2
     # another trial configuration for the same study is refused
     with pytest.raises(sweep.SweepError, match="epochs: study 2 vs now 3"):
-        sweep.run_study(SPACE, d, n_trials=5, config={**TINY, "epochs": 3}, workers=1)
+        sweep.run_study(SPACE, d, n_trials=5, config={**TINY, "epochs": 3},
+                        scheduler=cluster.scheduler_address)
