@@ -679,15 +679,17 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
     retries: re-runs of a trial whose task raised; a worker that dies is
     handled by the scheduler (``distributed.scheduler.allowed-failures``, set
     to ``retries`` + 1 for the embedded cluster). fd_max: the FD bound of the
-    selection rule and the sampler's constraint. pruner: "median" or "none".
+    selection rule and the sampler's constraint. pruner: "median" (Optuna's
+    MedianPruner on the validation Parzen LL from the 5th trial on, never at a
+    trial's first evaluation), "none", or an Optuna pruner.
     enqueue_paper: make the first trial the paper's recipe (the searched keys
     set to the paper's values) when those lie in the space. inject: extra
     spec entries for every trial (tests: "inject_kill", "stop_at_step").
     figures: write pareto.png and curves.png at the end (needs matplotlib)."""
     space = load_space(space)                      # refuse a bad space before anything starts
     cfg = trial_config(config)
-    if pruner not in ("median", "none"):
-        raise SweepError(f"pruner must be 'median' or 'none', got {pruner!r}")
+    if not (pruner in ("median", "none") or hasattr(pruner, "prune")):
+        raise SweepError(f"pruner must be 'median', 'none' or an Optuna pruner, got {pruner!r}")
     if isinstance(n_trials, bool) or not isinstance(n_trials, numbers.Integral) or n_trials < 1:
         raise SweepError(f"n_trials must be a positive integer, got {n_trials!r}")
     if not (isinstance(fd_max, numbers.Real) and fd_max > 0):
@@ -707,8 +709,10 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
     old_api = math.isfinite(fd_max) and not new_api
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5,
                                          **({"constraints_func": _constraint} if old_api else {}))
-    prn = (optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=cfg["eval_every"])
-           if pruner == "median" else optuna.pruners.NopPruner())
+    if pruner == "median":      # from the 5th trial on, not at a trial's first evaluation
+        prn = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=cfg["eval_every"])
+    else:
+        prn = optuna.pruners.NopPruner() if pruner == "none" else pruner
     study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
                                 sampler=sampler, pruner=prn, load_if_exists=True)
     stored_cfg = study.user_attrs.get("trial_config")

@@ -8,6 +8,8 @@ depend on the kernels and each cluster start costs seconds.
 import json
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -236,3 +238,28 @@ def test_restarted_driver_resumes_the_study(study, cluster):
     with pytest.raises(sweep.SweepError, match="epochs: study 2 vs now 3"):
         sweep.run_study(SPACE, d, n_trials=5, config={**TINY, "epochs": 3},
                         scheduler=cluster.scheduler_address)
+    # a pruner's verdict reaches the trial on its worker: trial 3 stops after epoch 1
+    lines = []
+    sweep.run_study(SPACE, d, n_trials=4, config=TINY, scheduler=cluster.scheduler_address,
+                    fd_max=1e6, figures=False, out=lines.append,
+                    pruner=optuna.pruners.ThresholdPruner(lower=1e9))
+    text = "\n".join(lines)
+    assert "trial 3 epoch 1:" in text and "-> pruned" in text and "trial 3 PRUNED at epoch 1" in text
+    t3 = optuna.load_study(study_name="npgan", storage=storage).get_trials()[3]
+    assert t3.state.name == "PRUNED" and list(t3.intermediate_values) == [1]
+    with open(d / "trials" / "00003" / "result.json") as f:
+        r3 = json.load(f)
+    assert r3["state"] == "pruned" and r3["epoch"] == 1 and len(r3["evals"]) == 1
+
+
+def test_missing_dependency_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[sweep\]"'):
+        sweep.run_study(SPACE, "unused", n_trials=1, config=TINY)
+
+
+def test_import_npgan_stays_numpy_only():
+    code = ("import sys, npgan, npgan.sweep; "
+            "bad = [m for m in ('dask', 'distributed', 'optuna', 'sqlalchemy', 'threadpoolctl') "
+            "if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
