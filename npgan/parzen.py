@@ -14,9 +14,26 @@ Arrays only (no Tensor). The NumPy path runs on the active backend
 ``npgan._kernels.parzen_kernel`` does the same work faster and is used when it is
 built (``use_kernel=False`` or ``NPGAN_NO_KERNELS=1`` force the NumPy path).
 Both work in blocks of test points and of samples: squared distances come from a
-GEMM (||x||^2 + ||s||^2 - 2 x.s, clamped at 0; float32 when both inputs are
-float32, float64 otherwise), are computed once per block for all sigmas, and
-feed a streaming log-sum-exp with a running max accumulated in float64.
+GEMM (||x||^2 + ||s||^2 - 2 x.s, clamped at 0), are computed once per block for
+all sigmas, and feed a streaming log-sum-exp with a running max accumulated in
+float64.
+
+Accuracy. The GEMM formula cancels: its error in a squared distance is at most
+E = (3 + 10 sqrt(D)) u (||x||^2 + ||s||^2) (u: unit roundoff, 2^-24 in float32,
+2^-53 in float64; 3u for rounding the norms and one addition, 10 sqrt(D) u for
+the inner product: Higham & Mary's probabilistic bound, SIAM J. Sci. Comput.
+41(5), 2019, with lambda = 10, i.e. failing with probability below 2D e^-50),
+and log p(x) moves by at most E / (2 sigma^2). The distances are computed in
+float32 only when both inputs are float32 and that bound, over the largest
+norms of x and samples and the smallest sigma, is within ``TOLERANCE`` nats
+(0.5: a quarter of the paper's standard error; on MNIST at sigma = 0.1 the bound
+is about 0.4 nats and the largest error seen 0.004); else in float64, and when even
+float64's bound is over it (sigma below ~1e-5 of the data's scale) from the
+differences themselves (x - s, no cancellation: relative error ~(D + 2) u of
+each distance; O(N M D) without BLAS, on the NumPy path). See
+:func:`distance_method`. Any positive finite sigma gives finite results, or a
+ValueError when 1/(2 sigma^2) or a log-likelihood (about -min distance /
+(2 sigma^2)) is beyond float64's range.
 """
 import contextlib
 import math
@@ -29,7 +46,8 @@ import numpy
 
 from . import _kernels, backend
 
-__all__ = ["log_likelihood", "mean_and_se", "select_sigma", "evaluate", "DEFAULT_SIGMAS"]
+__all__ = ["log_likelihood", "mean_and_se", "select_sigma", "evaluate", "distance_method",
+           "error_bound", "DEFAULT_SIGMAS", "TOLERANCE"]
 
 #: the paper's sigma grid
 DEFAULT_SIGMAS = numpy.logspace(-1, 0, 10)
@@ -38,6 +56,10 @@ KERNEL_BLOCKS = (512, 2048)
 NUMPY_BLOCKS = (1024, 2048)
 #: the compiled path's workers hold at most this many bytes of distance blocks
 WORK_BYTES = 128 << 20
+#: the largest error bound (nats per log-likelihood) accepted from the GEMM formula
+TOLERANCE = 0.5
+#: the direct (difference) path holds at most this many bytes of differences
+DIRECT_BYTES = 32 << 20
 
 
 # ---------------------------------------------------------------- checks
@@ -53,7 +75,8 @@ def _as_2d(a, name):
 
 
 def _check_inputs(x, samples, sigma):
-    """-> (x, samples) C-contiguous in the compute dtype, sigmas (K,) float64, scalar?"""
+    """-> (x, samples) C-contiguous, float32 if both are float32 (the caller may
+    still ask for float64), else float64; sigmas (K,) float64; scalar?"""
     xp = backend.xp
     x, samples = _as_2d(x, "x"), _as_2d(samples, "samples")
     if x.shape[1] != samples.shape[1]:
@@ -69,20 +92,71 @@ def _check_inputs(x, samples, sigma):
             bad = int((~xp.isfinite(a)).sum())
             raise ValueError(f"{name} contains {bad} NaN or infinite values")
         big = max(big, -lo, hi)
-    if big > 1e150:
+    # every squared distance is <= D (2 max|v|)^2; keep it far inside float64
+    if x.shape[1] * 4.0 * big * big > 1e280:
         raise ValueError(f"values up to {big:.3g}: squared distances would overflow")
-    # float32 distances when both are float32 and their squares cannot overflow
-    dtype = (xp.float32 if x.dtype == samples.dtype == xp.float32 and big < 1e15
-             else xp.float64)
-    # non-contiguous or other dtypes are copied (the kernel needs C order)
-    x, samples = xp.ascontiguousarray(x, dtype), xp.ascontiguousarray(samples, dtype)
     sig = numpy.asarray(backend.to_numpy(sigma), dtype=numpy.float64)
     if sig.ndim > 1 or sig.size == 0:
         raise ValueError(f"sigma must be a positive scalar or a non-empty 1-D array, "
                          f"got shape {sig.shape}")
     if not (numpy.isfinite(sig).all() and (sig > 0).all()):
         raise ValueError(f"sigma must be positive and finite, got {sig}")
+    dtype = xp.float32 if x.dtype == samples.dtype == xp.float32 else xp.float64
+    # non-contiguous or other dtypes are copied (the kernel needs C order)
+    x, samples = xp.ascontiguousarray(x, dtype), xp.ascontiguousarray(samples, dtype)
     return x, samples, numpy.atleast_1d(sig), sig.ndim == 0
+
+
+def _unit_roundoff(dtype):
+    return float(numpy.finfo(numpy.dtype(dtype)).eps) / 2
+
+
+def error_bound(sqnorm_x, sqnorm_s, dim, sigma, dtype):
+    """Bound (nats) on the error of log p(x) when the squared distances come
+    from the GEMM formula in ``dtype``: (3 + 10 sqrt(D)) u (||x||^2 + ||s||^2)
+    / (2 sigma^2), see the module docstring. Broadcasts over its arguments."""
+    u = _unit_roundoff(dtype)
+    sigma = numpy.asarray(sigma, dtype=numpy.float64)
+    with numpy.errstate(over="ignore", under="ignore"):
+        return (3 + 10 * math.sqrt(dim)) * u * (numpy.asarray(sqnorm_x) + numpy.asarray(sqnorm_s)) \
+            * 0.5 / sigma / sigma
+
+
+#: float32 exponents (c = 1 / (2 sigma^2) scaled by log2 e) stay normal numbers
+_C32_RANGE = (1e-30, 1e30)
+
+
+def _max_sqnorm(a):
+    """An upper bound on max_i ||a_i||^2: the sums in a's dtype (one pass, no
+    copy), raised by their worst rounding, gamma_D = D u / (1 - D u) relative."""
+    du = a.shape[1] * _unit_roundoff(a.dtype)
+    with numpy.errstate(over="ignore"):
+        m = float(backend.xp.einsum("ij,ij->i", a, a).max())
+    return m * (1 + du / (1 - du)) if du < 0.5 else math.inf
+
+
+def distance_method(x, samples, sigma):
+    """How :func:`log_likelihood` computes the squared distances of these
+    inputs: "float32" or "float64" (the GEMM formula in that precision), or
+    "direct" (float64 differences). float32 needs float32 inputs, every c =
+    1/(2 sigma^2) within [1e-30, 1e30], distances below 1e37 and
+    :func:`error_bound` within ``TOLERANCE`` at the largest norms; "float64"
+    needs float64's bound within it. x (N, D), samples (M, D), sigma a scalar or 1-D array."""
+    x, samples, sig, _ = _check_inputs(x, samples, sigma)
+    return _method(x, samples, sig)
+
+
+def _method(x, samples, sig):
+    xx, ss, dim = _max_sqnorm(x), _max_sqnorm(samples), x.shape[1]
+    smin = float(sig.min())
+    c = 0.5 / smin / smin
+    if (x.dtype == backend.xp.float32 and 2 * (xx + ss) < 1e37     # distances <= 2(xx + ss)
+            and float(error_bound(xx, ss, dim, smin, "float32")) <= TOLERANCE
+            and _C32_RANGE[0] <= 0.5 / float(sig.max()) / float(sig.max()) and c <= _C32_RANGE[1]):
+        return "float32"
+    if float(error_bound(xx, ss, dim, smin, "float64")) <= TOLERANCE:
+        return "float64"
+    return "direct"
 
 
 def _blocks(block_size, default):
@@ -139,8 +213,21 @@ def _sqnorms(a, rows=4096):
     return out
 
 
-def _lse_numpy(x, s, c, bx, bs, progress):
-    """(K, N) float64: logsumexp_j(-c_k ||x_i - s_j||^2), on backend.xp."""
+def _sqdist_direct(xb, sb):
+    """(n, m) float64 ||x_i - s_j||^2 from the differences (no cancellation),
+    in slices of at most DIRECT_BYTES of differences."""
+    xp = backend.xp
+    d = xp.empty((xb.shape[0], sb.shape[0]), xp.float64)
+    rows = max(1, DIRECT_BYTES // (8 * sb.shape[0] * sb.shape[1]))
+    for i in range(0, xb.shape[0], rows):
+        diff = xb[i:i + rows, None, :] - sb[None, :, :]
+        d[i:i + rows] = xp.einsum("ijk,ijk->ij", diff, diff)
+    return d
+
+
+def _lse_numpy(x, s, c, bx, bs, progress, direct=False):
+    """(K, N) float64: logsumexp_j(-c_k ||x_i - s_j||^2), on backend.xp;
+    direct: distances from the differences (float64 x, s) instead of the GEMM."""
     xp = backend.xp
     n, m = x.shape[0], s.shape[0]
     cc = xp.asarray(c)[:, None]
@@ -152,8 +239,11 @@ def _lse_numpy(x, s, c, bx, bs, progress):
         dmin = xp.full(xb.shape[0], xp.inf)
         acc = xp.zeros((len(c), xb.shape[0]))
         for j0 in range(0, m, bs):
-            d = xx + ss[None, j0:j0 + bs] - 2 * (xb @ s[j0:j0 + bs].T)   # compute dtype
-            d = xp.maximum(d, 0).astype(xp.float64)
+            if direct:
+                d = _sqdist_direct(xb, s[j0:j0 + bs])
+            else:
+                d = xx + ss[None, j0:j0 + bs] - 2 * (xb @ s[j0:j0 + bs].T)   # compute dtype
+                d = xp.maximum(d, 0).astype(xp.float64)
             new = xp.minimum(dmin, d.min(axis=1))
             acc *= xp.exp(-cc * (dmin - new))        # rescale to the new running max
             dmin = new
@@ -268,14 +358,35 @@ def log_likelihood(x, samples, sigma, block_size=None, *, use_kernel=None, threa
     Extra memory is bounded by the block sizes (compiled: <= 128 MiB of
     blocks over all workers; NumPy path: ~5 float64 blocks), whatever N and M.
     progress: show progress on stderr (tqdm if installed).
+
+    Precision: float32 inputs are computed in float64 where float32's error
+    bound exceeds ``TOLERANCE`` nats (small sigma against the data's norms),
+    and from the differences where float64's does too (see the module
+    docstring and :func:`distance_method`): the error of every result is
+    within TOLERANCE (direct path: within ~(D + 2) 2^-53 of |log p| more).
+    Raises ValueError when 1/(2 sigma^2) overflows float64 (sigma < ~1e-154)
+    or a result is beyond float64's range.
     """
     x, samples, sig, scalar = _check_inputs(x, samples, sigma)
+    xp = backend.xp
+    with numpy.errstate(over="ignore"):
+        c = 0.5 / sig / sig                       # sigma^2 itself may underflow
+    if not numpy.isfinite(c).all():
+        raise ValueError(f"sigma = {float(sig.min()):.3g} is too small: 1/(2 sigma^2) "
+                         "overflows float64")
+    # a c below 1e-300 (sigma > ~7e149) is taken as 1e-300: log p moves by at most
+    # 1e-300 * max distance <= 1e-20 nats (distances are <= 1e280, see _check_inputs)
+    c = numpy.maximum(c, 1e-300)
+    method = _method(x, samples, sig)
+    if method != "float32" and x.dtype != xp.float64:
+        x, samples = x.astype(xp.float64), samples.astype(xp.float64)
     kern = _kernels.load("parzen_kernel") if use_kernel in (None, True) else None
     cuda = _kernels.cuda_kernels() if use_kernel in (None, True) else None   # CuPy backend
     if use_kernel and kern is None and cuda is None:
         raise RuntimeError("parzen_kernel is not available (not built, NPGAN_NO_KERNELS "
                            "set, or the backend is not NumPy)")
-    c = 1.0 / (2.0 * sig ** 2)
+    if method == "direct":                  # the differences: NumPy (any backend) only
+        kern = cuda = None
     bar = _Progress(x.shape[0], "parzen", progress)
     try:
         if kern is not None:
@@ -291,11 +402,19 @@ def log_likelihood(x, samples, sigma, block_size=None, *, use_kernel=None, threa
             lse = cuda.lse_sqdist(x, samples, c, bx, bs, bar)
         else:
             bx, bs = _blocks(block_size, NUMPY_BLOCKS)
-            lse = _lse_numpy(x, samples, c, bx, bs, bar)
+            if method == "direct" and block_size is None:
+                bx = bs = 256
+            lse = _lse_numpy(x, samples, c, bx, bs, bar, direct=method == "direct")
     finally:
         bar.close()
-    const = math.log(samples.shape[0]) + 0.5 * x.shape[1] * numpy.log(2 * math.pi * sig ** 2)
-    ll = lse - backend.xp.asarray(const)[:, None]
+    # log(2 pi sigma^2) as log(2 pi) + 2 log(sigma): sigma^2 may under- or overflow
+    const = math.log(samples.shape[0]) + 0.5 * x.shape[1] * (math.log(2 * math.pi)
+                                                             + 2 * numpy.log(sig))
+    ll = lse - xp.asarray(const)[:, None]
+    if not bool(xp.isfinite(ll).all()):
+        raise ValueError(f"log-likelihoods beyond float64's range at sigma = "
+                         f"{float(sig.min()):.3g} (about -min distance / (2 sigma^2)): "
+                         "sigma is too small for these data")
     return ll[0] if scalar else ll
 
 

@@ -32,6 +32,26 @@ def brute_force(x, s, sigmas):
     return out
 
 
+def sqnorms(a):
+    return np.sum(np.asarray(a, np.float64) ** 2, axis=1)
+
+
+def exact_ll(x, s, sigmas):
+    """(K, N) float64 reference from the differences (no cancellation), for
+    any sigma whose 1/(2 sigma^2) is finite: -inf where log p is below
+    float64's range."""
+    x, s = np.asarray(x, np.float64), np.asarray(s, np.float64)
+    d = np.einsum("ijk,ijk->ij", x[:, None] - s[None], x[:, None] - s[None])
+    out = []
+    for sig in np.atleast_1d(sigmas):
+        c = 0.5 / sig / sig
+        with np.errstate(over="ignore", invalid="ignore"):
+            lse = logsumexp(-c * d, axis=1)
+        out.append(lse - math.log(len(s)) - x.shape[1] / 2 * (math.log(2 * math.pi)
+                                                                + 2 * math.log(sig)))
+    return np.array(out)
+
+
 @pytest.fixture(scope="module")
 def data():
     rng = np.random.default_rng(42)
@@ -76,21 +96,24 @@ def test_block_size_invariance(data, kernel, block):
 
 @pytest.mark.parametrize("kernel", PATHS)
 def test_float32_close_to_float64(kernel):
-    """Tolerance: float32 distances carry ~1e-7 relative error of ||x||^2 + ||s||^2,
-    i.e. an absolute error of about 1e-7 * ||x||^2 / (2 sigma^2) in log p; for
-    MNIST-like data at sigma >= 0.1 that is < 1e-2 nats (we allow 2e-2 + 1e-5 rel)."""
+    """float32 distances from the GEMM formula: each log p(x_i) within
+    parzen.error_bound(||x_i||^2, max ||s||^2, D, sigma, float32) of float64's
+    (the exp polynomial and the skipped chunks add < 1e-6 relative)."""
     rng = np.random.default_rng(2)
     x = rng.random((50, 784)) * (rng.random((50, 784)) < 0.2)
     s = rng.random((300, 784)) * (rng.random((300, 784)) < 0.2)
     sig = parzen.DEFAULT_SIGMAS
-    ref = parzen.log_likelihood(x, s, sig, use_kernel=False)
-    out = parzen.log_likelihood(x.astype(np.float32), s.astype(np.float32), sig,
-                                block_size=(16, 100), use_kernel=kernel)
+    x32, s32 = x.astype(np.float32), s.astype(np.float32)
+    assert parzen.distance_method(x32, s32, sig) == "float32"
+    ref = exact_ll(x32, s32, sig)
+    out = parzen.log_likelihood(x32, s32, sig, block_size=(16, 100), use_kernel=kernel)
     assert out.dtype == np.float64
-    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=2e-2)
+    bound = parzen.error_bound(sqnorms(x32)[None, :], sqnorms(s32).max(), 784, sig[:, None],
+                               np.float32)
+    assert np.all(np.abs(out - ref) <= bound + 1e-6 * np.abs(ref))
     # mixed dtypes compute in float64
-    mixed = parzen.log_likelihood(x.astype(np.float32), s, sig, use_kernel=kernel)
-    ref32 = parzen.log_likelihood(x.astype(np.float32).astype(np.float64), s, sig, use_kernel=False)
+    mixed = parzen.log_likelihood(x32, s, sig, use_kernel=kernel)
+    ref32 = parzen.log_likelihood(x32.astype(np.float64), s, sig, use_kernel=False)
     np.testing.assert_allclose(mixed, ref32, rtol=1e-12, atol=1e-9)
 
 
@@ -365,3 +388,88 @@ def test_fork_inside_a_pinned_region_restores_blas_threads_in_the_child(data):
         assert min(blas_threads()) == 2
     code = codes[0]
     assert code == 0, f"the forked child's BLAS state is wrong (exit code {code})"
+
+
+# ----------------------------------------------------------------------------- extreme sigma
+
+def _tolerance(x, s, sig, method):
+    """What log_likelihood promises for ``method`` (parzen's module docstring):
+    the GEMM formula's error bound at each x_i's norm and the largest sample
+    norm, or for the direct path (D + 2) 2^-53 relative of each distance, i.e.
+    of c * (min distance) + log M (the softmax-weighted mean of c d_j exceeds
+    its min by at most log M); plus the exp polynomial and skipped chunks
+    (< 1e-6 relative of log p) and float64 rounding of log p."""
+    n, dim = x.shape
+    xx, ss = sqnorms(x)[None, :], sqnorms(s).max()
+    sig = np.atleast_1d(sig)[:, None]
+    if method == "direct":
+        d = np.einsum("ijk,ijk->ij", x[:, None] - s[None], x[:, None] - s[None]).min(axis=1)
+        bound = 2 * (dim + 2) * 2.0 ** -53 * (0.5 / sig / sig * d[None, :] + math.log(len(s)))
+    else:
+        bound = parzen.error_bound(xx, ss, dim, sig, method)
+    return bound, 1e-6 if method == "float32" else 1e-12
+
+
+def _check_against_exact(x, s, sig, kernel):
+    """log_likelihood is finite and within its promised tolerance of the exact
+    value, or (exactly when the exact value leaves float64's range, or
+    1/(2 sigma^2) overflows) raises a ValueError that says so."""
+    x64, s64 = x.astype(np.float64), s.astype(np.float64)
+    if not np.isfinite(0.5 / sig / sig):
+        with pytest.raises(ValueError, match="sigma .* too small"):
+            parzen.log_likelihood(x, s, sig, use_kernel=kernel)
+        return None
+    ref = exact_ll(x64, s64, sig)[0]
+    if not np.isfinite(ref).all():
+        with pytest.raises(ValueError, match="beyond float64's range"):
+            parzen.log_likelihood(x, s, sig, use_kernel=kernel)
+        return None
+    method = parzen.distance_method(x, s, sig)
+    got = parzen.log_likelihood(x, s, sig, use_kernel=kernel)
+    bound, rel = _tolerance(x64, s64, sig, method)
+    err = np.abs(got - ref)
+    assert np.all(np.isfinite(got)), (sig, method)
+    assert np.all(err <= bound[0] + rel * np.abs(ref) + 1e-300), \
+        (sig, method, err.max(), bound.max())
+    return method
+
+
+@pytest.mark.parametrize("kernel", PATHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sigma", [1e-300, 1e-160, 1e-100, 1e-20, 1e-10, 1e-5, 1e-3, 0.3, 1e5,
+                                   1e25, 1e100, 1e200, 1e300])
+def test_any_positive_sigma_is_exact_or_a_clear_error(kernel, dtype, sigma):
+    """MNIST-like points (one an exact copy of a sample, so its log p stays
+    finite at tiny sigma) at sigmas from 1e-300 to 1e300 (the float32 path
+    gave NaN at sigma <= 1e-20 and >= 1e25)."""
+    rng = np.random.default_rng(5)
+    s = (rng.random((40, 64)) * (rng.random((40, 64)) < 0.3)).astype(dtype)
+    x = np.concatenate([s[:1], rng.random((6, 64)).astype(dtype)])
+    _check_against_exact(x, s, sigma, kernel)
+
+
+@pytest.mark.parametrize("kernel", PATHS)
+def test_small_sigma_with_near_points_is_computed_precisely(kernel):
+    """sigma = 1e-3 and test points within ~1e-3 of samples, MNIST-like
+    norms: float32's GEMM formula was off by 51-72 nats here (its bound is
+    ~1e3 nats); now float64, within its bound (~1e-6 nats) of the exact value.
+    sigma = 1e-7: even float64's bound is over TOLERANCE: the differences."""
+    rng = np.random.default_rng(6)
+    s = (rng.random((60, 784)) * (rng.random((60, 784)) < 0.25)).astype(np.float32)
+    x = np.clip(s[:20] + rng.uniform(-1e-3, 1e-3, (20, 784)).astype(np.float32), 0, 1)
+    assert parzen.error_bound(sqnorms(x).max(), sqnorms(s).max(), 784, 1e-3, np.float32) > 100
+    assert _check_against_exact(x, s, 1e-3, kernel) == "float64"
+    assert _check_against_exact(x, s, 1e-7, kernel) == "direct"
+    assert _check_against_exact(x, s, 0.5, kernel) == "float32"
+
+
+def test_paper_sigmas_on_mnist_scale_data_stay_float32():
+    """The speed of Table 1's evaluation: float32 MNIST-like data (norms up
+    to ~230, as MNIST's) over the paper's grid keep float32 distances; a
+    sigma 10x smaller does not."""
+    rng = np.random.default_rng(7)
+    x = (rng.random((100, 784)) < 0.3).astype(np.float32) * 0.9     # ||x||^2 ~ 190 +- 10
+    assert 150 < sqnorms(x).max() < 240
+    assert parzen.distance_method(x, x[::-1], parzen.DEFAULT_SIGMAS) == "float32"
+    assert parzen.distance_method(x, x[::-1], 0.01) == "float64"
+    assert parzen.distance_method(x.astype(np.float64), x, 0.1) == "float64"
