@@ -16,6 +16,25 @@ import npgan
 from npgan import _kernels
 
 
+# Hypothesis profiles (tests/test_properties.py): "ci", the default and always
+# with CI=true: few examples, the same ones every run (derandomize), no
+# deadline (shared CI cores), no example database; "dev" (HYPOTHESIS_PROFILE=dev):
+# ten times the examples, random, failures remembered in ~/.cache/npgan.
+try:
+    from hypothesis import settings as _hyp_settings
+except ImportError:             # the property tests skip themselves without it
+    _hyp_settings = None
+if _hyp_settings is not None:
+    _hyp_settings.register_profile("ci", max_examples=20, deadline=None, derandomize=True,
+                                   database=None, print_blob=True)
+    from hypothesis.database import DirectoryBasedExampleDatabase as _HypDB
+    _hyp_settings.register_profile("dev", max_examples=200, deadline=None, print_blob=True,
+                                   database=_HypDB(os.path.join(os.path.expanduser("~"), ".cache",
+                                                                "npgan", "hypothesis")))
+    _hyp_settings.load_profile("ci" if os.environ.get("CI", "").lower() == "true"
+                               else os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
 def pytest_addoption(parser):
     parser.addoption("--no-kernels", action="store_true", default=False,
                      help="run with NPGAN_NO_KERNELS=1 (the NumPy reference kernels)")
