@@ -210,12 +210,13 @@ def test_classifier_score_extremes():
     n, c = 1000, 10
     onehot = np.full((n, c), -np.inf)
     onehot[np.arange(n), np.arange(n) % c] = 0.0                 # confident, balanced
-    assert M.classifier_score(onehot, splits=10)[0] == pytest.approx(10.0)
+    # exp(log 10) and exp(0): a few elementary operations, 50 eps relative
+    assert M.classifier_score(onehot, splits=10)[0] == pytest.approx(10.0, rel=50 * EPS)
     same = np.full((n, c), -np.inf)
     same[:, 3] = 0.0                                           # one class only
-    assert M.classifier_score(same)[0] == pytest.approx(1.0)
+    assert M.classifier_score(same)[0] == pytest.approx(1.0, rel=50 * EPS)
     flat = np.full((n, c), -np.log(c))                         # all ambiguous
-    assert M.classifier_score(flat) == (pytest.approx(1.0), pytest.approx(0.0))
+    assert M.classifier_score(flat) == (pytest.approx(1.0, rel=50 * EPS), pytest.approx(0.0, abs=50 * EPS))
     with pytest.raises(MetricsError, match="logsumexp"):
         M.classifier_score(np.zeros((n, c)))
     with pytest.raises(MetricsError, match="splits"):
@@ -286,42 +287,54 @@ def test_class_histogram_and_coverage():
 def test_blocked_distances_match_brute_force():
     rng = np.random.default_rng(5)
     q, r = rng.random((57, 16)).astype(np.float32), rng.random((301, 16)).astype(np.float32)
-    brute = np.sqrt(((q[:, None, :].astype(np.float64) - r[None]) ** 2).sum(-1))
     tiny = 4 * 301 * 5                       # 5 rows per block: many blocks
-    np.testing.assert_allclose(M.nearest_distances(q, r, max_block_bytes=tiny), brute.min(1),
-                               rtol=1e-4, atol=1e-4)
-    self_d = np.sqrt(((r[:, None, :].astype(np.float64) - r[None]) ** 2).sum(-1))
-    np.testing.assert_allclose(M.knn_radii(r, 3, max_block_bytes=tiny), np.sort(self_d, 1)[:, 3],
-                               rtol=1e-4, atol=1e-4)
+    # float32 squared distance off by e <= (D + 6) u32 (|q - c| + |r - c|)^2 (see
+    # _brute_coverage); the distance then by <= min(sqrt(e), e / (2 d)): ~1e-6 here
+    c = r.astype(np.float64).mean(0)
+    e = (16 + 6) * U32 * (np.linalg.norm(q - c, axis=1) + np.linalg.norm(r - c, axis=1).max()) ** 2
+    want = np.sqrt(_sq_dist64(q, r).min(1))
+    got = M.nearest_distances(q, r, max_block_bytes=tiny)
+    np.testing.assert_array_less(np.abs(got - want), np.minimum(np.sqrt(e), e / (2 * want)))
+    e = (16 + 6) * U32 * (2 * np.linalg.norm(r - c, axis=1).max()) ** 2
+    want = _brute_radii(r, 3)
+    got = M.knn_radii(r, 3, max_block_bytes=tiny)
+    np.testing.assert_array_less(np.abs(got - want), np.minimum(np.sqrt(e), e / (2 * want)))
+    assert np.minimum(np.sqrt(e), e / (2 * want)).max() < 1e-5
     lines = []
     M.nearest_distances(q, r, max_block_bytes=tiny, progress=lines.append)
     assert lines and "100%" in lines[-1]
 
 
+def _sq_dist64(q, r):
+    """Squared distances in float64 (GEMM; its rounding, ~D eps of the
+    scale, is 1e-9 of the float32 rounding allowed for below)."""
+    q64, r64 = q.astype(np.float64), r.astype(np.float64)
+    c = r64.mean(0)
+    q64, r64 = q64 - c, r64 - c
+    return np.maximum((q64 ** 2).sum(1)[:, None] + (r64 ** 2).sum(1)[None] - 2 * q64 @ r64.T, 0)
+
+
 def _brute_radii(f, k):
-    d = np.sqrt(((f[:, None, :].astype(np.float64) - f[None]) ** 2).sum(-1))
-    return np.sort(d, axis=1)[:, k]                   # index 0: the point itself
+    return np.sqrt(np.sort(_sq_dist64(f, f), axis=1)[:, k])     # index 0: the point itself
 
 
 U32 = np.finfo(np.float32).eps / 2
 
 
 def _brute_coverage(q, r, radii):
-    """(fraction of q inside some ball (r_j, radii_j), whether every decision
-    is robust to the metric's float32 rounding). The metric compares float32
-    |q - c|^2 + |r - c|^2 - 2 (q - c).(r - c) (c: r's mean) with float32
-    radius^2, the radius itself from such a distance: each side is off by at
-    most ~(D + 6) u32 (|q - c| + |r - c|)^2; a decision is robust when a ball
-    holds q by more than 4 times that, or every ball misses it by more."""
-    q64, r64 = q.astype(np.float64), r.astype(np.float64)
-    d2 = ((q64[:, None, :] - r64[None]) ** 2).sum(-1)
-    c = r64.mean(0)
-    scale = (np.linalg.norm(q64 - c, axis=1)[:, None] + np.linalg.norm(r64 - c, axis=1)[None]) ** 2
+    """(fraction of q inside some ball (r_j, radii_j), the fraction surely
+    inside, the fraction possibly inside) under the metric's float32
+    rounding. The metric compares float32 |q - c|^2 + |r - c|^2 - 2 (q - c).(r - c)
+    (c: r's mean) with float32 radius^2, the radius itself from such a
+    distance: each side is off by at most ~(D + 6) u32 (|q - c| + |r - c|)^2;
+    a query is surely inside when a ball holds it by more than 4 times that,
+    surely outside when every ball misses it by more."""
+    d2 = _sq_dist64(q, r)
+    c = r.astype(np.float64).mean(0)
+    scale = (np.linalg.norm(q - c, axis=1)[:, None] + np.linalg.norm(r - c, axis=1)[None]) ** 2
     tol = 4 * (q.shape[1] + 6) * U32 * scale
     gap = d2 - radii[None] ** 2
-    inside = (gap <= 0).any(axis=1)
-    robust = np.where(inside, (gap < -tol).any(axis=1), (gap > tol).all(axis=1))
-    return inside.mean(), bool(robust.all())
+    return (gap <= 0).any(axis=1).mean(), (gap < -tol).any(axis=1).mean(), (gap <= tol).any(axis=1).mean()
 
 
 def test_precision_recall_equal_a_hand_count_on_a_line():
@@ -332,11 +345,14 @@ def test_precision_recall_equal_a_hand_count_on_a_line():
     [-1.4, 2.8]: of the reals 0, 1, 2: recall 3/10."""
     real = np.arange(10.0)[:, None] * [1.0, 0.0]               # on a line in 2-D
     fake = np.array([-2.9, -3.3, 5.5, 11.9, 12.3, 40.0])[:, None] * [1.0, 0.0]
-    np.testing.assert_allclose(M.knn_radii(real, 3), [3, 2, 2, 2, 2, 2, 2, 2, 2, 3], rtol=1e-6)
+    # radii: relative error <= (D + 6) u32 (2 max|x - c|)^2 / (2 r^2) (see _brute_coverage)
+    np.testing.assert_allclose(M.knn_radii(real, 3), [3, 2, 2, 2, 2, 2, 2, 2, 2, 3],
+                               rtol=8 * U32 * 9 ** 2 / (2 * 2 ** 2))
     p, r = M.precision_recall(real, fake, k=3)
     assert p == 3 / 6 and r == 1.0                   # fake radii >= 8.4 cover 0..9
     near = np.array([0.0, 0.5, 1.0, 1.4])[:, None] * [1.0, 0.0]
-    np.testing.assert_allclose(M.knn_radii(near, 3), [1.4, 0.9, 1.0, 1.4], rtol=1e-6)
+    np.testing.assert_allclose(M.knn_radii(near, 3), [1.4, 0.9, 1.0, 1.4],
+                               rtol=8 * U32 * 1.4 ** 2 / (2 * 0.9 ** 2))
     assert M.precision_recall(real, near, k=3) == (1.0, 3 / 10)
 
 
@@ -353,9 +369,9 @@ def test_precision_recall_equal_brute_force_k_nn():
         c = real.mean(0, dtype=np.float64)
         assert rr.min() > 1 and (2 * np.linalg.norm(real - c, axis=1).max()) ** 2 < 100
         np.testing.assert_allclose(M.knn_radii(real, k), rr, rtol=(8 + 6) * U32 * 100 / 2)
-        want_p, robust_p = _brute_coverage(fake, real, rr)
-        want_r, robust_r = _brute_coverage(real, fake, rf)
-        assert robust_p and robust_r, k
+        want_p, lo_p, hi_p = _brute_coverage(fake, real, rr)
+        want_r, lo_r, hi_r = _brute_coverage(real, fake, rf)
+        assert lo_p == want_p == hi_p and lo_r == want_r == hi_r, k     # no decision in reach
         assert 0.2 < want_p < 0.9 and 0.2 < want_r < 0.9            # not a trivial case
         tiny = 4 * 120 * 7                                           # 7 rows per block
         assert M.precision_recall(real, fake, k=k, max_block_bytes=tiny) == (want_p, want_r), k
@@ -379,11 +395,19 @@ def test_precision_recall_real_vs_real_and_noise(mnist, model):
     f_a = C.classify(model, x[:1500]).hidden1
     f_b = C.classify(model, x[1500:3000]).hidden1
     p, r = M.precision_recall(f_a, f_b, k=3)
-    assert p > 0.85 and r > 0.85, (p, r)
+    # 600-D float32: some decisions lie within rounding's reach (any CPU may
+    # count them either way): p and r are within [surely, possibly] inside of
+    # a float64 brute force, whose lower ends clear 0.85 (0.858 and 0.873 here)
+    _, lo_p, hi_p = _brute_coverage(f_b, f_a, _brute_radii(f_a, 3))
+    _, lo_r, hi_r = _brute_coverage(f_a, f_b, _brute_radii(f_b, 3))
+    assert lo_p <= p <= hi_p and lo_r <= r <= hi_r, (p, lo_p, hi_p, r, lo_r, hi_r)
+    assert lo_p > 0.85 and lo_r > 0.85, (lo_p, lo_r)
     noise = np.random.default_rng(6).random((1500, 784)).astype(np.float32)
     f_n = C.classify(model, noise).hidden1
     p, r = M.precision_recall(f_a, f_n, k=3)
-    assert p < 0.05 and r < 0.05, (p, r)
+    _, lo_p, hi_p = _brute_coverage(f_n, f_a, _brute_radii(f_a, 3))
+    _, lo_r, hi_r = _brute_coverage(f_a, f_n, _brute_radii(f_n, 3))
+    assert lo_p <= p <= hi_p < 0.05 and lo_r <= r <= hi_r < 0.05, (p, hi_p, r, hi_r)  # 0 here
 
 
 def test_precision_recall_need_k_plus_one_points():
@@ -402,7 +426,9 @@ def test_shipped_classifier_md5_and_accuracy(mnist, model):
     feats, h1, logp = C.classify(model, x)
     assert h1.shape == (10000, 600)
     assert feats.shape == (10000, C.FEATURE_DIM) and feats.dtype == np.float32 and feats.min() >= 0
-    assert np.allclose(np.logaddexp.reduce(logp, axis=1), 0, atol=1e-9)
+    # log_softmax in float64: off by a few eps times the largest |log p| of the row
+    row = np.abs(logp).max(axis=1)
+    assert np.all(np.abs(np.logaddexp.reduce(logp, axis=1)) <= 16 * EPS * np.maximum(row, 1))
     acc = (logp.argmax(1) == y).mean()
     assert acc >= 0.985, acc
 
@@ -470,6 +496,10 @@ def test_evaluate_end_to_end_small(mnist, model):
     fake = M.evaluate(blur, ref)
     assert set(real) >= {"fd", "score", "class_counts", "classes_covered", "precision", "recall",
                          "nn_train", "nn_train_real"}
+    # margins (values here: score 8.67, precision 0.8725, recall 0.879; blurred:
+    # FD 57.8 vs 21.3, recall 0.138) are 7-20 % of the figures; rounding can
+    # move a precision/recall by the share of decisions within its reach, under
+    # 0.5 % in the real-vs-real test above
     assert real["classes_covered"] == 10 and real["score"] > 8
     assert real["precision"] > 0.8 and real["recall"] > 0.8
     # blur: still typical digits (precision stays high) but the variety is gone
