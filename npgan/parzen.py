@@ -273,6 +273,13 @@ def _after_fork_in_child():
     _blas_lock = threading.Lock()
     limits, _blas_users[:] = _blas_users[1], [0, None]
     if limits is not None:
+        # threadpoolctl (3.5+) serialises OpenBLAS's setting with a lock of its own
+        # and a "controlling thread": both may be a parent thread's, gone here
+        state = getattr(getattr(sys.modules.get("threadpoolctl"), "OpenBLASController", None),
+                        "_SHARED_STATE", None)
+        if state is not None and hasattr(state, "lock"):
+            state.lock = threading.Lock()
+            state.controlling_thread = None
         try:
             limits.restore_original_limits()
         except Exception:        # never break the child over a thread count

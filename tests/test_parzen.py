@@ -363,10 +363,15 @@ def test_fork_while_another_thread_holds_the_blas_lock(data):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_fork_inside_a_pinned_region_restores_blas_threads_in_the_child(data):
+@pytest.mark.parametrize("tpc_lock_held", [False, True], ids=["", "threadpoolctl-lock-held"])
+def test_fork_inside_a_pinned_region_restores_blas_threads_in_the_child(data, tpc_lock_held):
     """A fork while another thread has BLAS pinned to one thread: the child,
-    where that thread does not exist, gets BLAS's thread count back (2 here)."""
+    where that thread does not exist, gets BLAS's thread count back (2 here),
+    also when a third thread held threadpoolctl's own lock at the fork."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
+    state = getattr(getattr(threadpoolctl, "OpenBLASController", None), "_SHARED_STATE", None)
+    if tpc_lock_held and not hasattr(state, "lock"):
+        pytest.skip("this threadpoolctl has no shared OpenBLAS lock")
 
     def blas_threads():
         return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
@@ -382,11 +387,26 @@ def test_fork_inside_a_pinned_region_restores_blas_threads_in_the_child(data):
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
         with parzen._one_blas_thread():
             assert max(blas_threads()) == 1
+            held, release = threading.Event(), threading.Event()
+
+            def hold():
+                with state.lock:
+                    held.set()
+                    release.wait(300)
+
+            holder = threading.Thread(target=hold, daemon=True) if tpc_lock_held else None
+            if holder:
+                holder.start()
+                assert held.wait(60)
             t = threading.Thread(target=lambda: codes.append(_wait_or_kill(_fork(child))))
             t.start()
             t.join()
+            release.set()
+            if holder:
+                holder.join()
         assert min(blas_threads()) == 2
     code = codes[0]
+    assert code is not None, "the forked child hung (threadpoolctl's lock inherited held)"
     assert code == 0, f"the forked child's BLAS state is wrong (exit code {code})"
 
 
