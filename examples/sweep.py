@@ -41,9 +41,10 @@ def parse_args(argv=None):
                    help="run until the study holds this many finished trials")
     s.add_argument("--timeout", type=float, default=None,
                    help="seconds after which no new trial starts (running ones finish)")
-    s.add_argument("--fd-max", type=float, default=20.0,
-                   help="selection rule: highest validation Parzen among trials with validation FD <= this "
-                        "(also the sampler's constraint; 'inf' for none)")
+    s.add_argument("--fd-max", default="1.5x",
+                   help="selection rule: highest validation Parzen among trials with validation FD <= this: "
+                        "a number (also the sampler's constraint; 'inf' for none) or FACTORx, FACTOR times "
+                        "the lowest FD of the study's complete trials (default 1.5x)")
     s.add_argument("--pruner", choices=["median", "none"], default="median")
     s.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     s.add_argument("--no-paper-trial", action="store_true",

@@ -33,8 +33,10 @@ How it runs
   train[50000:60000]; never the test set), sends them to the driver through a
   Dask Queue and waits for the pruner's answer in a Dask Variable.
 * Objective: maximise the final validation Parzen LL, subject to validation
-  FD <= ``fd_max`` (the TPE sampler's constraint). The selected recipe is the
-  highest Parzen among complete trials within that bound. Single-objective so
+  FD <= ``fd_max``: a number, or "1.5x" (the default) for 1.5 times the lowest
+  validation FD of the study's complete trials. The selected recipe is the
+  highest Parzen among complete trials within that bound; an absolute bound
+  is also the TPE sampler's constraint. Single-objective so
   that the median pruner can stop poor trials early.
 
 ``import npgan`` does not import this module; dask, distributed, optuna and
@@ -584,7 +586,9 @@ def _task_cancelled():
         from distributed import get_worker
         from distributed.worker import thread_state
         w, key = get_worker(), getattr(thread_state, "key", None)
-        ts = w.state.tasks.get(key) if key is not None else None
+        if key is None:
+            return False
+        ts = w.state.tasks.get(key)
         return ts is None or ts.state in ("cancelled", "released", "forgotten")
     except Exception:       # not in a worker, or another distributed version
         return False
@@ -664,7 +668,7 @@ def _fmt(params):
 
 def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study_name="npgan",
               timeout=None, scheduler=None, workers=None, threads_per_trial=1, retries=2,
-              fd_max=20.0, pruner="median", seed=0, enqueue_paper=True, dashboard_address=":8787",
+              fd_max="1.5x", pruner="median", seed=0, enqueue_paper=True, dashboard_address=":8787",
               checkpoint_minutes=5.0, checkpoint_steps=0, figures=True, inject=None, out=print):
     """Run (or resume) a study until it holds ``n_trials`` finished trials
     (complete, pruned or failed), or ``timeout`` seconds have passed (then no
@@ -679,7 +683,8 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
     retries: re-runs of a trial whose task raised; a worker that dies is
     handled by the scheduler (``distributed.scheduler.allowed-failures``, set
     to ``retries`` + 1 for the embedded cluster). fd_max: the FD bound of the
-    selection rule and the sampler's constraint. pruner: "median" (Optuna's
+    selection rule, a number (then also the sampler's constraint) or "<f>x"
+    (f times the lowest FD among the complete trials; see :func:`fd_bound`). pruner: "median" (Optuna's
     MedianPruner on the validation Parzen LL from the 5th trial on, never at a
     trial's first evaluation), "none", or an Optuna pruner.
     enqueue_paper: make the first trial the paper's recipe (the searched keys
@@ -692,8 +697,10 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
         raise SweepError(f"pruner must be 'median', 'none' or an Optuna pruner, got {pruner!r}")
     if isinstance(n_trials, bool) or not isinstance(n_trials, numbers.Integral) or n_trials < 1:
         raise SweepError(f"n_trials must be a positive integer, got {n_trials!r}")
-    if not (isinstance(fd_max, numbers.Real) and fd_max > 0):
-        raise SweepError(f"fd_max must be a positive number (or inf), got {fd_max!r}")
+    fd_max = parse_fd_max(fd_max)
+    if _max_batch(space) > cfg["train_size"]:
+        raise SweepError(f"search space: 'batch_size' up to {_max_batch(space)} is more than the "
+                         f"{cfg['train_size']} training images of a trial (train_size)")
     threads_per_trial = int(threads_per_trial)
     if threads_per_trial < 1:
         raise SweepError(f"threads_per_trial must be >= 1, got {threads_per_trial}")
@@ -706,8 +713,11 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # FD <= fd_max as TPE's constraint: Trial.set_constraint from Optuna 5, constraints_func before
     new_api = hasattr(optuna.trial.Trial, "set_constraint")
-    old_api = math.isfinite(fd_max) and not new_api
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5,
+    old_api = _absolute(fd_max) and math.isfinite(fd_max) and not new_api
+    # a resumed study must not replay the random draws of its first session: the
+    # sampler's seed moves on with the number of trials already in the study
+    n_before = _count_trials(storage, study_name, optuna)
+    sampler = optuna.samplers.TPESampler(seed=seed + n_before, n_startup_trials=5,
                                          **({"constraints_func": _constraint} if old_api else {}))
     if pruner == "median":      # from the 5th trial on, not at a trial's first evaluation
         prn = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=cfg["eval_every"])
@@ -770,6 +780,21 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
             cluster.close()
 
 
+def _count_trials(storage, study_name, optuna):
+    try:
+        return len(optuna.load_study(study_name=study_name, storage=storage).get_trials(
+            deepcopy=False))
+    except KeyError:                 # no such study yet
+        return 0
+
+
+def _max_batch(space):
+    spec = space.get("batch_size")
+    if spec is None:
+        return PAPER["batch_size"]
+    return spec.get("fixed", max(spec.get("choices", [spec.get("high", 0)])))
+
+
 def local_cluster(workers=None, threads_per_trial=1, retries=2, dashboard_address=":8787"):
     """The embedded cluster of :func:`run_study`: a LocalCluster of ``workers``
     (default usable cores // threads_per_trial) single-threaded worker
@@ -806,6 +831,7 @@ def _drive(study, space, cfg, study_dir, client, distributed, optuna, log, n_tri
     evals = {}          # number -> list of eval records
     started = {}        # number -> time submitted
     counts = {"complete": 0, "pruned": 0, "fail": 0}
+    span = []           # time of the first submission, of the last result
 
     def submit(trial, recipe):
         number = trial.number
@@ -823,6 +849,7 @@ def _drive(study, space, cfg, study_dir, client, distributed, optuna, log, n_tri
         trial_of[number] = trial
         evals[number] = list(trial.user_attrs.get("evals", []))
         started[number] = time.time()
+        span[:1] = span[:1] or [started[number]]
         log(f"trial {number} submitted: {_fmt(searched(recipe, space)) or '(all keys fixed)'}")
 
     for fr in resume:
@@ -874,6 +901,7 @@ def _drive(study, space, cfg, study_dir, client, distributed, optuna, log, n_tri
 
     def finish(fut):
         n = running.pop(fut)
+        span[1:] = [time.time()]
         trial = trial_of[n]
         try:
             r = fut.result()
@@ -889,17 +917,18 @@ def _drive(study, space, cfg, study_dir, client, distributed, optuna, log, n_tri
             trial.set_user_attr("evals", r["evals"])
             trial.set_user_attr("fd", r["fd"])
             trial.set_user_attr("sigma", r["sigma"])
-            if math.isfinite(fd_max) and hasattr(trial, "set_constraint") and r["state"] in (
-                    "complete", "pruned"):
+            if _absolute(fd_max) and math.isfinite(fd_max) and hasattr(
+                    trial, "set_constraint") and r["state"] in ("complete", "pruned"):
                 fd = r["fd"] if math.isfinite(r["fd"]) else 1e9
                 trial.set_constraint("fd", fd - fd_max)
         extra = f" ({r['attempts']} attempts)" if r["attempts"] > 1 else ""
         if r["state"] == "complete":
             study.tell(n, r["parzen"])
             counts["complete"] += 1
-            ok = "within" if r["fd"] <= fd_max else "OUTSIDE"
+            bound = fd_bound(table(study), fd_max)
+            ok = "within" if r["fd"] <= bound else "OUTSIDE"
             log(f"trial {n} COMPLETE: Parzen {r['parzen']:.2f} FD {r['fd']:.2f} ({ok} the bound "
-                f"{fd_max:g}), {r['seconds']:.1f} s{extra}")
+                f"{_bound_text(fd_max, bound)}), {r['seconds']:.1f} s{extra}")
         elif r["state"] == "pruned":
             if not r["evals"]:
                 study.tell(n, state=TS.FAIL)
@@ -956,14 +985,19 @@ def _drive(study, space, cfg, study_dir, client, distributed, optuna, log, n_tri
     elapsed = time.time() - t0
     s = write_results(study, study_dir, fd_max, figures=figures)
     n_fin = sum(counts.values())
-    s["this_run"] = {"finished": n_fin, **counts, "seconds": elapsed,
-                     "trials_per_hour": 3600.0 * n_fin / elapsed if elapsed > 0 else None}
+    busy = span[1] - span[0] if len(span) == 2 else 0.0
+    s["this_run"] = {"finished": n_fin, **counts, "seconds": elapsed, "trial_seconds": busy,
+                     "trials_per_hour": 3600.0 * n_fin / elapsed if elapsed > 0 else None,
+                     "trials_per_hour_running": 3600.0 * n_fin / busy if busy > 0 else None}
     log(f"this run: {n_fin} trial(s) finished ({counts['complete']} complete, {counts['pruned']} "
         f"pruned, {counts['fail']} failed) in {elapsed:.0f} s = "
-        f"{s['this_run']['trials_per_hour'] or 0:.1f} trials/hour")
+        f"{s['this_run']['trials_per_hour'] or 0:.1f} trials/hour; "
+        f"{s['this_run']['trials_per_hour_running'] or 0:.1f} trials/hour from the first "
+        f"submission to the last result ({busy:.0f} s)")
     b = s["best"]
     if b is None:
-        log(f"no complete trial has FD <= {fd_max:g}; results in {study_dir}/results.csv")
+        log(f"no complete trial has FD <= {_bound_text(fd_max, s['fd_bound'])}; results in "
+            f"{study_dir}/results.csv")
     else:
         log(f"selected: trial {b['number']}, Parzen {b['parzen']:.2f}, FD {b['fd']:.2f}: "
             f"{_fmt(b['params'])}  (results.csv, best.json, pareto.png in {study_dir})")
@@ -988,10 +1022,49 @@ def table(study):
     return rows
 
 
+def parse_fd_max(v):
+    """A positive number (inf: no bound) or "<factor>x" (relative to the best
+    FD) -> float or the normalised string; SweepError otherwise."""
+    if isinstance(v, str):
+        t = v.strip().lower()
+        try:
+            num = float(t[:-1] if t.endswith("x") else t)
+        except ValueError:
+            raise SweepError(f"fd_max must be a number or '<factor>x' (e.g. 1.5x), got {v!r}") from None
+        if t.endswith("x"):
+            if not (math.isfinite(num) and num >= 1):
+                raise SweepError(f"fd_max {v!r}: the factor must be a finite number >= 1")
+            return f"{num:g}x"
+        v = num
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v > 0 or math.isnan(v):
+        raise SweepError(f"fd_max must be a positive number (inf: no bound) or '<factor>x', got {v!r}")
+    return float(v)
+
+
+def _absolute(fd_max):
+    return not isinstance(fd_max, str)
+
+
+def fd_bound(rows, fd_max):
+    """The FD bound as a number: fd_max itself, or factor x the lowest FD of
+    the complete trials (inf while there is none)."""
+    if _absolute(fd_max):
+        return fd_max
+    fds = [r["fd"] for r in rows if r["state"] == "COMPLETE" and r["fd"] is not None
+           and math.isfinite(r["fd"])]
+    return float(fd_max[:-1]) * min(fds) if fds else math.inf
+
+
+def _bound_text(fd_max, bound):
+    return f"{bound:.4g}" if _absolute(fd_max) else f"{bound:.4g} = {fd_max} the best FD"
+
+
 def select(rows, fd_max):
     """The selection rule: the complete trial with the highest validation
-    Parzen LL among those whose validation FD <= fd_max (None if none)."""
-    ok = [r for r in rows if r["state"] == "COMPLETE" and r["fd"] is not None and r["fd"] <= fd_max
+    Parzen LL among those whose validation FD <= the bound (:func:`fd_bound`;
+    None if none)."""
+    bound = fd_bound(rows, fd_max)
+    ok = [r for r in rows if r["state"] == "COMPLETE" and r["fd"] is not None and r["fd"] <= bound
           and r["parzen"] is not None]
     return max(ok, key=lambda r: (r["parzen"], -r["number"])) if ok else None
 
@@ -1011,7 +1084,8 @@ def write_results(study, study_dir, fd_max, figures=False):
     rows = table(study)
     best = select(rows, fd_max)
     front = pareto_front(rows)
-    summary = {"study": study.study_name, "fd_max": fd_max, "n_trials": len(rows),
+    bound = fd_bound(rows, fd_max)
+    summary = {"study": study.study_name, "fd_max": fd_max, "fd_bound": bound, "n_trials": len(rows),
                "best": best, "pareto": [r["number"] for r in front], "trials": rows}
     _write_json(os.path.join(study_dir, "results.json"), summary)
     _write_json(os.path.join(study_dir, "best.json"), best)
@@ -1022,7 +1096,7 @@ def write_results(study, study_dir, fd_max, figures=False):
                 "attempts"] + keys + ["error"])
     for r in rows:
         w.writerow([r["number"], r["state"], _num(r["parzen"]), _num(r["fd"]), _num(r["sigma"]),
-                    "" if r["fd"] is None else int(r["fd"] <= fd_max),
+                    "" if r["fd"] is None else int(r["fd"] <= bound),
                     int(r["number"] in summary["pareto"]), r["epoch"] or "", _num(r["seconds"]),
                     r["attempts"] or ""] + [r["params"].get(k, "") for k in keys] + [r["error"] or ""])
     tmp = os.path.join(study_dir, f".results.csv.tmp-{os.getpid()}")
@@ -1030,7 +1104,7 @@ def write_results(study, study_dir, fd_max, figures=False):
         f.write(buf.getvalue())
     os.replace(tmp, os.path.join(study_dir, "results.csv"))
     if figures:
-        summary["figures"] = plot(rows, best, front, fd_max, study_dir)
+        summary["figures"] = plot(rows, best, front, bound, study_dir)
     return summary
 
 
@@ -1040,7 +1114,7 @@ def _num(v):
 
 def plot(rows, best, front, fd_max, study_dir):
     """pareto.png (validation Parzen against FD) and curves.png (per trial,
-    both over epochs); [] without matplotlib."""
+    both over epochs); [] without matplotlib. fd_max: the bound, a number."""
     try:
         import matplotlib
         matplotlib.use("Agg")

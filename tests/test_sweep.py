@@ -94,6 +94,13 @@ def test_selection_rule_and_pareto_front():
     assert sweep.select(rows, math.inf)["number"] == 0
     assert sweep.select(rows, 4.0) is None
     assert [r["number"] for r in sweep.pareto_front(rows)] == [2, 1, 5, 0]   # 3 is dominated by 1
+    assert sweep.select(rows, "1.5x")["number"] == 2        # bound 1.5 x 5 (the pruned 1.0 not counted)
+    assert sweep.select(rows, sweep.parse_fd_max("2X"))["number"] == 1      # bound 10
+    assert sweep.fd_bound(rows[4:5], "2x") == math.inf
+    assert sweep.parse_fd_max("inf") == math.inf and sweep.parse_fd_max(20) == 20.0
+    for bad in ("0.5x", "fast", 0, -3, "nanx"):
+        with pytest.raises(sweep.SweepError, match="fd_max"):
+            sweep.parse_fd_max(bad)
 
 
 def test_trial_config_checked():
