@@ -254,13 +254,15 @@ def reference_generator(g, z, logits=False, omit=()):
     return r if logits else r.sigmoid()
 
 
-def reference_discriminator(d, x, draws=None, omit=()):
+def reference_discriminator(d, x, draws=None, omit=(), x_err=0.0):
     """x -> [dropout keep .8] -> maxout 5 -> [dropout keep .5] -> maxout 5 ->
     [dropout keep .5] -> linear: the bracketed steps only with ``draws`` (the
     float32 uniform arrays of the train-mode masks, in forward order).
     ``omit``: dropout layers ("drop0", "drop1", "drop2") to leave out; the
-    draws then go to the remaining ones in order (one shared generator)."""
+    draws then go to the remaining ones in order (one shared generator).
+    ``x_err``: a bound on an error x already carries (added to the input's)."""
     r = _Ref(x, d.h0.linear.weight.dtype)
+    r.e = r.e + x_err
     keeps = (0.8, 0.5, 0.5)
     draws = list(draws) if draws is not None else None
     for i, layer in enumerate((d.h0, d.h1, None)):
