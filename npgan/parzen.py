@@ -19,11 +19,14 @@ all sigmas, and feed a streaming log-sum-exp with a running max accumulated in
 float64.
 
 Accuracy. The GEMM formula cancels: its error in a squared distance is at most
-E = (3 + 10 sqrt(D)) u (||x||^2 + ||s||^2) (u: unit roundoff, 2^-24 in float32,
-2^-53 in float64; 3u for rounding the norms and one addition, 10 sqrt(D) u for
-the inner product: Higham & Mary's probabilistic bound, SIAM J. Sci. Comput.
-41(5), 2019, with lambda = 10, i.e. failing with probability below 2D e^-50),
-and log p(x) moves by at most E / (2 sigma^2). The distances are computed in
+E = (4 + 10 sqrt(D)) u (||x||^2 + ||s||^2) (u: unit roundoff, 2^-24 in float32,
+2^-53 in float64). 4u: rounding the two norms (u each of its own), the sum of
+the norms (u), the last addition (u d, d <= 2 (||x||^2 + ||s||^2)); 10 sqrt(D) u:
+the inner product 2 x.s, by Higham & Mary's probabilistic bound (SIAM J. Sci.
+Comput. 41(5), 2019) |error| <= lambda sqrt(D) u sum_t |x_t s_t| with lambda =
+10, which fails with a probability of order D^2 e^(-lambda^2 / 2) (< 1e-15
+for D <= 1000); the worst case, D u, is never approached by rounding that is
+not adversarial. log p(x) then moves by at most E / (2 sigma^2). The distances are computed in
 float32 only when both inputs are float32 and that bound, over the largest
 norms of x and samples and the smallest sigma, is within ``TOLERANCE`` nats
 (0.5: a quarter of the paper's standard error; on MNIST at sigma = 0.1 the bound
@@ -113,12 +116,12 @@ def _unit_roundoff(dtype):
 
 def error_bound(sqnorm_x, sqnorm_s, dim, sigma, dtype):
     """Bound (nats) on the error of log p(x) when the squared distances come
-    from the GEMM formula in ``dtype``: (3 + 10 sqrt(D)) u (||x||^2 + ||s||^2)
+    from the GEMM formula in ``dtype``: (4 + 10 sqrt(D)) u (||x||^2 + ||s||^2)
     / (2 sigma^2), see the module docstring. Broadcasts over its arguments."""
     u = _unit_roundoff(dtype)
     sigma = numpy.asarray(sigma, dtype=numpy.float64)
     with numpy.errstate(over="ignore", under="ignore"):
-        return (3 + 10 * math.sqrt(dim)) * u * (numpy.asarray(sqnorm_x) + numpy.asarray(sqnorm_s)) \
+        return (4 + 10 * math.sqrt(dim)) * u * (numpy.asarray(sqnorm_x) + numpy.asarray(sqnorm_s)) \
             * 0.5 / sigma / sigma
 
 
