@@ -17,11 +17,9 @@ among the trials whose validation FD <= --fd-max. See docs/sweep.md.
     python examples/sweep.py --overhead            # Dask's cost per trivial task, then exit
 """
 import argparse
-import json
-import math
 import os
+import signal
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -97,8 +95,13 @@ def overhead(args):
             cluster.close()
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt    # SIGTERM (a batch system's stop) ends the driver as Ctrl-C does
+
+
 def main(argv=None):
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     if args.overhead:
         return overhead(args)
     config = {"epochs": args.epochs, "train_size": args.train_size, "eval_every": args.eval_every,
