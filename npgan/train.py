@@ -67,7 +67,13 @@ class EMA:
             avg += a * (p.data - avg)
 
     def copy_to(self, module):
-        for avg, p in zip(self.avg, module.parameters()):
+        """Load copies of the averages into ``module`` (G-shaped, else ValueError); returns it."""
+        params = module.parameters()
+        shapes = [tuple(a.shape) for a in self.avg]
+        if [p.shape for p in params] != shapes:
+            raise ValueError(f"copy_to: the module's parameter shapes {[p.shape for p in params]} "
+                             f"are not the averages' {shapes}")
+        for avg, p in zip(self.avg, params):
             p.data = avg.copy()
         return module
 
@@ -112,6 +118,9 @@ class GANTrainer:
         self.opt_g = opt_g or optim.SGD(G.parameters(), lr=0.1, momentum=0.5)
         self.opt_d = opt_d or optim.SGD(D.parameters(), lr=0.1, momentum=0.5)
         self.lr_schedule, self.momentum_schedule = lr_schedule, momentum_schedule
+        for d in ema_decays:
+            if isinstance(d, bool) or not isinstance(d, numbers.Real) or not 0 <= d < 1:
+                raise ValueError(f"ema_decays must be numbers in [0, 1), got {d!r}")
         self.emas = {d: EMA(G.parameters(), d) for d in ema_decays}
         seeds = numpy.random.SeedSequence(seed).spawn(2)
         self.rng_data = numpy.random.default_rng(seeds[0])   # minibatch order
@@ -198,11 +207,11 @@ class GANTrainer:
                 self.opt_g.zero_grad()
                 with _frozen(self.G.parameters()):
                     d_loss.backward()                          # D's gradients; G's part is pruned
-                with _frozen(self.D.parameters()):
-                    g_loss.backward()                          # G's gradients, through D
                 stats = self._stats(d_loss, l_real, l_fake)
                 stats["g_loss"] = float(g_loss.item())
-                self._refuse_non_finite(stats, self.D, self.opt_d.params)
+                self._refuse_non_finite(stats, self.D, self.opt_d.params)   # while in cache
+                with _frozen(self.D.parameters()):
+                    g_loss.backward()                          # G's gradients, through D
                 self._refuse_non_finite(stats, self.G, self.opt_g.params)
                 g_updated = True
             else:

@@ -181,6 +181,8 @@ def test_averaged_generator_is_a_copy_of_the_averages():
     for a, b in zip(avg, kept):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(t.generate(4, G=template), t.generate(4))
+    with pytest.raises(ValueError, match="shapes"):
+        t.averaged_generator(0.9, models.Generator(z_dim=5, hidden=8, out=12))
 
 
 def test_sequential_g_step_draws_fresh_noise():
@@ -391,6 +393,9 @@ def test_edge_sizes_are_refused_with_their_name():
     for bad in (0, 1.5):
         with pytest.raises(ValueError, match="k "):
             train.GANTrainer(G, D, data, batch_size=8, k=bad)
+    for bad in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="ema_decays"):
+            train.GANTrainer(G, D, data, batch_size=8, ema_decays=(0.9, bad))
     t = make()
     before = frozen(t)
     for x in (t.data[:0], t.data[0], t.data[:2, :, None]):
