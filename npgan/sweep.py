@@ -272,6 +272,12 @@ def recipe_from_params(params, space):
     return resolve(space, pick)
 
 
+def paper_params(space):
+    """The searched parameters of the paper's recipe within ``space`` (its
+    fixed keys as they are; the searched ones at the paper's values)."""
+    return searched(resolve(space, lambda key, spec: PAPER[key]), space)
+
+
 def searched(recipe, space):
     """The recipe's values of the searched, active keys (its Optuna params)."""
     return {k: recipe[k] for k in KEYS
@@ -453,7 +459,6 @@ def _run_trial(spec, report, res_path):
     train_x, valid = _data(cfg)
     trainer, (sched_g, sched_d) = _build(recipe, cfg, train_x)
     G = trainer.G
-    xp = backend.xp
     ck_path = os.path.join(tdir, "checkpoint.npz")
     ck_config = {"recipe": recipe, "config": {k: v for k, v in cfg.items() if k != "data_dir"}}
     extra = {"evals": [], "ema": None, "seconds": 0.0}
@@ -748,7 +753,7 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
     log(f"study {study_name!r} in {storage}: {n_done} finished trial(s), {len(resume)} to resume, "
         f"target {n_trials}")
     if enqueue_paper and not trials:
-        params = searched(PAPER, space)
+        params = paper_params(space)
         if all(_in_spec(space[k], v) for k, v in params.items()):
             study.enqueue_trial(params)
             log("trial 0 will be the paper's recipe (" + (_fmt(params) or "all keys fixed") + ")")
