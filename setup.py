@@ -5,7 +5,7 @@ extensions are optional: where they cannot be built (no working C compiler,
 Cython or SciPy missing at build time, a compile error) the install goes on
 without them, prints one warning line saying why, and npgan runs on its
 plain-NumPy reference path (``npgan._kernels.available()`` then reports each
-kernel as False). Environment variables read here:
+kernel as False). The warning is a Python warning, which pip shows without -v. Environment variables read here:
 
 - ``NPGAN_NO_BUILD=1``: do not try; install the pure-NumPy package.
 - ``NPGAN_REQUIRE_KERNELS=1``: every extension must build, or the install
@@ -16,6 +16,7 @@ import glob
 import os
 import re
 import sys
+import warnings
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -120,14 +121,20 @@ class optional_build_ext(build_ext):
     def _warn(self):
         names = ", ".join(name.rsplit(".", 1)[-1] for name, _ in self._skipped)
         reasons = sorted({why for _, why in self._skipped})
-        sys.stderr.write(
+        # a Python warning, not a print: pip (>= 24.1, through pyproject-hooks)
+        # shows a build backend's warnings even without -v, and hides its output
+        warnings.warn(
             f"WARNING: npgan: compiled kernels not built ({names}): {'; '.join(reasons)}. "
             "Installing without them: npgan runs on its pure-NumPy path (same results, slower "
             "training; npgan._kernels.available() shows which kernels are in use). To build them, "
             "install a C compiler, Cython and SciPy, then reinstall with "
             "`pip install --no-cache-dir --force-reinstall --no-deps npgan` (or `pip install -e .` "
-            "in a checkout); NPGAN_REQUIRE_KERNELS=1 makes this warning an error.\n")
-        sys.stderr.flush()
+            "in a checkout); NPGAN_REQUIRE_KERNELS=1 makes this warning an error.",
+            KernelsNotBuiltWarning, stacklevel=1)
+
+
+class KernelsNotBuiltWarning(UserWarning):
+    """The install goes on without (some of) the compiled kernels."""
 
 
 def _cython_compile_error():
