@@ -879,6 +879,12 @@ def _drive(study, space, cfg, study_dir, client, distributed, optuna, log, n_tri
         trial = trial_of.get(n)
         if trial is None:
             return
+        if n not in running.values():
+            # a second run of a trial already recorded (the scheduler re-ran a task whose
+            # worker it thought lost while it still ran): tell it to stop, record nothing
+            if msg["kind"] == "eval" and not msg["final"]:
+                distributed.Variable(f"{channel}-{n}-{msg['step']}", client=client).set(True)
+            return
         if msg["kind"] == "start":
             log(f"trial {n} running on {msg['host']} (pid {msg['pid']})")
             return
@@ -919,6 +925,10 @@ def _drive(study, space, cfg, study_dir, client, distributed, optuna, log, n_tri
         for key in ("seconds", "attempts", "step", "epoch"):
             trial.set_user_attr(key, r[key])
         if r["evals"]:
+            for e in r["evals"]:          # evaluations whose report did not come (or came late)
+                if r["state"] != "interrupted" and all(x["epoch"] != e["epoch"] for x in evals[n]):
+                    trial.report(e["parzen"], e["epoch"])
+                    evals[n].append(e)
             trial.set_user_attr("evals", r["evals"])
             trial.set_user_attr("fd", r["fd"])
             trial.set_user_attr("sigma", r["sigma"])
@@ -938,8 +948,6 @@ def _drive(study, space, cfg, study_dir, client, distributed, optuna, log, n_tri
             if not r["evals"]:
                 study.tell(n, state=TS.FAIL)
             else:
-                if all(e["epoch"] != r["evals"][-1]["epoch"] for e in evals[n]):
-                    trial.report(r["parzen"], r["evals"][-1]["epoch"])
                 study.tell(n, state=TS.PRUNED)
             counts["pruned"] += 1
             log(f"trial {n} PRUNED at epoch {r['epoch']}: Parzen {r['parzen']:.2f} FD "
