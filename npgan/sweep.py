@@ -725,7 +725,8 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
     sampler = optuna.samplers.TPESampler(seed=seed + n_before, n_startup_trials=5,
                                          **({"constraints_func": _constraint} if old_api else {}))
     if pruner == "median":      # from the 5th trial on, not at a trial's first evaluation
-        prn = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=cfg["eval_every"])
+        # (the earliest a trial can be pruned is at step == n_warmup_steps: its second evaluation)
+        prn = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2 * cfg["eval_every"])
     else:
         prn = optuna.pruners.NopPruner() if pruner == "none" else pruner
     study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
