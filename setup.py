@@ -5,7 +5,9 @@ extensions are optional: where they cannot be built (no working C compiler,
 Cython or SciPy missing at build time, a compile error) the install goes on
 without them, prints one warning line saying why, and npgan runs on its
 plain-NumPy reference path (``npgan._kernels.available()`` then reports each
-kernel as False). The warning is a Python warning, which pip shows without -v. Environment variables read here:
+kernel as False). The warning is a Python warning, which pip shows without -v
+for a checkout (pip install .), with -v for an sdist. Environment variables
+read here:
 
 - ``NPGAN_NO_BUILD=1``: do not try; install the pure-NumPy package.
 - ``NPGAN_REQUIRE_KERNELS=1``: every extension must build, or the install

@@ -40,7 +40,6 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, assume, given, settings, strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
-import npgan  # noqa: E402
 from npgan import Tensor, concatenate, functional as F, gradcheck, no_grad  # noqa: E402
 from npgan import _kernels as K  # noqa: E402
 from npgan._kernels import reference as ref  # noqa: E402
@@ -305,8 +304,8 @@ def test_max_shares_the_gradient_among_ties(shape, keepdims, data):
     assert_within(t.grad[x == m], share[x == m], 2 * U64 * np.abs(share[x == m]), "tie share")
     total = np.sum(t.grad, axis=axis, keepdims=True)
     n_ties = np.sum(x == m, axis=axis, keepdims=True)
-    assert_within(total, g_kept.reshape(total.shape), 2 * n_ties * U64 * np.abs(g_kept).reshape(total.shape),
-                  "shares sum to g")
+    g_kept = g_kept.reshape(total.shape)
+    assert_within(total, g_kept, 2 * n_ties * U64 * np.abs(g_kept), "shares sum to g")
 
 
 @st.composite
@@ -684,7 +683,8 @@ def test_gemm_with_beta_on_any_layout(layers_kernel, m, k, n, dtype, beta, data)
 @fixture_ok
 @given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 6), st.sampled_from(DTYPES), st.data())
 def test_maxout_kernels_equal_reference_bit_for_bit(layers_kernel, rows, units, pieces, dtype, data):
-    x = laid_out(data.draw(arrays((rows, units * pieces), dtype=dtype)), data.draw(st.sampled_from(LAYOUTS)))
+    x = laid_out(data.draw(arrays((rows, units * pieces), dtype=dtype)),
+                 data.draw(st.sampled_from(LAYOUTS)))
     y, arg = K.maxout_forward(x, pieces)
     y_ref, arg_ref = ref.maxout_forward(x, pieces)
     assert_same(y, y_ref, "maxout y")
@@ -733,7 +733,8 @@ def test_float32_and_float64_forward_agree_through_a_layer(n, i, data):
 
 def test_hypothesis_profile_is_loaded():
     """CI runs the deterministic profile (conftest.py); HYPOTHESIS_PROFILE picks another."""
-    want = "ci" if os.environ.get("CI", "").lower() == "true" else os.environ.get("HYPOTHESIS_PROFILE", "ci")
+    want = ("ci" if os.environ.get("CI", "").lower() == "true"
+            else os.environ.get("HYPOTHESIS_PROFILE", "ci"))
     assert settings.get_current_profile_name() == want
     if want == "ci":
         assert settings().derandomize and settings().deadline is None
