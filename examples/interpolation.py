@@ -39,9 +39,9 @@ def z_path(z0, z1, steps):
     return path
 
 
-def interpolation_grid_z(rows, steps, rng, dim=models.Z_DIM):
+def interpolation_grid_z(rows, steps, rng, dim=models.Z_DIM, prior="gaussian"):
     """(rows * steps, dim): ``rows`` paths between endpoints drawn from G's prior."""
-    ends = models.sample_z(2 * rows, rng, dim=dim, dtype="float64")
+    ends = models.sample_z(2 * rows, rng, dim=dim, dtype="float64", prior=prior)
     ends = npgan.backend.to_numpy(ends)
     return np.concatenate([z_path(ends[2 * r], ends[2 * r + 1], steps) for r in range(rows)])
 
@@ -93,11 +93,15 @@ def main(argv=None):
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--steps", type=int, default=10, help="images per path, endpoints included")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--z", choices=list(models.Z_PRIORS), default=None,
+                    help="noise prior (default: a checkpoint's own; a snapshot: gaussian, the paper's)")
     ap.add_argument("--out", default="docs/figures/")
     args = ap.parse_args(argv)
     source = args.snapshot or args.checkpoint
     G = load_generator(source, args.which)
-    z = interpolation_grid_z(args.rows, args.steps, np.random.default_rng(args.seed))
+    prior = args.z or (checkpoint.load(args.checkpoint)["config"].get("z", "uniform")
+                       if args.checkpoint else "gaussian")
+    z = interpolation_grid_z(args.rows, args.steps, np.random.default_rng(args.seed), prior=prior)
     with npgan.no_grad():
         x = G(npgan.backend.asarray(z.astype("float32"))).numpy()
     os.makedirs(args.out, exist_ok=True)

@@ -123,12 +123,18 @@ def test_z_path_needs_two_steps(interp):
         interp.z_path(np.zeros(3), np.ones(3), 1)
 
 
-def test_grid_z_rows_are_paths_in_the_prior(interp):
-    z = interp.interpolation_grid_z(4, 5, np.random.default_rng(1), dim=100)
+@pytest.mark.parametrize("prior", ["gaussian", "uniform"])
+def test_grid_z_rows_are_paths_in_the_prior(interp, prior):
+    from npgan import models
+    z = interp.interpolation_grid_z(4, 5, np.random.default_rng(1), dim=100, prior=prior)
     assert z.shape == (20, 100)
-    assert np.all(np.abs(z) <= np.sqrt(3) + 1e-6)        # convex combos stay in the cube
     rows = z.reshape(4, 5, 100)
+    ends = models.sample_z(8, np.random.default_rng(1), dim=100, dtype="float64", prior=prior)
+    np.testing.assert_array_equal(rows[:, 0], ends[0::2])   # endpoints: draws from the prior
+    np.testing.assert_array_equal(rows[:, -1], ends[1::2])
     np.testing.assert_allclose(rows[:, 2], (rows[:, 0] + rows[:, 4]) / 2, atol=1e-12)
+    if prior == "uniform":
+        assert np.all(np.abs(z) <= np.sqrt(3) + 1e-6)    # convex combos stay in the cube
 
 
 def test_interpolation_renders_with_random_generator(interp, tmp_path):
