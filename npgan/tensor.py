@@ -212,6 +212,8 @@ class Tensor:
                         raise ValueError(f"backward of op {_op_name(node)} returned a gradient of "
                                          f"shape {getattr(pg, 'shape', type(pg).__name__)} for "
                                          f"its input {i} of shape {p.data.shape}")
+                    if pg.dtype != p.data.dtype:   # float32 input of a float64 op: grad in its dtype
+                        pg = pg.astype(p.data.dtype)
                     k = id(p)
                     grads[k] = pg if k not in grads else K.add(grads[k], pg)
         finally:
@@ -396,6 +398,8 @@ def _count(shape, axis):
     axes = axis if isinstance(axis, tuple) else (axis,)
     n = 1
     for a in axes:
+        if not -len(shape) <= a < len(shape):
+            raise ValueError(f"axis {a} is out of bounds for a tensor of {len(shape)} dimensions")
         n *= shape[a]
     return n
 

@@ -227,8 +227,6 @@ def test_every_leaf_gradient_has_the_leafs_shape_and_dtype(op, pair, reduce, dty
             leaf.shape, leaf.dtype, leaf.grad.shape, leaf.grad.dtype)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug reported in issue #19: a float32 leaf combined "
-                   "with a float64 tensor gets a float64 .grad")
 @settings(max_examples=1)
 @given(st.sampled_from(sorted(BINARY)))
 def test_a_float32_leafs_gradient_stays_float32_next_to_float64(op):

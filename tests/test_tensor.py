@@ -498,3 +498,10 @@ def test_bookkeeping():
     assert t.numpy() is t.data
     assert Tensor(np.array([4.0])).item() == 4.0
     assert Tensor(t).data is t.data
+
+
+def test_mean_over_an_axis_out_of_range_is_a_value_error():
+    with pytest.raises(ValueError, match="axis 5 is out of bounds"):
+        Tensor(np.zeros((1, 1))).mean(axis=5)
+    with pytest.raises(ValueError, match="axis -3"):
+        Tensor(np.zeros((1, 1))).mean(axis=(0, -3))
