@@ -20,6 +20,8 @@ import zlib
 
 import numpy
 
+from . import files
+
 __all__ = ["DatasetError", "read_idx", "find_data_dir", "load_mnist",
            "load_fashion_mnist", "load", "DATASETS"]
 
@@ -132,7 +134,7 @@ def write_idx(path, array, compress=None):
     path = os.fspath(path)
     if compress or (compress is None and path.endswith(".gz")):
         data = gzip.compress(data)
-    with open(path, "wb") as f:
+    with files.atomic_write(path) as f:
         f.write(data)
 
 
@@ -219,10 +221,8 @@ def _download(name, target):
                 if hashlib.md5(blob).hexdigest() != gz_md5:
                     raise DatasetError(f"md5 of download != {gz_md5}")
                 os.makedirs(target, exist_ok=True)
-                tmp = os.path.join(target, f".{fname}.gz.{os.getpid()}.part")
-                with open(tmp, "wb") as f:
+                with files.atomic_write(os.path.join(target, fname + ".gz")) as f:
                     f.write(blob)
-                os.replace(tmp, os.path.join(target, fname + ".gz"))
                 print(f"npgan: downloaded {url}", file=sys.stderr)
                 break
             except Exception as e:  # offline, HTTP error, bad md5, read-only cache

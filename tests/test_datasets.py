@@ -368,3 +368,19 @@ def test_real_fashion_mnist(fashion_dir, monkeypatch):
     monkeypatch.setenv("NPGAN_DATA", os.path.dirname(fashion_dir))
     assert D.find_data_dir("fashion-mnist") == fashion_dir
     np.testing.assert_array_equal(D.load_fashion_mnist("test", dtype="uint8", flatten=False)[0], te)
+
+
+def test_write_idx_on_a_full_disk_keeps_the_old_file(tmp_path, monkeypatch):
+    # the IDX writer (and the download) go through npgan.files.atomic_write
+    import errno
+    from npgan import datasets as ds
+    path = tmp_path / "x-idx1-ubyte.gz"
+    ds.write_idx(path, np.arange(5, dtype=np.uint8))
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space"):
+        ds.write_idx(path, np.arange(7, dtype=np.uint8))
+    monkeypatch.undo()
+    np.testing.assert_array_equal(ds.read_idx(str(path)), np.arange(5))
+    assert os.listdir(tmp_path) == [path.name]
