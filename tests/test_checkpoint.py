@@ -204,3 +204,39 @@ def test_lock_is_exclusive_within_a_process_and_released_on_exit(tmp_path):
             raise KeyError
     with files.lock_dir(d):
         pass
+
+
+# -- no pickle anywhere ------------------------------------------------------------------
+
+class _Boom:
+    """Unpickling this runs code: a loader that unpickles would raise here."""
+    def __reduce__(self):
+        return (os.system, ("exit 3",))
+
+
+def test_a_pickled_member_is_refused_unread(tmp_path, monkeypatch):
+    path = tmp_path / "evil.npz"
+    checkpoint.save(path, small_state())
+    m = members(path)
+    m["a0"] = np.array([_Boom()], dtype=object)          # pickled by np.savez
+    resave(path, m)
+    calls = []
+    monkeypatch.setattr(os, "system", lambda cmd: calls.append(cmd))
+    with pytest.raises(CheckpointError):
+        checkpoint.load(path)
+    assert calls == []                                   # never unpickled
+
+
+def test_no_loader_in_the_package_or_examples_allows_pickle():
+    # numpy.load refuses object arrays unless allow_pickle=True (its default since 1.16.3)
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    seen = 0
+    for d in ("npgan", "examples"):
+        for r, _, names in os.walk(os.path.join(root, d)):
+            for n in (n for n in names if n.endswith(".py")):
+                src = open(os.path.join(r, n), encoding="utf-8").read()
+                seen += 1
+                assert not re.search(r"^\s*(import|from)\s+(pickle|dill|cloudpickle)\b", src, re.M), n
+                assert "allow_pickle=True" not in src, n
+    assert seen > 20
