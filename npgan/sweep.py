@@ -634,14 +634,15 @@ def _constraint(frozen):
     return (float(fd) - float(fd_max) if math.isfinite(fd_max) else -1.0,)
 
 
-def _slots(client, threads_per_trial):
-    """(how many trials run at once, the resources each task asks for)."""
+def _slots(client):
+    """(how many trials run at once, the resources each task asks for): one per
+    "trial" resource when every worker declares it, else one per worker thread."""
     workers = client.scheduler_info(n_workers=-1)["workers"].values() if _takes_n_workers(client) \
         else client.scheduler_info()["workers"].values()
     workers = list(workers)
     if workers and all("trial" in (w.get("resources") or {}) for w in workers):
         return int(sum(w["resources"]["trial"] for w in workers)), {"trial": 1}
-    return max(1, sum(int(w.get("nthreads", 1)) for w in workers)), None
+    return sum(int(w.get("nthreads", 1)) for w in workers), None
 
 
 def _takes_n_workers(client):
@@ -677,7 +678,8 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
               checkpoint_minutes=5.0, checkpoint_steps=0, figures=True, inject=None, out=print):
     """Run (or resume) a study until it holds ``n_trials`` finished trials
     (complete, pruned or failed), or ``timeout`` seconds have passed (then no
-    new trial starts; those running finish). Returns :func:`summary`'s dict.
+    new trial starts; those running finish). Returns the summary dict of
+    :func:`write_results` plus "this_run" (trials finished, seconds, trials/hour).
 
     space: dict or JSON path (:func:`load_space`); config: the trial settings
     (:func:`trial_config`); study_dir: trial directories, results and the
@@ -689,9 +691,10 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
     handled by the scheduler (``distributed.scheduler.allowed-failures``, set
     to ``retries`` + 1 for the embedded cluster). fd_max: the FD bound of the
     selection rule, a number (then also the sampler's constraint) or "<f>x"
-    (f times the lowest FD among the complete trials; see :func:`fd_bound`). pruner: "median" (Optuna's
-    MedianPruner on the validation Parzen LL from the 5th trial on, never at a
-    trial's first evaluation), "none", or an Optuna pruner.
+    (f times the lowest FD among the complete trials; see :func:`fd_bound`).
+    pruner: "median" (Optuna's MedianPruner on the validation Parzen LL once 4
+    trials have completed, never at a trial's first evaluation), "none", or an
+    Optuna pruner.
     enqueue_paper: make the first trial the paper's recipe (the searched keys
     set to the paper's values) when those lie in the space. inject: extra
     spec entries for every trial (tests: "inject_kill", "stop_at_step").
@@ -724,7 +727,7 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
     n_before = _count_trials(storage, study_name, optuna)
     sampler = optuna.samplers.TPESampler(seed=seed + n_before, n_startup_trials=5,
                                          **({"constraints_func": _constraint} if old_api else {}))
-    if pruner == "median":      # from the 5th trial on, not at a trial's first evaluation
+    if pruner == "median":      # once 4 trials completed, not at a trial's first evaluation
         # (the earliest a trial can be pruned is at step == n_warmup_steps: its second evaluation)
         prn = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2 * cfg["eval_every"])
     else:
@@ -774,7 +777,10 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
             import bokeh  # noqa: F401
         except ImportError:
             link += "  (the dashboard needs bokeh>=3.1: pip install bokeh)"
-        parallel, resources = _slots(client, threads_per_trial)
+        if _slots(client)[0] == 0:
+            log("waiting for a Dask worker to join the scheduler ...")
+            client.wait_for_workers(1)
+        parallel, resources = _slots(client)
         log(f"Dask: {'embedded LocalCluster' if cluster else scheduler}, {parallel} trial(s) at "
             f"once, {threads_per_trial} thread(s) each; dashboard {link}")
         return _drive(study, space, cfg, study_dir, client, distributed, optuna, log, n_trials,
@@ -837,6 +843,7 @@ def _drive(study, space, cfg, study_dir, client, distributed, optuna, log, n_tri
     evals = {}          # number -> list of eval records
     started = {}        # number -> time submitted
     counts = {"complete": 0, "pruned": 0, "fail": 0}
+    slots = {"n": parallel, "resources": resources, "checked": time.time()}
     span = []           # time of the first submission, of the last result
 
     def submit(trial, recipe):
@@ -850,7 +857,7 @@ def _drive(study, space, cfg, study_dir, client, distributed, optuna, log, n_tri
         trial.set_user_attr("fd_max", fd_max)
         trial.set_user_attr("dir", tdir)
         fut = client.submit(run_trial_on_worker, spec, channel, key=f"{channel}-trial-{number}",
-                            retries=retries, pure=False, resources=resources)
+                            retries=retries, pure=False, resources=slots["resources"])
         running[fut] = number
         trial_of[number] = trial
         evals[number] = list(trial.user_attrs.get("evals", []))
@@ -966,7 +973,13 @@ def _drive(study, space, cfg, study_dir, client, distributed, optuna, log, n_tri
     stopped_asking = False
     try:
         while True:
-            while (len(running) < parallel and not stopped_asking):
+            if time.time() - slots["checked"] > 10:       # workers come and go (batch jobs)
+                n, res = _slots(client)
+                if (n, res) != (slots["n"], slots["resources"]) and n > 0:
+                    log(f"Dask: now {n} trial(s) at once")
+                    slots.update(n=n, resources=res)
+                slots["checked"] = time.time()
+            while (len(running) < slots["n"] and not stopped_asking):
                 if deadline is not None and time.time() > deadline:
                     stopped_asking = True
                     log(f"timeout ({timeout:g} s): no new trials; waiting for {len(running)} running")
