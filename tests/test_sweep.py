@@ -142,16 +142,20 @@ def study(cluster, tmp_path_factory):
         inject={"inject_kill": {"step": KILL_STEP, "marker": str(marker)}}, out=lines.append)
     if os.environ.get("NPGAN_SWEEP_TEST_LOG"):
         print("\n".join(lines))
-    return {"dir": d / "study", "summary": summary, "lines": lines, "marker": marker}
+    sd = d / "study"        # what the study left, before the restart test adds to it
+    return {"dir": sd, "summary": summary, "lines": lines, "marker": marker,
+            "trials": optuna.load_study(study_name="npgan",
+                                        storage=f"sqlite:///{sd / 'study.db'}").get_trials(),
+            "results.json": json.loads((sd / "results.json").read_text()),
+            "results.csv": (sd / "results.csv").read_text()}
 
 
 @cluster_test
 def test_study_on_a_local_cluster(study, cluster):
-    d, s, text = study["dir"], study["summary"], "\n".join(study["lines"])
+    s, text = study["summary"], "\n".join(study["lines"])
     assert f"Dask: {cluster.scheduler_address}, 2 trial(s) at once, 1 thread(s) each; " \
         "dashboard http" in text
-    storage = optuna.load_study(study_name="npgan", storage=f"sqlite:///{d / 'study.db'}")
-    trials = storage.get_trials()
+    trials = study["trials"]
     assert [t.state.name for t in trials] == ["COMPLETE"] * 2
     for t in trials:
         assert f"trial {t.number} COMPLETE: Parzen" in text
@@ -161,13 +165,11 @@ def test_study_on_a_local_cluster(study, cluster):
         assert t.value == t.user_attrs["evals"][-1]["parzen"]
         assert math.isfinite(t.user_attrs["fd"]) and t.user_attrs["fd"] > 0
     assert trials[0].params == {"optimizer": "sgd", "sgd_lr_d": 0.1, "ema_start": 0.0}  # paper first
-    with open(d / "results.json") as f:
-        res = json.load(f)
+    res = study["results.json"]
     assert [r["number"] for r in res["trials"]] == [0, 1]
     best = sweep.select(res["trials"], 1e6)
     assert res["best"]["number"] == best["number"] == max(trials, key=lambda t: t.value).number
-    with open(d / "results.csv") as f:
-        rows = f.read().splitlines()
+    rows = study["results.csv"].splitlines()
     assert rows[0].startswith("number,state,parzen,fd,sigma,fd_ok,pareto") and len(rows) == 3
     assert s["this_run"]["finished"] == 2
 
@@ -175,9 +177,7 @@ def test_study_on_a_local_cluster(study, cluster):
 @cluster_test
 def test_figures(study, tmp_path):
     pytest.importorskip("matplotlib")
-    with open(study["dir"] / "results.json") as f:
-        res = json.load(f)
-    rows = res["trials"]
+    rows = study["results.json"]["trials"]
     paths = sweep.plot(rows, sweep.select(rows, 1e6), sweep.pareto_front(rows), 1e6, str(tmp_path))
     assert sorted(os.path.basename(p) for p in paths) == ["curves.png", "pareto.png"]
     assert all(os.path.getsize(p) > 1000 for p in paths)
@@ -215,8 +215,7 @@ def test_killed_worker_trial_ends_bit_identical(study, cluster, tmp_path):
 def test_restarted_driver_resumes_the_study(study, cluster):
     d = study["dir"]
     storage = f"sqlite:///{d / 'study.db'}"
-    before = {t.number: (t.value, t.datetime_complete) for t in
-              optuna.load_study(study_name="npgan", storage=storage).get_trials()}
+    before = {t.number: (t.value, t.datetime_complete) for t in study["trials"]}
     # a driver that died while trial 2 ran: asked, trained to step 5 (mid-epoch), checkpointed
     st = optuna.load_study(study_name="npgan", storage=storage)
     trial = st.ask()
