@@ -57,7 +57,7 @@ import uuid
 
 import numpy
 
-from . import backend, checkpoint, models, optim, train
+from . import backend, checkpoint, files, models, optim, train
 
 INSTALL_HINT = 'pip install -e ".[sweep]"  (dask[distributed], optuna, sqlalchemy, threadpoolctl)'
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -380,12 +380,7 @@ def _threads(n):
 
 
 def _write_json(path, obj):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, allow_nan=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    files.write_text(path, json.dumps(obj, indent=1, allow_nan=True))
 
 
 def _build(recipe, cfg, train_x):
@@ -544,10 +539,8 @@ def _run_trial(spec, report, res_path):
         weights = {**{f"G_eval.{k}": v for k, v in _host(gs.state_dict()).items()},
                    **{f"G.{k}": v for k, v in _host(G.state_dict()).items()},
                    **{f"D.{k}": v for k, v in _host(trainer.D.state_dict()).items()}}
-        tmp = os.path.join(tdir, f".final.npz.tmp-{os.getpid()}")
-        with open(tmp, "wb") as f:
+        with files.atomic_write(os.path.join(tdir, "final.npz")) as f:
             numpy.savez(f, **weights)
-        os.replace(tmp, os.path.join(tdir, "final.npz"))
         _write_json(res_path, r)
         return r
 
@@ -1126,10 +1119,7 @@ def write_results(study, study_dir, fd_max, figures=False):
                     "" if r["fd"] is None else int(r["fd"] <= bound),
                     int(r["number"] in summary["pareto"]), r["epoch"] or "", _num(r["seconds"]),
                     r["attempts"] or ""] + [r["params"].get(k, "") for k in keys] + [r["error"] or ""])
-    tmp = os.path.join(study_dir, f".results.csv.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, os.path.join(study_dir, "results.csv"))
+    files.write_text(os.path.join(study_dir, "results.csv"), buf.getvalue())
     if figures:
         summary["figures"] = plot(rows, best, front, bound, study_dir)
     return summary
@@ -1172,7 +1162,7 @@ def plot(rows, best, front, fd_max, study_dir):
     ax.legend(fontsize=8)
     fig.tight_layout()
     paths.append(os.path.join(study_dir, "pareto.png"))
-    fig.savefig(paths[-1], dpi=90)
+    files.save_figure(fig, paths[-1], dpi=90)
     plt.close(fig)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for r in rows:
@@ -1189,7 +1179,7 @@ def plot(rows, best, front, fd_max, study_dir):
         axes[0].legend(fontsize=7, ncol=2, title="trial")
     fig.tight_layout()
     paths.append(os.path.join(study_dir, "curves.png"))
-    fig.savefig(paths[-1], dpi=90)
+    files.save_figure(fig, paths[-1], dpi=90)
     plt.close(fig)
     return paths
 
