@@ -17,6 +17,9 @@ and allocators never mix; its peak RSS is its own):
   torch        the same models and update in PyTorch; backward(inputs=...) so
                that, as in npgan, only the needed gradients are computed
   jax          the same, the whole step one jax.jit function (donated buffers)
+  npgan-base   npgan's default path from another source tree (--baseline TREE,
+               e.g. a worktree of the previous commit with its kernels built):
+               a same-run A/B of a change
 
 The step is the paper's (and the authors' code's) simultaneous update: batch
 100, z ~ U(-sqrt 3, sqrt 3)^100, G 100-1200-1200-784 (ReLU, sigmoid), D
@@ -49,7 +52,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 IMPLS = ("npgan", "npgan-scipy", "npgan-mkl", "npgan-blas", "npgan-ref", "npgan-api", "torch",
-         "jax")
+         "jax", "npgan-base")
+BASELINE = None     # --baseline: the source tree npgan-base imports npgan from
 DEFAULT_IMPLS = ("npgan", "npgan-scipy", "npgan-mkl", "npgan-blas", "npgan-ref", "torch", "jax")   # npgan-api: same step as npgan
 BATCH, Z_DIM, X_DIM, N_BATCHES = 100, 100, 784, 10
 GF_SAMPLES = 10_000
@@ -81,8 +85,9 @@ def build_npgan(api=False):
             (f"compiled, GEMMs split over {k.split_threads()} threads" if k.split_threads() > 1
              else "compiled, BLAS threads each GEMM itself") if k else
             "reference (layers not built)")
+        import npgan
         return tr.step, gf, f"GANTrainer.step, kernels: {path}" + (
-            f", BLAS {_kernels.blas()}" if k else "")
+            f", BLAS {_kernels.blas()}" if k else "") + f"; npgan from {os.path.dirname(npgan.__file__)}"
 
     from npgan import functional as F, optim
     rng = numpy.random.default_rng(1)
@@ -251,7 +256,8 @@ def _env(impl, threads):
         if threads == 1:
             env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
                                 " intra_op_parallelism_threads=1").strip()
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    first = [BASELINE] if impl == "npgan-base" else []
+    env["PYTHONPATH"] = os.pathsep.join(first + [ROOT, env.get("PYTHONPATH", "")])
     return env
 
 
@@ -464,12 +470,23 @@ def main(argv=None):
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--memory-gforward", action="store_true", help="also G forward's peak RSS")
     p.add_argument("--json", help="also write the raw times to this file")
+    p.add_argument("--baseline", metavar="TREE",
+                   help="a source tree (its kernels built in place) to time as npgan-base")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--rss", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
         return worker(a.worker, a.threads, a.rss, a.steps)
-    res = run(a.steps, a.block, a.gf_reps, a.threads, a.impls.split(","),
+    impls = a.impls.split(",")
+    if a.baseline:
+        global BASELINE
+        BASELINE = os.path.abspath(a.baseline)
+        if not os.path.isdir(os.path.join(BASELINE, "npgan")):
+            p.error(f"--baseline {a.baseline}: no npgan package there")
+        impls += [] if "npgan-base" in impls else ["npgan-base"]
+    elif "npgan-base" in impls:
+        p.error("npgan-base needs --baseline TREE")
+    res = run(a.steps, a.block, a.gf_reps, a.threads, impls,
               False if a.no_memory else ("all" if a.memory_gforward else True), max_s=a.max_s)
     print(report(res))
     if a.json:

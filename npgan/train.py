@@ -20,6 +20,7 @@ import numbers
 
 import numpy  # host-side: RNGs, minibatch order, the metric history
 
+from . import _kernels as K
 from . import backend, models, optim
 from .checkpoint import CheckpointError
 from .tensor import Tensor, no_grad
@@ -174,9 +175,8 @@ class GANTrainer:
         Simultaneous: D and G from this batch at once. Otherwise one D step;
         every k-th D step is followed by a G step. Returns the batch stats.
 
-        x empty or not 2-D: ValueError. NaN or inf in x, a loss or a gradient
-        (a gradient is checked by one sum, so one whose sum overflows counts
-        too): NonFiniteError, raised before any parameter, optimizer buffer or
+        x empty or not 2-D: ValueError. NaN or inf in x, a loss or a gradient:
+        NonFiniteError, raised before any parameter, optimizer buffer or
         lr, moving average, random generator or counter changed (a retry draws
         the same numbers). In the sequential mode a refused G step also undoes
         the D step before it."""
@@ -480,17 +480,12 @@ def _sigmoid(a):
 
 
 def _first_non_finite_grad(params):
-    """Index of the first parameter whose gradient holds NaN or inf, else None:
-    one sum per gradient (NaN and inf survive a sum; a sum that overflows the
-    dtype counts as non-finite too)."""
-    xp = backend.xp
-    grads = [(i, p.grad) for i, p in enumerate(params) if p.grad is not None]
-    if not grads:
-        return None
-    ok = xp.isfinite(xp.stack([xp.sum(g) for _, g in grads]))
-    if bool(ok.all()):
-        return None
-    return grads[int(backend.to_numpy(xp.argmin(ok)))][0]
+    """Index of the first parameter whose gradient holds NaN or inf, else None
+    (one read of each gradient: ``_kernels.all_finite``)."""
+    for i, p in enumerate(params):
+        if p.grad is not None and not K.all_finite(p.grad):
+            return i
+    return None
 
 
 def _copy_state(opt):

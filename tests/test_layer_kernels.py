@@ -829,3 +829,20 @@ def test_fork_during_split_gemms_leaves_the_child_a_working_pool(layers_kernel):
             t.join()
         assert layers_kernel.split_threads() == 2
     assert codes == [0] * len(codes), f"children's exit codes (None: hung): {codes}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_finds_every_nan_and_inf(update_kernel, dtype):
+    # bands on the pool: a bad value in any band, at either end, is found
+    n = 3 * (1 << 16) + 7
+    a = np.random.default_rng(0).uniform(-1, 1, n).astype(dtype)
+    a[::1000] = np.finfo(dtype).max                   # the largest finite values are finite
+    assert update_kernel.all_finite(a) and K.all_finite(a)
+    for i in (0, 1 << 16, n // 2, n - 1):
+        for bad in (np.nan, np.inf, -np.inf):
+            b = a.copy()
+            b[i] = bad
+            assert not update_kernel.all_finite(b), (i, bad)
+            assert not K.all_finite(b.reshape(-1, 1)), (i, bad)
+    assert update_kernel.all_finite(a[:0])
+    assert not K.all_finite(np.array([1.0, np.nan], dtype))           # small: the array module

@@ -478,6 +478,17 @@ def add(a, b):
     return out
 
 
+def all_finite(a):
+    """True if array ``a`` holds no NaN or inf. Big contiguous NumPy floats are
+    read once, in bands on the kernels' threads (a max over exponent bits);
+    anything else by the array module."""
+    if a.size >= _ADD_MIN and _numpy_floats(a) and a.flags.c_contiguous:
+        k = load("update")
+        if k is not None:
+            return k.all_finite(a.reshape(-1))
+    return bool(backend.xp.isfinite(a).all())
+
+
 def sgd_momentum_(p, v, g, lr, momentum, nesterov=False):
     """In place: v <- momentum v - lr g; p <- p + v (Nesterov: p <- p +
     momentum v - lr g). One pass over memory when compiled; bit for bit the

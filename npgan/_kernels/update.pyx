@@ -10,7 +10,9 @@ temporary ``lr * g`` and its three further passes over memory). Arrays of
 at least PARALLEL_MIN elements are cut into bands updated at once on the
 threads of layers.pyx's pool (an element's result does not depend on which
 thread computes it). ``add``: out = a + b the same way, for the gradients a
-leaf collects from several uses (Tensor.backward).
+leaf collects from several uses (Tensor.backward). ``all_finite``: whether an
+array holds no NaN or inf, read in bands the same way (the trainer's check of
+every gradient before an update: a max over the exponent bits, branch-free).
 """
 from cython cimport floating
 
@@ -58,12 +60,25 @@ cdef extern from * nogil:
     }
     NPU_ADD(float, npu_add_f)
     NPU_ADD(double, npu_add_d)
+    /* 1 if no element of a (n floats or doubles, as their bits) is NaN or inf:
+       those, and only those, have every exponent bit set. */
+    #define NPU_FINITE(U, MASK, NAME) \
+    NPU_CLONES static int NAME(const void *restrict bits, int64_t n) { \
+        const U *restrict a = (const U *) bits; \
+        U top = 0; \
+        for (int64_t i = 0; i < n; i++) { U e = a[i] & MASK; top = top > e ? top : e; } \
+        return top != MASK; \
+    }
+    NPU_FINITE(uint32_t, 0x7f800000u, npu_finite_f)
+    NPU_FINITE(uint64_t, 0x7ff0000000000000ull, npu_finite_d)
     """
     void npu_sgd_f(float *p, float *v, const float *g, Py_ssize_t n, float lr, float mu, int nesterov)
     void npu_sgd_d(double *p, double *v, const double *g, Py_ssize_t n, double lr, double mu,
                    int nesterov)
     void npu_add_f(const float *a, const float *b, float *out, Py_ssize_t n)
     void npu_add_d(const double *a, const double *b, double *out, Py_ssize_t n)
+    int npu_finite_f(const void *a, Py_ssize_t n)
+    int npu_finite_d(const void *a, Py_ssize_t n)
 
 
 cdef enum:
@@ -130,3 +145,43 @@ def add(floating[::1] a, floating[::1] b, floating[::1] out):
     s.p, s.v, s.g, s.n, s.itemsize, s.add = &out[0], &a[0], &b[0], n, sizeof(floating), 1
     with nogil:
         _run(&s)
+
+
+cdef enum:
+    FINITE_PARTS = 4                     # bands of a big array checked at once
+
+
+cdef struct Check:
+    const void *a
+    Py_ssize_t n
+    int itemsize
+    int ok[FINITE_PARTS]
+
+
+cdef void _check_band(void *ctx, int i, int parts) noexcept nogil:
+    cdef Check *s = <Check *> ctx
+    cdef Py_ssize_t lo, hi
+    band(s.n, i, parts, &lo, &hi)
+    if hi <= lo:
+        s.ok[i] = 1
+    elif s.itemsize == 4:
+        s.ok[i] = npu_finite_f(<const char *> s.a + 4 * lo, hi - lo)
+    else:
+        s.ok[i] = npu_finite_d(<const char *> s.a + 8 * lo, hi - lo)
+
+
+def all_finite(floating[::1] a):
+    """True if the contiguous array ``a`` holds no NaN or inf."""
+    cdef Check s
+    cdef int i, parts = 1 if a.shape[0] < PARALLEL_MIN else FINITE_PARTS
+    if a.shape[0] == 0:
+        return True
+    s.a, s.n, s.itemsize = &a[0], a.shape[0], sizeof(floating)
+    for i in range(FINITE_PARTS):
+        s.ok[i] = 1
+    with nogil:
+        parallel_run(_check_band, &s, parts)
+    for i in range(parts):
+        if not s.ok[i]:
+            return False
+    return True
