@@ -237,7 +237,6 @@ def run(args):
         print("\ninterrupted: finishing this step and saving a checkpoint (Ctrl-C again to abort)", flush=True)
     signal.signal(signal.SIGINT, on_sigint)
 
-    z_fixed = np.random.default_rng(2014)
     print(f"npgan {npgan.__version__}, backend {npgan.backend.name}, kernels {npgan._kernels.available()}")
     print(f"training on {len(train_x)} images, {trainer.batches_per_epoch()} steps per epoch, "
           f"until epoch {args.epochs} -> {args.out}")

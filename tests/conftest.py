@@ -135,3 +135,35 @@ def one_blas_thread():
         return
     with threadpool_limits(1, user_api="blas"):
         yield
+
+
+def wait_or_kill(pid, seconds=120):
+    """Exit code of child ``pid``; None if it had not finished within
+    ``seconds`` (it is then killed): a hang guard, not a timing measurement."""
+    import signal
+    import time
+    deadline = time.monotonic() + seconds
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(0.02)
+
+
+def fork_child(child):
+    """Fork; the child runs ``child()`` -> exit code (1 if it raised) and exits."""
+    import warnings
+    with warnings.catch_warnings():         # Python >= 3.12 warns about fork with threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = child()
+        finally:
+            os._exit(code)
+    return pid

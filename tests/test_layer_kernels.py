@@ -25,7 +25,7 @@ from npgan import _kernels as K
 from npgan._kernels import reference as ref
 from npgan.gradcheck import gradcheck
 
-from conftest import away_from_zero
+from conftest import away_from_zero, fork_child, wait_or_kill
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
@@ -732,38 +732,6 @@ def test_no_kernels_switch_takes_the_reference(monkeypatch):
 
 # ----------------------------------------------------------------------------- fork
 
-def _wait_or_kill(pid, seconds=120):
-    """Exit code of child ``pid``, or None if it had not finished within
-    ``seconds`` (then killed): a hang guard, not a timing measurement."""
-    import signal
-    import time
-    deadline = time.monotonic() + seconds
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return None
-        time.sleep(0.02)
-
-
-def _fork(child):
-    """Fork; the child runs ``child()`` -> exit code (1 if it raised) and exits."""
-    import warnings
-    with warnings.catch_warnings():          # Python >= 3.12 warns about fork with threads
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = child()
-        finally:
-            os._exit(code)
-    return pid
-
-
 def _split_gemm_case():
     a, b = rand(512, 384, dtype=np.float32), rand(384, 512, dtype=np.float32, seed=1)
     return a, b, a.astype(np.float64) @ b.astype(np.float64)
@@ -787,7 +755,7 @@ def test_pool_works_in_a_child_forked_after_it_ran(layers_kernel):
             ok = layers_kernel.split_threads() == 2 and np.array_equal(got, c)
             return 0 if ok else 2
 
-        code = _wait_or_kill(_fork(child))
+        code = wait_or_kill(fork_child(child))
     assert code is not None, "the forked child hung in the pool"
     assert code == 0, f"the forked child's product is wrong (exit code {code})"
     np.testing.assert_allclose(c, truth, rtol=2e-5, atol=1e-6 * 384)
@@ -823,7 +791,7 @@ def test_fork_during_split_gemms_leaves_the_child_a_working_pool(layers_kernel):
         t = threading.Thread(target=busy, daemon=True)
         t.start()
         try:
-            codes = [_wait_or_kill(_fork(child)) for _ in range(12)]
+            codes = [wait_or_kill(fork_child(child)) for _ in range(12)]
         finally:
             stop.set()
             t.join()

@@ -1,17 +1,15 @@
 import math
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
-import warnings
 
 import numpy as np
 import pytest
 from scipy.special import logsumexp
 
 from npgan import _kernels, parzen
+from conftest import fork_child, wait_or_kill
 
 HAVE_KERNEL = _kernels.load("parzen_kernel") is not None
 # every numerical test runs on both paths; the compiled one only where it is built
@@ -300,35 +298,6 @@ def test_huge_values(kernel):
 
 # ----------------------------------------------------------------------------- fork safety
 
-def _wait_or_kill(pid, seconds=120):
-    """Exit code of child ``pid``; None if it had not finished within
-    ``seconds`` (it is then killed): a hang guard, not a timing measurement."""
-    deadline = time.monotonic() + seconds
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return None
-        time.sleep(0.02)
-
-
-def _fork(child):
-    """Fork; the child runs ``child()`` -> exit code (1 if it raised) and exits."""
-    with warnings.catch_warnings():         # Python >= 3.12 warns about fork with threads
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = child()
-        finally:
-            os._exit(code)
-    return pid
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_fork_while_another_thread_holds_the_blas_lock(data):
     """The child of a fork taken while another thread is inside a threaded
@@ -354,7 +323,7 @@ def test_fork_while_another_thread_holds_the_blas_lock(data):
     t.start()
     try:
         assert held.wait(60)
-        code = _wait_or_kill(_fork(child))
+        code = wait_or_kill(fork_child(child))
     finally:
         release.set()
         t.join()
@@ -398,7 +367,7 @@ def test_fork_inside_a_pinned_region_restores_blas_threads_in_the_child(data, tp
             if holder:
                 holder.start()
                 assert held.wait(60)
-            t = threading.Thread(target=lambda: codes.append(_wait_or_kill(_fork(child))))
+            t = threading.Thread(target=lambda: codes.append(wait_or_kill(fork_child(child))))
             t.start()
             t.join()
             release.set()
