@@ -126,7 +126,10 @@ def sources(a, data, log):
     """(label, samples, parzen validation images) for every row asked for."""
     train_x, valid_x = data["train"], data["valid"]
     if a.real:
-        yield "real: MNIST valid (train[50000:], unseen by G)", valid_x, train_x
+        # unseen by G; the reference classifier was trained on all 60,000 training
+        # images, these included (99.45 % accuracy on them vs 99.04 % on test)
+        yield "real: MNIST valid (train[50000:], unseen by G, in the classifier's training set)", \
+            valid_x, train_x
     for b in a.baseline:
         rng = np.random.default_rng(a.seed)
         if b == "noise":
