@@ -122,32 +122,57 @@ def kmeans_centroids(x, k, seed=0, iters=20):
     return c
 
 
+def run_info(path):
+    """What a row from a snapshot of an mnist_gan.py run should say about its
+    training: {"epoch", "train_seconds", "run_config"} from RUN/metrics.jsonl and
+    RUN/checkpoint.npz for RUN/snapshots/<G>_epoch_NNNN.npz; {} otherwise."""
+    import re
+    from npgan import checkpoint
+    m = re.match(r"(.+)_epoch_(\d+)\.npz$", os.path.basename(path))
+    run = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    log = os.path.join(run, "metrics.jsonl")
+    if not (m and os.path.basename(os.path.dirname(os.path.abspath(path))) == "snapshots"
+            and os.path.exists(log)):
+        return {}
+    epoch = int(m.group(2))
+    with open(log) as f:
+        recs = [json.loads(line) for line in f if line.strip()]
+    info = {"generator": m.group(1), "epoch": epoch,
+            "train_seconds": sum(r.get("seconds", 0.0) for r in recs if r["epoch"] <= epoch)}
+    ck = os.path.join(run, "checkpoint.npz")
+    if os.path.exists(ck):
+        info["run_config"] = checkpoint.load(ck)["config"]
+    return info
+
+
 def sources(a, data, log):
-    """(label, samples, parzen validation images) for every row asked for."""
+    """(label, samples, parzen validation images, info) for every row asked for."""
     train_x, valid_x = data["train"], data["valid"]
     if a.real:
         # unseen by G; the reference classifier was trained on all 60,000 training
         # images, these included (99.45 % accuracy on them vs 99.04 % on test)
         yield "real: MNIST valid (train[50000:], unseen by G, in the classifier's training set)", \
-            valid_x, train_x
+            valid_x, train_x, {}
     for b in a.baseline:
         rng = np.random.default_rng(a.seed)
         if b == "noise":
-            yield "uniform noise", rng.random((a.n, 784), dtype=np.float32), valid_x
+            yield "uniform noise", rng.random((a.n, 784), dtype=np.float32), valid_x, {}
         else:
             k = a.kmeans_k
             log(f"k-means, k={k}, on the {len(train_x)} training images")
             c = kmeans_centroids(train_x, k, a.seed)
-            yield f"k-means centroids (k={k}, each x{a.n // k})", np.repeat(c, a.n // k, axis=0), valid_x
+            yield (f"k-means centroids (k={k}, each x{a.n // k})", np.repeat(c, a.n // k, axis=0),
+                   valid_x, {})
     for path in a.samples:
-        yield path, np.load(path, allow_pickle=False), valid_x
+        yield path, np.load(path, allow_pickle=False), valid_x, {}
     for path in a.checkpoint:
         with np.load(path, allow_pickle=False) as z:
             plain = "meta" not in z.files
         for g in (["G"] if plain else a.generator):
             log(f"sampling {a.n} images from {path} ({g}, seed {a.seed})")
             yield (f"{path}" + ("" if plain else f" [{g}]"),
-                   sample(load_generator(path, g), a.n, a.seed, a.z or checkpoint_prior(path)), valid_x)
+                   sample(load_generator(path, g), a.n, a.seed, a.z or checkpoint_prior(path)), valid_x,
+                   run_info(path) if plain else {})
 
 
 def markdown(rows):
@@ -200,7 +225,9 @@ def main(argv=None):
             from npgan.classifier import load_classifier
             model = load_classifier(a.classifier)
         ref = None
-        for label, x, parzen_valid in sources(a, data, log):
+        command = "python " + " ".join([os.path.relpath(__file__)] + list(sys.argv[1:] if argv is None
+                                                                           else argv))
+        for label, x, parzen_valid, info in sources(a, data, log):
             t1 = time.time()
             x = metrics.check_images(x, label, min_count=10)   # fail before any long work
             if ref is None:
@@ -214,6 +241,7 @@ def main(argv=None):
             print(f"\n== {label}   ({time.time() - t1:.0f} s)")
             report(r, p)
             r["source"] = label
+            r.update(info, command=command)
             if p is not None:
                 r["parzen"] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in p.items()}
             rows.append(r)

@@ -148,3 +148,30 @@ def test_second_run_in_the_same_directory_is_refused(tmp_path):
                            capture_output=True, text=True, timeout=300)
     assert p.returncode == 1 and f"PID {os.getpid()} " in p.stderr, p.stderr[-2000:]
     assert sorted(os.listdir(out)) == [files.LOCK_NAME]
+
+
+def test_results_tables_are_generated_from_the_rows(tmp_path):
+    rt = load("results_table")
+    rows = [{"label": "run A", "parzen": {"ll_mean": 230.04, "ll_se": 2.16}, "fd": 4.567, "score": 9.1,
+             "classes_covered": 10, "precision": 0.8, "recall": 0.7654, "epoch": 40,
+             "train_seconds": 1500.0},
+            {"label": "run B", "fd": 12.0, "score": 8.0, "classes_covered": 9, "precision": 0.5,
+             "recall": 0.25}]
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:table1 -->\nold table\n<!-- /results -->\noutro\n")
+    metrics = tmp_path / "metrics.md"
+    metrics.write_text("<!-- results:metrics -->\n<!-- /results -->\n")
+    args = [str(tmp_path / "rows.json"), "--readme", str(readme), "--metrics", str(metrics)]
+    rt.main(args)
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("intro\n") and text.endswith("outro\n")
+    assert "| run A | 230.0 ± 2.2 | 4.57 | 0.765 | 40 (25 min) |" in text
+    assert "| run B | – | 12.00 | 0.250 |  |" in text
+    assert "| Adversarial nets (paper) | 225 ± 2 |" in text
+    assert "| run A | 230.0 ± 2.2 | 4.57 | 9.10 | 10 | 0.800 | 0.765 | 40 (25 min) |" in metrics.read_text()
+    rt.main(args)                                             # idempotent
+    assert readme.read_text() == text
+    (tmp_path / "other.md").write_text("no block\n")
+    with pytest.raises(SystemExit, match="no <!-- results:table1"):
+        rt.main([str(tmp_path / "rows.json"), "--readme", str(tmp_path / "other.md")])
