@@ -57,27 +57,6 @@ class Optimizer:
         for p in self.params:
             p.grad = None
 
-    def prepare(self):
-        """Check an update before making it: the index of the first parameter
-        whose gradient (or, for SGD, whose new velocity) holds NaN or inf, else
-        None, and then :meth:`commit` makes the update :meth:`step` would. Changes
-        nothing a state_dict holds."""
-        for i, p in enumerate(self.params):
-            if p.grad is not None and not K.all_finite(p.grad):
-                return i
-        self._prepared = True
-        return None
-
-    def commit(self):
-        """Make the update checked by the last successful :meth:`prepare`."""
-        if not getattr(self, "_prepared", False):
-            raise RuntimeError("commit() without a successful prepare()")
-        self._prepared = False
-        self._commit()
-
-    def _commit(self):
-        self.step()
-
     def _state_arrays(self):          # name -> list of per-parameter arrays (or None)
         return {}
 
@@ -190,39 +169,6 @@ class SGD(Optimizer):
             if v is None:
                 v = self.velocity[i] = backend.xp.zeros_like(p.data)
             K.sgd_momentum_(p.data, v, p.grad, lr, mu, self.nesterov)   # in place, one pass
-        self.steps += 1
-
-    def prepare(self):
-        """The next velocities into spare buffers, each checked as it is written
-        (no separate read of the gradients): NaN or inf in a gradient, or an
-        update that overflows, gives that parameter's index and changes nothing.
-        Nesterov momentum checks the gradients instead."""
-        if self.nesterov:
-            return super().prepare()
-        xp = backend.xp
-        spare = getattr(self, "_spare", None)
-        if spare is None or len(spare) != len(self.params):
-            spare = self._spare = [None] * len(self.params)
-        for i, p in enumerate(self.params):
-            if p.grad is None:
-                continue
-            if self.velocity[i] is None:
-                self.velocity[i] = xp.zeros_like(p.data)
-            if spare[i] is None or spare[i].shape != p.shape or spare[i].dtype != p.dtype:
-                spare[i] = xp.empty_like(p.data)
-            if not K.sgd_stage(self.velocity[i], p.grad, spare[i], self.lr, self.momentum):
-                return i
-        self._prepared = True
-        return None
-
-    def _commit(self):
-        if self.nesterov:
-            return self.step()
-        for i, p in enumerate(self.params):
-            if p.grad is None:
-                continue
-            K.sgd_apply_(p.data, self._spare[i])            # p + the new velocity
-            self.velocity[i], self._spare[i] = self._spare[i], self.velocity[i]
         self.steps += 1
 
 

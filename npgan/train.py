@@ -20,6 +20,7 @@ import numbers
 
 import numpy  # host-side: RNGs, minibatch order, the metric history
 
+from . import _kernels as K
 from . import backend, models, optim
 from .checkpoint import CheckpointError
 from .tensor import Tensor, no_grad
@@ -154,13 +155,10 @@ class GANTrainer:
                 "d_real": float(xp.mean(_sigmoid(l_real.data))),
                 "d_fake": float(xp.mean(_sigmoid(l_fake.data)))}
 
-    def _refuse_non_finite(self, stats, module, opt):
-        """NonFiniteError unless every stat is finite and ``opt`` prepared an
-        update with no NaN or inf (:meth:`optim.Optimizer.prepare`: for SGD the
-        new velocities, written beside the old ones and checked as they are)."""
-        params = opt.params
+    def _refuse_non_finite(self, stats, module, params):
+        """NonFiniteError unless every stat and every gradient in ``params`` is finite."""
         bad = [k for k, v in stats.items() if not math.isfinite(v)]
-        i = None if bad else opt.prepare()
+        i = None if bad else _first_non_finite_grad(params)
         if not bad and i is None:
             return
         if bad:
@@ -211,10 +209,10 @@ class GANTrainer:
                     d_loss.backward()                          # D's gradients; G's part is pruned
                 stats = self._stats(d_loss, l_real, l_fake)
                 stats["g_loss"] = float(g_loss.item())
-                self._refuse_non_finite(stats, self.D, self.opt_d)   # while in cache
+                self._refuse_non_finite(stats, self.D, self.opt_d.params)   # while in cache
                 with _frozen(self.D.parameters()):
                     g_loss.backward()                          # G's gradients, through D
-                self._refuse_non_finite(stats, self.G, self.opt_g)
+                self._refuse_non_finite(stats, self.G, self.opt_g.params)
                 g_updated = True
             else:
                 with no_grad():
@@ -224,11 +222,11 @@ class GANTrainer:
                 self.opt_d.zero_grad()
                 d_loss.backward()
                 stats = self._stats(d_loss, l_real, l_fake)
-                self._refuse_non_finite(stats, self.D, self.opt_d)
+                self._refuse_non_finite(stats, self.D, self.opt_d.params)
                 g_updated = (self.step_count + 1) % self.k == 0
                 if g_updated:
                     undo_d = _copy_state(self.opt_d)
-                self.opt_d.commit()
+                self.opt_d.step()
                 if g_updated:
                     z = self.sample_z(m, self.rng_z)           # fresh noise for G's step
                     with _frozen(self.D.parameters()):
@@ -237,7 +235,7 @@ class GANTrainer:
                         self.opt_g.zero_grad()
                         g_loss.backward()
                     stats["g_loss"] = float(g_loss.item())
-                    self._refuse_non_finite(stats, self.G, self.opt_g)
+                    self._refuse_non_finite(stats, self.G, self.opt_g.params)
         except BaseException:
             if undo_d is not None:
                 _put_state(self.opt_d, undo_d)
@@ -251,10 +249,10 @@ class GANTrainer:
             raise
         # everything checked: apply
         if self.simultaneous:
-            self.opt_d.commit()
-            self.opt_g.commit()
+            self.opt_d.step()
+            self.opt_g.step()
         elif g_updated:
-            self.opt_g.commit()
+            self.opt_g.step()
         if g_updated:
             for ema in self.emas.values():
                 ema.update(self.G.parameters())
@@ -479,6 +477,15 @@ def _check_arrays(bad, what, state, named_params):
 def _sigmoid(a):
     xp = backend.xp
     return 1.0 / (1.0 + xp.exp(-xp.clip(a, -60, 60)))
+
+
+def _first_non_finite_grad(params):
+    """Index of the first parameter whose gradient holds NaN or inf, else None
+    (one read of each gradient: ``_kernels.all_finite``)."""
+    for i, p in enumerate(params):
+        if p.grad is not None and not K.all_finite(p.grad):
+            return i
+    return None
 
 
 def _copy_state(opt):

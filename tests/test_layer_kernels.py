@@ -814,24 +814,3 @@ def test_all_finite_finds_every_nan_and_inf(update_kernel, dtype):
             assert not K.all_finite(b.reshape(-1, 1)), (i, bad)
     assert update_kernel.all_finite(a[:0])
     assert not K.all_finite(np.array([1.0, np.nan], dtype))           # small: the array module
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n", [1000, 3 * (1 << 16) + 5])
-def test_staged_sgd_equals_sgd_momentum_bit_for_bit(update_kernel, dtype, n):
-    rng = np.random.default_rng(0)
-    p, v, g = (rng.standard_normal(n).astype(dtype) for _ in range(3))
-    p1, v1 = p.copy(), v.copy()
-    ref.sgd_momentum_(p1, v1, g, 0.0999, 0.53)
-    w = np.empty_like(v)
-    assert update_kernel.sgd_stage(v, g, w, 0.0999, 0.53)
-    update_kernel.sgd_apply(p, w)
-    assert np.array_equal(w, v1) and np.array_equal(p, p1)
-    for i in (0, n // 2, n - 1):                      # a NaN or inf gradient in any band,
-        for bad in (np.nan, np.inf):                  # or an update that overflows
-            b = g.copy()
-            b[i] = bad
-            assert not update_kernel.sgd_stage(v, b, w, 0.1, 0.5)
-            assert not K.sgd_stage(v, b, w.copy(), 0.1, 0.5)
-    big = np.full(n, np.finfo(dtype).max / 2, dtype)
-    assert not update_kernel.sgd_stage(-big, big, w, 1.5, 1.0)          # -max/2 - 1.5 max/2

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from npgan import Tensor, nn, optim
+from npgan import nn, optim
 
 G = [np.array([1.0, 2.0]), np.array([-1.0, 0.5]), np.array([0.5, 0.5])]
 EPS = np.finfo(np.float64).eps
@@ -316,43 +316,3 @@ def test_linear_ramp_degenerate_and_refusal():
     assert r(4) == 0.1 and r(5) == 0.9
     with pytest.raises(ValueError):
         optim.LinearRamp(start_epoch=3, end_epoch=2)
-
-
-@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.07, momentum=0.6),
-                                  lambda ps: optim.SGD(ps, lr=0.07, momentum=0.6, nesterov=True),
-                                  lambda ps: optim.Adam(ps, lr=0.01)])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_prepare_commit_is_step_and_a_refused_prepare_changes_nothing(make, dtype):
-    rng = np.random.default_rng(3)
-    shapes = [(300, 250), (250,), (7, 3)]
-
-    def fresh():
-        ps = [Tensor(rng2.standard_normal(s).astype(dtype), requires_grad=True) for s in shapes]
-        return ps, make(ps)
-    rng2 = np.random.default_rng(1)
-    a, opt_a = fresh()
-    rng2 = np.random.default_rng(1)
-    b, opt_b = fresh()
-    for step in range(3):
-        grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
-        for ps in (a, b):
-            for p, g in zip(ps, grads):
-                p.grad = g.copy()
-        opt_a.step()
-        assert opt_b.prepare() is None
-        opt_b.commit()
-        for pa, pb in zip(a, b):
-            assert np.array_equal(pa.data, pb.data)             # the same bits as step()
-    before = [p.data.copy() for p in b], opt_b.state_dict()
-    for p, s in zip(b, shapes):
-        p.grad = np.ones(s, dtype)
-    b[1].grad[7] = np.nan
-    assert opt_b.prepare() == 1
-    with pytest.raises(RuntimeError, match="prepare"):
-        opt_b.commit()
-    after = opt_b.state_dict()
-    assert all(np.array_equal(x, p.data) for x, p in zip(before[0], b))
-    assert after["steps"] == before[1]["steps"]
-    for name in after:
-        if isinstance(after[name], list):
-            assert all(np.array_equal(x, y) for x, y in zip(after[name], before[1][name])), name

@@ -489,31 +489,6 @@ def all_finite(a):
     return bool(backend.xp.isfinite(a).all())
 
 
-def sgd_stage(v, g, w, lr, momentum):
-    """w <- momentum v - lr g (the next velocity, into a spare buffer) -> True if
-    all of w is finite. ``sgd_apply_(p, w)`` then gives the same bits as
-    ``sgd_momentum_`` (not Nesterov) would have: one pass each when compiled."""
-    k = load("update")
-    if (k is None or not _numpy_floats(v, g, w) or not v.shape == g.shape == w.shape
-            or not (v.flags.c_contiguous and w.flags.c_contiguous)):
-        xp = backend.xp
-        xp.multiply(v, v.dtype.type(momentum), out=w)
-        w -= lr * g
-        return bool(xp.isfinite(w).all())
-    return k.sgd_stage(v.reshape(-1), _np.ascontiguousarray(g).reshape(-1), w.reshape(-1),
-                       float(lr), float(momentum))
-
-
-def sgd_apply_(p, w):
-    """In place: p <- p + w (the staged velocity of :func:`sgd_stage`)."""
-    k = load("update")
-    if (k is None or not _numpy_floats(p, w) or p.shape != w.shape
-            or not (p.flags.c_contiguous and w.flags.c_contiguous)):
-        p += w
-        return
-    k.sgd_apply(p.reshape(-1), w.reshape(-1))
-
-
 def sgd_momentum_(p, v, g, lr, momentum, nesterov=False):
     """In place: v <- momentum v - lr g; p <- p + v (Nesterov: p <- p +
     momentum v - lr g). One pass over memory when compiled; bit for bit the

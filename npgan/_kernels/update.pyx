@@ -21,7 +21,6 @@ from npgan._kernels.layers cimport band, parallel_run
 cdef extern from * nogil:
     """
     #include <stdint.h>
-    #include <string.h>
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
     #define NPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
     #else
@@ -72,30 +71,6 @@ cdef extern from * nogil:
     }
     NPU_FINITE(uint32_t, 0x7f800000u, npu_finite_f)
     NPU_FINITE(uint64_t, 0x7ff0000000000000ull, npu_finite_d)
-    /* The SGD update in two passes, for an update that must not start unless
-       every parameter's is finite: stage: w = v mu - lr g (the new velocity, into
-       a spare buffer; 1 if all of it is finite); apply: p = p + w. The same
-       operations, so the same bits, as NPU_SGD. */
-    #define NPU_STAGE(T, U, MASK, NAME) \
-    NPU_CLONES static int NAME(const T *restrict v, const T *restrict g, T *restrict w, int64_t n, \
-                               T lr, T mu) { \
-        U top = 0; \
-        for (int64_t i = 0; i < n; i++) { \
-            T a = v[i] * mu, b = lr * g[i]; \
-            T wi = a - b; \
-            w[i] = wi; \
-            U e; memcpy(&e, &wi, sizeof e); e &= MASK; top = top > e ? top : e; \
-        } \
-        return top != MASK; \
-    }
-    NPU_STAGE(float, uint32_t, 0x7f800000u, npu_stage_f)
-    NPU_STAGE(double, uint64_t, 0x7ff0000000000000ull, npu_stage_d)
-    #define NPU_ADDTO(T, NAME) \
-    NPU_CLONES static void NAME(T *restrict p, const T *restrict w, int64_t n) { \
-        for (int64_t i = 0; i < n; i++) p[i] = p[i] + w[i]; \
-    }
-    NPU_ADDTO(float, npu_addto_f)
-    NPU_ADDTO(double, npu_addto_d)
     """
     void npu_sgd_f(float *p, float *v, const float *g, Py_ssize_t n, float lr, float mu, int nesterov)
     void npu_sgd_d(double *p, double *v, const double *g, Py_ssize_t n, double lr, double mu,
@@ -104,11 +79,6 @@ cdef extern from * nogil:
     void npu_add_d(const double *a, const double *b, double *out, Py_ssize_t n)
     int npu_finite_f(const void *a, Py_ssize_t n)
     int npu_finite_d(const void *a, Py_ssize_t n)
-    int npu_stage_f(const float *v, const float *g, float *w, Py_ssize_t n, float lr, float mu)
-    int npu_stage_d(const double *v, const double *g, double *w, Py_ssize_t n, double lr,
-                    double mu)
-    void npu_addto_f(float *p, const float *w, Py_ssize_t n)
-    void npu_addto_d(double *p, const double *w, Py_ssize_t n)
 
 
 cdef enum:
@@ -215,68 +185,3 @@ def all_finite(floating[::1] a):
         if not s.ok[i]:
             return False
     return True
-
-
-cdef struct Staged:
-    void *v                              # stage: the velocity (read); apply: the parameter
-    const void *g                        # stage: the gradient; apply: the new velocity
-    void *w                              # stage: the new velocity (written)
-    Py_ssize_t n
-    double lr, mu
-    int itemsize, apply
-    int ok[FINITE_PARTS]
-
-
-cdef void _staged_band(void *ctx, int i, int parts) noexcept nogil:
-    cdef Staged *s = <Staged *> ctx
-    cdef Py_ssize_t lo, hi
-    band(s.n, i, parts, &lo, &hi)
-    s.ok[i] = 1
-    if hi <= lo:
-        return
-    if s.apply and s.itemsize == 4:
-        npu_addto_f(<float *> s.v + lo, <const float *> s.g + lo, hi - lo)
-    elif s.apply:
-        npu_addto_d(<double *> s.v + lo, <const double *> s.g + lo, hi - lo)
-    elif s.itemsize == 4:
-        s.ok[i] = npu_stage_f(<const float *> s.v + lo, <const float *> s.g + lo,
-                              <float *> s.w + lo, hi - lo, <float> s.lr, <float> s.mu)
-    else:
-        s.ok[i] = npu_stage_d(<const double *> s.v + lo, <const double *> s.g + lo,
-                              <double *> s.w + lo, hi - lo, s.lr, s.mu)
-
-
-cdef bint _staged_run(Staged *s):
-    cdef int i, parts = 1 if s.n < PARALLEL_MIN else FINITE_PARTS
-    with nogil:
-        parallel_run(_staged_band, s, parts)
-    for i in range(parts):
-        if not s.ok[i]:
-            return False
-    return True
-
-
-def sgd_stage(floating[::1] v, floating[::1] g, floating[::1] w, double lr, double mu):
-    """w = mu v - lr g (w must not overlap v or g) -> True if all of w is finite.
-    With :func:`sgd_apply`, the same bits as :func:`sgd_momentum` (not Nesterov)."""
-    cdef Py_ssize_t n = v.shape[0]
-    cdef Staged s
-    if g.shape[0] != n or w.shape[0] != n:
-        raise ValueError("sgd_stage: velocity, gradient and output sizes differ")
-    if n == 0:
-        return True
-    s.v, s.g, s.w, s.n, s.lr, s.mu = &v[0], &g[0], &w[0], n, lr, mu
-    s.itemsize, s.apply = sizeof(floating), 0
-    return _staged_run(&s)
-
-
-def sgd_apply(floating[::1] p, floating[::1] w):
-    """p = p + w, in place (w must not overlap p)."""
-    cdef Py_ssize_t n = p.shape[0]
-    cdef Staged s
-    if w.shape[0] != n:
-        raise ValueError("sgd_apply: sizes differ")
-    if n == 0:
-        return
-    s.v, s.g, s.w, s.n, s.itemsize, s.apply = &p[0], &w[0], NULL, n, sizeof(floating), 1
-    _staged_run(&s)
