@@ -22,7 +22,8 @@ and allocators never mix; its peak RSS is its own):
                a same-run A/B of a change
 
 The step is the paper's (and the authors' code's) simultaneous update: batch
-100, z ~ U(-sqrt 3, sqrt 3)^100, G 100-1200-1200-784 (ReLU, sigmoid), D
+100, z in R^100 (npgan's trainer: N(0, I), as the authors' code; the torch and
+JAX rows: U(-sqrt 3, sqrt 3), the same cost), G 100-1200-1200-784 (ReLU, sigmoid), D
 784-maxout 240x5-maxout 240x5-1 with dropout .2/.5/.5, losses from logits
 (non-saturating G loss), SGD lr 0.1 momentum 0.5 for both players; about 2.7
 GFLOP of GEMM. G forward: G(z) for 10,000 z in one call, no graph (npgan's

@@ -3,7 +3,7 @@
     python examples/interpolation.py --snapshot runs/paper/snapshots/G_ema0.999_epoch_0060.npz
     python examples/interpolation.py --snapshot PATH --rows 8 --steps 10 --seed 0 --out docs/figures/
 
-Each row draws two z from G's prior (U(-sqrt 3, sqrt 3)^100) and shows G at
+Each row draws two z from G's prior (N(0, I) in R^100, or the run's own) and shows G at
 ``steps`` equally spaced points on the straight line between them, endpoints
 included. Smooth changes from one digit to another indicate that G maps
 nearby z to nearby images rather than memorising isolated training examples.
