@@ -300,11 +300,16 @@ class Tensor:
         return self.sum(axis, keepdims) * (1.0 / n)
 
     def max(self, axis=None, keepdims=False):
-        """Maximum; the gradient is shared equally among tied maxima."""
+        """Maximum; the gradient is shared equally among tied maxima (a NaN is
+        the maximum of its slice, as in NumPy: the gradient goes to the NaNs)."""
         x = self
         m = x.data.max(axis=axis, keepdims=True)
         def backward(g):
-            mask = (x.data == m).astype(x.dtype)
+            xp = backend.xp
+            hit = x.data == m
+            if x.dtype.kind == "f" and bool(xp.isnan(m).any()):
+                hit |= xp.isnan(x.data) & xp.isnan(m)
+            mask = hit.astype(x.dtype)
             mask /= mask.sum(axis=axis, keepdims=True)
             if axis is not None and not keepdims:
                 g = backend.xp.expand_dims(g, axis)

@@ -505,3 +505,14 @@ def test_mean_over_an_axis_out_of_range_is_a_value_error():
         Tensor(np.zeros((1, 1))).mean(axis=5)
     with pytest.raises(ValueError, match="axis -3"):
         Tensor(np.zeros((1, 1))).mean(axis=(0, -3))
+
+
+def test_max_of_a_slice_with_nan_sends_the_gradient_to_the_nan():
+    import warnings
+    x = Tensor(np.array([[1.0, np.nan, 3.0], [4.0, 5.0, 6.0]]), requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                     # no 0/0 warning
+        y = x.max(axis=1)
+        y.backward(np.array([2.0, 3.0]))
+    assert np.isnan(y.data[0]) and y.data[1] == 6.0
+    np.testing.assert_array_equal(x.grad, [[0, 2, 0], [0, 0, 3]])
