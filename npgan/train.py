@@ -275,12 +275,16 @@ class GANTrainer:
         while self._pos < n:
             idx = self._order[self._pos * self.batch_size:(self._pos + 1) * self.batch_size]
             batch = self.data[idx]
-            finite = numpy.isfinite(batch).all(axis=1)
-            if not finite.all():                    # data changed since the constructor's check
+            try:
+                stats = self.step(batch)            # checks the batch before anything changes
+            except NonFiniteError as e:
+                finite = numpy.isfinite(batch).all(axis=1)
+                if finite.all():
+                    raise
+                # data changed since the constructor's check: name the data rows
                 raise NonFiniteError(f"step {self.step_count + 1}: data rows "
                                      f"{idx[~finite][:10].tolist()} hold NaN or inf; nothing "
-                                     "was updated")
-            stats = self.step(batch)
+                                     "was updated") from e
             self._pos += 1
             for key, v in stats.items():
                 s, c = self._sums.get(key, (0.0, 0))
