@@ -67,11 +67,11 @@ def load_generator(path, which="G"):
 def checkpoint_prior(path):
     """The z prior a trainer checkpoint was trained with (its config's "z";
     before that option existed: uniform); a plain G .npz: the paper's Gaussian."""
-    from npgan import checkpoint
+    from npgan import checkpoint, models
     with np.load(path, allow_pickle=False) as z:
         if "meta" not in z.files:
             return "gaussian"
-    return checkpoint.load(path)["config"].get("z", "uniform")
+    return models.run_prior(checkpoint.load(path)["config"])
 
 
 def sample(G, n, seed, prior="gaussian"):

@@ -99,7 +99,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     source = args.snapshot or args.checkpoint
     G = load_generator(source, args.which)
-    prior = args.z or (checkpoint.load(args.checkpoint)["config"].get("z", "uniform")
+    prior = args.z or (models.run_prior(checkpoint.load(args.checkpoint)["config"])
                        if args.checkpoint else "gaussian")
     z = interpolation_grid_z(args.rows, args.steps, np.random.default_rng(args.seed), prior=prior)
     with npgan.no_grad():

@@ -35,7 +35,7 @@ def run_prior(run):
     written before that option existed drew z uniform."""
     from npgan import checkpoint
     path = os.path.join(run, "checkpoint.npz")
-    return checkpoint.load(path)["config"].get("z", "uniform") if os.path.exists(path) else "gaussian"
+    return models.run_prior(checkpoint.load(path)["config"]) if os.path.exists(path) else "gaussian"
 
 
 def sample(G, n, seed=12345, batch=1000, prior="gaussian"):

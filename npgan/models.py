@@ -35,6 +35,12 @@ def sample_z(n, rng, dim=Z_DIM, dtype="float32", prior="gaussian"):
     return backend.asarray(z.astype(dtype, copy=False))
 
 
+def run_prior(config):
+    """The z prior a trainer run's config (``mnist_gan.py``'s, as a checkpoint
+    stores it) names; runs written before the option existed drew z uniform."""
+    return config.get("z", "uniform")
+
+
 def z_sampler(prior="gaussian", dim=Z_DIM, dtype="float32"):
     """sample(n, rng) -> (n, dim) z from ``prior``: what GANTrainer takes as sample_z."""
     if prior not in Z_PRIORS:

@@ -483,3 +483,9 @@ def test_gradcheck_would_catch_a_broken_g_step():
     z = models.sample_z(3, np.random.default_rng(0), dim=4, dtype="float64")
     with pytest.raises(GradcheckError, match="disagrees"):
         gradcheck(fn, z, *params)
+
+
+def test_run_prior_reads_the_config_and_old_runs_are_uniform():
+    assert models.run_prior({"z": "gaussian", "seed": 0}) == "gaussian"
+    assert models.run_prior({"z": "uniform"}) == "uniform"
+    assert models.run_prior({"seed": 0}) == "uniform"        # written before --z existed
