@@ -732,70 +732,67 @@ def test_no_kernels_switch_takes_the_reference(monkeypatch):
 
 # ----------------------------------------------------------------------------- fork
 
-def _split_gemm_case():
-    a, b = rand(512, 384, dtype=np.float32), rand(384, 512, dtype=np.float32, seed=1)
-    return a, b, a.astype(np.float64) @ b.astype(np.float64)
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_pool_works_in_a_child_forked_after_it_ran(layers_kernel):
-    """The pool's workers do not survive fork(): a child of a process whose
-    pool has run must start its own, not wait for threads that are gone."""
+@pytest.fixture
+def split_gemm(layers_kernel):
+    """(a, b, c = a @ b float32, truth float64) with BLAS at 2 threads and the
+    product just split on the pool (skips where nothing is split)."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    a, b, truth = _split_gemm_case()
+    a, b = rand(512, 384, dtype=np.float32), rand(384, 512, dtype=np.float32, seed=1)
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
         if layers_kernel.split_threads() < 2:
             pytest.skip("BLAS thread functions not found: nothing is split")
         c = np.empty((512, 512), np.float32)
         layers_kernel.gemm(a, b, c)                        # the pool has run here
+        yield a, b, c, a.astype(np.float64) @ b.astype(np.float64)
 
-        def child():
-            got = np.empty_like(c)
-            layers_kernel.gemm(a, b, got)                  # split on the child's own pool
-            ok = layers_kernel.split_threads() == 2 and np.array_equal(got, c)
-            return 0 if ok else 2
 
-        code = wait_or_kill(fork_child(child))
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_pool_works_in_a_child_forked_after_it_ran(layers_kernel, split_gemm):
+    """The pool's workers do not survive fork(): a child of a process whose
+    pool has run must start its own, not wait for threads that are gone."""
+    a, b, c, truth = split_gemm
+
+    def child():
+        got = np.empty_like(c)
+        layers_kernel.gemm(a, b, got)                      # split on the child's own pool
+        ok = layers_kernel.split_threads() == 2 and np.array_equal(got, c)
+        return 0 if ok else 2
+
+    code = wait_or_kill(fork_child(child))
     assert code is not None, "the forked child hung in the pool"
     assert code == 0, f"the forked child's product is wrong (exit code {code})"
     np.testing.assert_allclose(c, truth, rtol=2e-5, atol=1e-6 * 384)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_fork_during_split_gemms_leaves_the_child_a_working_pool(layers_kernel):
+def test_fork_during_split_gemms_leaves_the_child_a_working_pool(layers_kernel, split_gemm):
     """Forks while another thread runs split GEMMs back to back (so most land
     inside a job, BLAS at one thread, the pool held): each child runs its own
     split GEMM with BLAS's thread count back (2), the same bits, no hang."""
     import threading
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    a, b, _ = _split_gemm_case()
-    with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        if layers_kernel.split_threads() < 2:
-            pytest.skip("BLAS thread functions not found: nothing is split")
-        c = np.empty((512, 512), np.float32)
-        layers_kernel.gemm(a, b, c)
-        stop = threading.Event()
+    a, b, c, _ = split_gemm
+    stop = threading.Event()
 
-        def busy():
-            out = np.empty_like(c)
-            while not stop.is_set():
-                layers_kernel.gemm(a, b, out)
+    def busy():
+        out = np.empty_like(c)
+        while not stop.is_set():
+            layers_kernel.gemm(a, b, out)
 
-        def child():
-            if layers_kernel.split_threads() != 2:
-                return 3
-            got = np.empty_like(c)
-            layers_kernel.gemm(a, b, got)
-            return 0 if np.array_equal(got, c) and layers_kernel.split_threads() == 2 else 2
+    def child():
+        if layers_kernel.split_threads() != 2:
+            return 3
+        got = np.empty_like(c)
+        layers_kernel.gemm(a, b, got)
+        return 0 if np.array_equal(got, c) and layers_kernel.split_threads() == 2 else 2
 
-        t = threading.Thread(target=busy, daemon=True)
-        t.start()
-        try:
-            codes = [wait_or_kill(fork_child(child)) for _ in range(12)]
-        finally:
-            stop.set()
-            t.join()
-        assert layers_kernel.split_threads() == 2
+    t = threading.Thread(target=busy, daemon=True)
+    t.start()
+    try:
+        codes = [wait_or_kill(fork_child(child)) for _ in range(12)]
+    finally:
+        stop.set()
+        t.join()
+    assert layers_kernel.split_threads() == 2
     assert codes == [0] * len(codes), f"children's exit codes (None: hung): {codes}"
 
 
