@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from npgan import _kernels, parzen
+from npgan import _kernels
+from npgan.metrics import parzen
 from conftest import fork_child, wait_or_kill
 
 HAVE_KERNEL = _kernels.load("parzen_kernel") is not None
@@ -240,8 +241,9 @@ def test_no_tqdm_fallback(monkeypatch, capsys):
     assert "30/30 rows" in capsys.readouterr().err
 
 
-def test_cli(tmp_path):
-    """python -m npgan.parzen on a few real MNIST training images as samples."""
+def test_samples_cli(tmp_path):
+    """python examples/parzen_table.py --samples (the command line that was
+    ``python -m npgan.parzen``) on a few real MNIST training images as samples."""
     mnist = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "data", "mnist")
     if not os.path.isdir(mnist):
         pytest.skip("data/mnist not in this checkout")
@@ -250,7 +252,8 @@ def test_cli(tmp_path):
     np.save(tmp_path / "s.npy", x[:500])
     env = dict(os.environ, NPGAN_NO_DOWNLOAD="1")
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
-    r = subprocess.run([sys.executable, "-m", "npgan.parzen", str(tmp_path / "s.npy"),
+    r = subprocess.run([sys.executable, os.path.join("examples", "parzen_table.py"), "--samples",
+                        str(tmp_path / "s.npy"),
                         "--data-dir", mnist, "--n-valid", "100", "--n-test", "200",
                         "--no-progress"], capture_output=True, text=True, env=env, cwd=root,
                        timeout=120)

@@ -1,5 +1,11 @@
-"""Sample-quality metrics beyond the Parzen window, in the reference MNIST
-classifier's features (:mod:`npgan.classifier`), on npgan alone.
+"""Sample-quality metrics, on npgan alone: the Parzen window of the paper's
+Table 1 (:mod:`npgan.metrics.parzen`), mode coverage on the 2-D ring of
+Gaussians (:mod:`npgan.metrics.modes`), and, in the reference MNIST
+classifier's features (:mod:`npgan.classifier`), Fréchet distance, classifier
+score, classes covered, precision/recall and nearest training images.
+
+    from npgan.metrics import parzen
+    r = parzen.evaluate(samples, test_x, valid_x)   # sigma on valid, LL +- se on test
 
     from npgan import metrics
     ref = metrics.RealReference()              # test-set features, training images
@@ -20,6 +26,7 @@ from .classes import classifier_score, class_histogram, classes_covered
 from .neighbours import knn_radii, nearest_distances, manifold_coverage, precision_recall, \
     distance_summary
 from .suite import RealReference, evaluate
+from . import parzen
 
 __all__ = ["MetricsError", "check_images", "check_features", "feature_statistics",
            "frechet_distance", "frechet_distance_from_features", "frechet_terms",
