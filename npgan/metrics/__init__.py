@@ -18,6 +18,11 @@ and covariances; :func:`frechet_terms`: its unclamped parts),
 :func:`class_histogram`, :func:`classes_covered`, :func:`precision_recall`,
 :func:`knn_radii`, :func:`nearest_distances`.
 Bad inputs raise :class:`MetricsError`.
+
+Squared distances, in the Parzen window and the neighbour metrics alike,
+come in blocks from one GEMM helper (``npgan._kernels.reference.gemm_sqdist``,
+beside the Parzen window's NumPy reference); long loops report through
+:mod:`npgan.progress`.
 """
 from .checks import MetricsError, check_images, check_features
 from .frechet import feature_statistics, frechet_distance, frechet_distance_from_features, \
@@ -26,11 +31,11 @@ from .classes import classifier_score, class_histogram, classes_covered
 from .neighbours import knn_radii, nearest_distances, manifold_coverage, precision_recall, \
     distance_summary
 from .suite import RealReference, evaluate
-from . import parzen
+from . import modes, parzen
 
 __all__ = ["MetricsError", "check_images", "check_features", "feature_statistics",
            "frechet_distance", "frechet_distance_from_features", "frechet_terms",
            "trace_sqrt_product",
            "classifier_score", "class_histogram", "classes_covered", "knn_radii",
            "nearest_distances", "manifold_coverage", "precision_recall", "distance_summary",
-           "RealReference", "evaluate"]
+           "RealReference", "evaluate", "modes", "parzen"]
