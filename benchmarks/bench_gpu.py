@@ -39,7 +39,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import npgan  # noqa: E402
-from npgan import backend, models, no_grad, parzen, train  # noqa: E402
+from npgan import backend, models, no_grad, train  # noqa: E402
+from npgan.metrics import parzen  # noqa: E402
 
 SIGMAS = numpy.logspace(-1, 0, 10)
 ONE_SIGMA = float(SIGMAS[3])

@@ -24,7 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from npgan import metrics, parzen  # noqa: E402
+from npgan import metrics  # noqa: E402
+from npgan.metrics import parzen  # noqa: E402
 from npgan.datasets import load_mnist  # noqa: E402
 
 DATA = os.path.join(ROOT, "data")

@@ -37,7 +37,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from npgan import _kernels, parzen  # noqa: E402
+from npgan import _kernels  # noqa: E402
+from npgan.metrics import parzen  # noqa: E402
 
 Row = collections.namedtuple("Row", "name seconds ratio peak_mib cpu_seconds")
 SIGMAS = numpy.logspace(-1, 0, 10)
@@ -64,7 +65,7 @@ def make_data(n_samples, n_test, data="random", seed=0):
 
 
 def _threads():
-    return parzen._default_threads()
+    return parzen.usable_cores()
 
 
 def torch_parzen(x, s, sigmas, block_x=1024, block_s=4096):

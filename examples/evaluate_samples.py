@@ -9,7 +9,7 @@ Several sources may be given at once: one row each, the real-side work done
 once; ``--markdown T.md`` writes them as a table, ``--json R.json`` in full.
 
 Prints: Parzen-window log-likelihood of the test set (sigma chosen on
-validation images, npgan.parzen), Fréchet distance (FD) in the reference
+validation images, npgan.metrics.parzen), Fréchet distance (FD) in the reference
 classifier's features to the 10,000 test images, classifier score,
 class histogram and classes covered, precision and recall (k = 3; first
 hidden layer, the penultimate one in brackets: see npgan.metrics.suite), and
@@ -31,7 +31,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from npgan import files, metrics, parzen  # noqa: E402
+from npgan import files, metrics  # noqa: E402
+from npgan.metrics import parzen  # noqa: E402
 from npgan.datasets import load_mnist  # noqa: E402
 
 REPO_DATA = os.path.join(os.path.dirname(HERE), "data")

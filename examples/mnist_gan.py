@@ -273,7 +273,7 @@ def run(args):
         if args.eval_every and trainer.epoch % args.eval_every == 0:
             for name, G in gs.items():
                 samples = trainer.generate(args.eval_samples, G)
-                from npgan import parzen
+                from npgan.metrics import parzen
                 sigma, curve = parzen.select_sigma(valid_x[:1000], samples)
                 ll = float(max(curve))
                 rec[f"parzen_{name}"], rec[f"sigma_{name}"] = ll, float(sigma)

@@ -11,10 +11,11 @@ of z to the same x). G (z in R^16 -> 64 -> 64 -> 2, ReLU) and D (2 -> 64 -> 64
 D, then one step of G with the non-saturating loss -log D(G(z)), all losses
 computed from logits.
 
-Two numbers are tracked over training, on fresh samples from G:
+Two numbers are tracked over training, on fresh samples from G
+(npgan.metrics.modes.mode_metrics):
   * modes covered: a mode counts as covered if at least ``min_frac`` of the
-    samples fall within 3 std of its centre;
-  * high-quality fraction: the share of samples within 3 std of *some* centre.
+    samples are high quality and nearest to it;
+  * high-quality fraction: the share of samples within 3 std of their nearest centre.
 A G that sits on a few modes has a high quality fraction but few modes; one
 that smears between modes covers them but with low quality. With these
 defaults (seed 0) G collapses onto one or two modes in both runs: more
@@ -38,42 +39,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import npgan  # noqa: E402
 from npgan import files, nn, optim, functional as F  # noqa: E402
 
-N_MODES, RADIUS, STD = 8, 2.0, 0.02
-
-
-# ---- data and metrics: small pure functions (tests import these) --------------
-def ring_centers(n_modes=N_MODES, radius=RADIUS):
-    """(n_modes, 2) centres equally spaced on a circle."""
-    a = 2 * np.pi * np.arange(n_modes) / n_modes
-    return radius * np.stack([np.cos(a), np.sin(a)], axis=1)
-
-
-def sample_ring(n, rng, centers=None, std=STD):
-    """(n, 2) float32 draws from the equal mixture of N(centre, std^2 I)."""
-    centers = ring_centers() if centers is None else np.asarray(centers)
-    idx = rng.integers(len(centers), size=n)
-    return (centers[idx] + std * rng.standard_normal((n, 2))).astype("float32")
-
-
-def _dist_to_centers(samples, centers):
-    s = np.asarray(samples, dtype=np.float64).reshape(-1, 2)
-    c = np.asarray(centers, dtype=np.float64)
-    return np.sqrt(((s[:, None, :] - c[None, :, :]) ** 2).sum(-1))      # (n, modes)
-
-
-def modes_covered(samples, centers, std, min_count):
-    """Number of centres with at least ``min_count`` samples within 3 std of it."""
-    d = _dist_to_centers(samples, centers)
-    counts = (d <= 3 * std).sum(axis=0)
-    return int((counts >= max(int(min_count), 1)).sum())
-
-
-def high_quality_fraction(samples, centers, std):
-    """Fraction of samples within 3 std of any centre (0.0 for no samples)."""
-    d = _dist_to_centers(samples, centers)
-    if d.shape[0] == 0:
-        return 0.0
-    return float((d.min(axis=1) <= 3 * std).mean())
+# the ring, its data and the two numbers: one implementation, in the package
+from npgan.metrics.modes import RADIUS, STD, mode_metrics, ring_centers, sample_ring  # noqa: E402,F401
 
 
 # ---- models and Algorithm 1 ---------------------------------------------------
@@ -107,8 +74,9 @@ def train(k, steps, seed=0, batch=256, lr=1e-3, hidden=64, z_dim=16, eval_every=
         with npgan.no_grad():
             s = G(z_eval).numpy()
         hist["step"].append(step)
-        hist["modes"].append(modes_covered(s, centers, std, min_frac * n_eval))
-        hist["hq"].append(high_quality_fraction(s, centers, std))
+        m = mode_metrics(s, centers, std, min_fraction=min_frac)
+        hist["modes"].append(m["modes_covered"])
+        hist["hq"].append(m["high_quality_fraction"])
         if step in snap_at:
             hist["snapshots"][step] = s
         if step % (eval_every * 10) == 0:

@@ -1,6 +1,7 @@
 """Table 1 of the paper for a run of examples/mnist_gan.py, and Fig. 2.
 
     python examples/parzen_table.py runs/paper --out results/mnist
+    python examples/parzen_table.py --samples S.npy [--n-test 1000] [--sigmas 0.1 0.2]
 
 For every generator the run kept (G and its moving averages) and every snapshot
 (OUT/snapshots/<G>_epoch_XXXX.npz): 10,000 samples, Parzen sigma chosen over
@@ -11,8 +12,14 @@ error), plus a clearly labelled finer sigma grid. A sanity row uses 10,000 real
 training images in place of samples. Writes table1.md, parzen_curve.csv,
 parzen_curve.png, samples and Fig. 2 (nearest training image beside each sample)
 under --out.
+
+``--samples S.npy``: the Parzen log-likelihood of one set of samples, (N, 784)
+or (N, 28, 28) in [0, 1], by the same protocol (sigma over --sigmas on the
+first --n-valid validation images, then the test images); prints the
+validation curve and the test LL; writes nothing.
 """
 import argparse
+import sys
 import glob
 import json
 import os
@@ -23,7 +30,8 @@ import time
 import numpy as np
 
 import npgan
-from npgan import datasets, files, models, parzen
+from npgan import datasets, files, models
+from npgan.metrics import parzen
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAPER_SIGMAS = np.logspace(-1, 0, 10)
@@ -88,17 +96,53 @@ def nearest_train_figure(samples, train_x, path, rows=8, cols=6):
         img.save(f, format="PNG")
 
 
+def samples_ll(args):
+    """--samples: the Parzen LL of one .npy of samples; prints, returns 0."""
+    samples = np.load(args.samples)
+    samples = samples.reshape(len(samples), -1)
+    if samples.min() < -1e-6 or samples.max() > 1 + 1e-6:
+        print(f"warning: samples span [{samples.min():.3g}, {samples.max():.3g}], "
+              "expected [0, 1] like the test images", file=sys.stderr)
+    valid_x, _ = datasets.load(args.dataset, "valid", data_dir=args.data_dir)
+    test_x, _ = datasets.load(args.dataset, "test", data_dir=args.data_dir)
+    if args.n_test is not None:
+        test_x = test_x[:args.n_test]
+    r = parzen.evaluate(samples.astype(np.float32), test_x, valid_x, args.sigmas, args.n_valid,
+                        progress=not args.no_progress)
+    for s, v in zip(r["sigmas"], r["valid_ll"]):
+        print(f"  sigma {s:.4f}  valid LL {v:9.2f}" + ("  <- best" if s == r["sigma"] else ""))
+    print(f"sigma = {r['sigma']:.4f}   test LL = {r['ll_mean']:.2f} +- {r['ll_se']:.2f}   "
+          f"({r['n_samples']} samples, {r['n_test']} test, {r['n_valid']} valid, "
+          f"{r['seconds']:.1f} s)")
+    if r["sigma_at_edge"]:
+        print("warning: the best sigma is at an end of the grid; widen --sigmas", file=sys.stderr)
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", help="run directory of examples/mnist_gan.py")
+    p.add_argument("run", nargs="?", help="run directory of examples/mnist_gan.py")
     p.add_argument("--out", default="results/mnist")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", default=None, help="directory with the MNIST files (default: "
+                   "$NPGAN_DATA, then data/mnist of this checkout; with --samples: $NPGAN_DATA, "
+                   "then the user cache)")
     p.add_argument("--n-samples", type=int, default=10000)
-    p.add_argument("--n-valid", type=int, default=1000)
+    p.add_argument("--n-valid", type=int, default=1000, help="validation images for sigma")
     p.add_argument("--label", default=None, help="name of this run in the table (default: run dir name)")
     p.add_argument("--z", choices=list(models.Z_PRIORS), default=None,
                    help="noise prior (default: the run's, from RUN/checkpoint.npz)")
+    g = p.add_argument_group("one set of samples (instead of RUN)")
+    g.add_argument("--samples", help=".npy file of samples, shape (N, 784) (or (N, 28, 28)) in [0, 1]")
+    g.add_argument("--dataset", default="mnist", choices=sorted(datasets.DATASETS))
+    g.add_argument("--sigmas", type=float, nargs="+", default=list(parzen.DEFAULT_SIGMAS),
+                   help="sigma grid (default: logspace(-1, 0, 10))")
+    g.add_argument("--n-test", type=int, default=None, help="test images (default: all)")
+    g.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if (args.run is None) == (args.samples is None):
+        p.error("give a RUN directory or --samples S.npy (one of them)")
+    if args.samples is not None:
+        return samples_ll(args)
     prior = args.z or run_prior(args.run)
     label = args.label or os.path.basename(os.path.normpath(args.run))
     os.makedirs(args.out, exist_ok=True)

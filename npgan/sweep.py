@@ -58,6 +58,8 @@ import uuid
 import numpy
 
 from . import backend, checkpoint, files, models, optim, train
+from .metrics.parzen import usable_cores  # noqa: F401  (sweep.usable_cores: examples/sweep.py)
+from .progress import Log
 
 INSTALL_HINT = 'pip install -e ".[sweep]"  (dask[distributed], optuna, sqlalchemy, threadpoolctl)'
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -413,8 +415,8 @@ def _build(recipe, cfg, train_x):
 
 
 def _evaluate(trainer, G_eval, cfg, valid, threads):
-    from . import classifier, parzen
-    from .metrics import feature_statistics, frechet_distance
+    from . import classifier
+    from .metrics import feature_statistics, frechet_distance, parzen
     samples = trainer.generate(cfg["eval_samples"], G_eval)      # fixed z (seed 12345)
     sigma, curve = parzen.select_sigma(valid, samples, n_valid=cfg["parzen_valid"],
                                        threads=threads or None)
@@ -646,21 +648,6 @@ def _takes_n_workers(client):
         return False
 
 
-def usable_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-class _Log:
-    def __init__(self, out, t0):
-        self.out, self.t0 = out, t0
-
-    def __call__(self, msg):
-        self.out(f"[{time.time() - self.t0:7.1f}s] {msg}")
-
-
 def _fmt(params):
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
@@ -707,7 +694,7 @@ def run_study(space, study_dir, *, n_trials=20, config=None, storage=None, study
         raise SweepError(f"threads_per_trial must be >= 1, got {threads_per_trial}")
     _, distributed, optuna = _require()
     t0 = time.time()
-    log = _Log(out, t0)
+    log = Log(out, t0)
     study_dir = os.path.abspath(study_dir)
     os.makedirs(os.path.join(study_dir, "trials"), exist_ok=True)
     storage = storage or f"sqlite:///{os.path.join(study_dir, 'study.db')}"

@@ -17,9 +17,8 @@ integrals are 1 to ~1e-12) and fine enough to resolve the narrowest one.
 
 All logarithms are natural (nats): JSD lies in [0, log 2].
 
-For the 2-D experiments: the ring of 8 Gaussians (Metz et al., 2017, "Unrolled
-GANs") with a sampler and the usual mode metrics (modes covered, fraction of
-high-quality samples within 3 standard deviations of a mode).
+The 2-D ring of 8 Gaussians and its mode metrics (modes covered, fraction of
+high-quality samples) are a sample-quality metric: :mod:`npgan.metrics.modes`.
 """
 import math
 
@@ -30,8 +29,7 @@ LOG2 = math.log(2.0)
 
 __all__ = ["LOG2", "LOG4", "grid", "integrate", "gaussian_pdf", "mixture_pdf", "optimal_discriminator",
            "optimal_logits", "value_function", "kl_divergence", "jsd", "jsd_shift_gradient",
-           "criterion_from_jsd", "virtual_criterion", "kde", "silverman_bandwidth", "g_loss_logit_grad",
-           "ring_centers", "sample_ring", "mode_metrics"]
+           "criterion_from_jsd", "virtual_criterion", "kde", "silverman_bandwidth", "g_loss_logit_grad"]
 
 
 # -- grids and densities -------------------------------------------------------------------
@@ -234,50 +232,11 @@ def g_loss_logit_grad(logits, loss):
 
 
 def _sigmoid(l):
-    """1 / (1 + e^-l) with full relative precision in both tails."""
+    """1 / (1 + e^-l) with full relative precision in both tails.
+
+    Bit for bit ``npgan._kernels.reference.sigmoid_forward`` on NumPy arrays
+    (tests/test_theory.py checks it), kept here because that one computes on
+    the active backend (``backend.xp``): under CuPy it would refuse these
+    host arrays, while this module is host NumPy whatever the backend."""
     e = np.exp(-np.abs(l))
     return np.where(l >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-# -- 2-D: the ring of Gaussians and its mode metrics ----------------------------------------------
-def ring_centers(n_modes=8, radius=2.0):
-    """(n_modes, 2) centres evenly spaced on a circle, the first at (radius, 0)."""
-    a = 2 * np.pi * np.arange(n_modes) / n_modes
-    return radius * np.stack([np.cos(a), np.sin(a)], axis=1)
-
-
-def sample_ring(n, rng, n_modes=8, radius=2.0, std=0.02, dtype="float32"):
-    """n points from an equal mixture of isotropic Gaussians N(c, std^2 I) at
-    ring_centers(n_modes, radius) -> (n, 2) array of ``dtype``."""
-    c = ring_centers(n_modes, radius)
-    k = rng.integers(0, n_modes, n)
-    return (c[k] + std * rng.standard_normal((n, 2))).astype(dtype)
-
-
-def mode_metrics(samples, centers, std, n_std=3.0, min_fraction=0.01):
-    """Mode coverage of 2-D samples against mixture ``centers`` with component ``std``.
-
-    A sample is *high quality* when it lies within ``n_std`` standard
-    deviations of its nearest centre (for a 2-D Gaussian, 98.9 % of the
-    data's own samples at 3 std). A mode is *covered* when at least
-    ``min_fraction`` of all samples are high-quality samples of that mode
-    (1 % by default: an eighth of a fair share for 8 modes; cf. PacGAN's 20
-    of 2,500).
-
-    Returns {"modes_covered": int, "high_quality_fraction": float,
-    "counts": (n_modes,) high-quality samples per mode, "n": n}.
-    """
-    s = np.asarray(samples, dtype=np.float64)
-    c = np.asarray(centers, dtype=np.float64)
-    if s.ndim != 2 or c.ndim != 2 or s.shape[1] != c.shape[1]:
-        raise ValueError(f"samples {s.shape} and centers {c.shape} must be (n, d) and (k, d)")
-    n = len(s)
-    if n == 0:
-        return {"modes_covered": 0, "high_quality_fraction": 0.0, "counts": np.zeros(len(c), int), "n": 0}
-    d2 = ((s[:, None, :] - c[None, :, :]) ** 2).sum(axis=-1)
-    nearest = d2.argmin(axis=1)
-    good = np.sqrt(d2[np.arange(n), nearest]) <= n_std * std
-    counts = np.bincount(nearest[good], minlength=len(c))
-    covered = int(np.sum(counts >= max(1, math.ceil(min_fraction * n))))
-    return {"modes_covered": covered, "high_quality_fraction": float(good.mean()),
-            "counts": counts, "n": n}

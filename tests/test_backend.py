@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 
 import npgan
-from npgan import _kernels, backend, checkpoint, gradcheck, models, nn, optim, parzen, train
+from npgan import _kernels, backend, checkpoint, gradcheck, models, nn, optim, train
+from npgan.metrics import parzen
 from npgan import functional as F
 from npgan.gradcheck import GradcheckError
 from npgan.tensor import Tensor, concatenate

@@ -27,7 +27,8 @@ if _DEVICES < 1:
     pytest.skip("CuPy is installed but no CUDA device is visible", allow_module_level=True)
 
 import npgan  # noqa: E402
-from npgan import _kernels, backend, checkpoint, gradcheck, models, parzen, train  # noqa: E402
+from npgan import _kernels, backend, checkpoint, gradcheck, models, train  # noqa: E402
+from npgan.metrics import parzen  # noqa: E402
 from npgan._kernels import reference as ref  # noqa: E402
 from npgan.tensor import Tensor  # noqa: E402
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from npgan import _kernels, parzen
+from npgan import _kernels
+from npgan.metrics import parzen
 from conftest import fork_child, wait_or_kill
 
 HAVE_KERNEL = _kernels.load("parzen_kernel") is not None
@@ -240,8 +241,9 @@ def test_no_tqdm_fallback(monkeypatch, capsys):
     assert "30/30 rows" in capsys.readouterr().err
 
 
-def test_cli(tmp_path):
-    """python -m npgan.parzen on a few real MNIST training images as samples."""
+def test_samples_cli(tmp_path):
+    """python examples/parzen_table.py --samples (the command line that was
+    ``python -m npgan.parzen``) on a few real MNIST training images as samples."""
     mnist = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "data", "mnist")
     if not os.path.isdir(mnist):
         pytest.skip("data/mnist not in this checkout")
@@ -250,7 +252,8 @@ def test_cli(tmp_path):
     np.save(tmp_path / "s.npy", x[:500])
     env = dict(os.environ, NPGAN_NO_DOWNLOAD="1")
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
-    r = subprocess.run([sys.executable, "-m", "npgan.parzen", str(tmp_path / "s.npy"),
+    r = subprocess.run([sys.executable, os.path.join("examples", "parzen_table.py"), "--samples",
+                        str(tmp_path / "s.npy"),
                         "--data-dir", mnist, "--n-valid", "100", "--n-test", "200",
                         "--no-progress"], capture_output=True, text=True, env=env, cwd=root,
                        timeout=120)
@@ -462,3 +465,27 @@ def test_paper_sigmas_on_mnist_scale_data_stay_float32():
     assert parzen.distance_method(x, x[::-1], parzen.DEFAULT_SIGMAS) == "float32"
     assert parzen.distance_method(x, x[::-1], 0.01) == "float64"
     assert parzen.distance_method(x.astype(np.float64), x, 0.1) == "float64"
+
+
+# ----------------------------------------------------------------------------- the distance helper
+def test_gemm_sqdist_both_roundings_and_the_reference_lse():
+    """reference.gemm_sqdist (Parzen's and the neighbour metrics' blocks): either
+    rounding is within float32's cancellation error of the exact distances,
+    clamped at 0; parzen_lse without a progress object is the NumPy path."""
+    from npgan._kernels import reference
+    rng = np.random.default_rng(7)
+    a, b = rng.random((37, 19), dtype=np.float32), rng.random((23, 19), dtype=np.float32)
+    b[3] = a[5]                                   # a zero distance: must not come out negative
+    exact = np.einsum("ijk,ijk->ij", a[:, None].astype(np.float64) - b[None],
+                      a[:, None].astype(np.float64) - b[None])
+    a_sq, b_sq = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)
+    for first in (True, False):
+        d = reference.gemm_sqdist(a, b, a_sq, b_sq, norms_first=first)
+        assert d.dtype == np.float32 and d.shape == (37, 23) and d.min() >= 0
+        np.testing.assert_allclose(d, exact, atol=(4 + 10 * 19 ** 0.5) * 2 ** -24 * 2 * 19)
+    np.testing.assert_array_equal(reference.direct_sqdist(a.astype(np.float64), b.astype(np.float64)),
+                                  exact)
+    sig = np.array([0.3, 1.0])
+    const = math.log(23) + 0.5 * 19 * (math.log(2 * math.pi) + 2 * np.log(sig))
+    np.testing.assert_array_equal(reference.parzen_lse(a, b, 0.5 / sig / sig, 8, 5) - const[:, None],
+                                  parzen.log_likelihood(a, b, sig, (8, 5), use_kernel=False))

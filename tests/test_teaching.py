@@ -1,4 +1,5 @@
-"""The teaching examples: 8-Gaussian metrics, the gradcheck tutorial's ops,
+"""The teaching examples: the gradcheck tutorial's ops (the 8-Gaussian
+metrics of mode_collapse.py are npgan.metrics.modes: tests/test_modes.py),
 and the z-path of the interpolation figure (no checkpoint, no training)."""
 
 import numpy as np
@@ -13,11 +14,6 @@ _load = load_example
 
 
 @pytest.fixture(scope="module")
-def mc():
-    return _load("mode_collapse")
-
-
-@pytest.fixture(scope="module")
 def tutorial():
     return _load("gradcheck_tutorial")
 
@@ -25,57 +21,6 @@ def tutorial():
 @pytest.fixture(scope="module")
 def interp():
     return _load("interpolation")
-
-
-# ---- mode_collapse metrics -------------------------------------------------------
-STD = 0.02
-
-
-def test_ring_centers(mc):
-    c = mc.ring_centers(8, 2.0)
-    assert c.shape == (8, 2)
-    np.testing.assert_allclose(np.linalg.norm(c, axis=1), 2.0)
-
-
-def test_samples_at_all_modes(mc):
-    rng = np.random.default_rng(0)
-    centers = mc.ring_centers()
-    s = np.repeat(centers, 50, axis=0) + STD * 0.5 * rng.standard_normal((400, 2))
-    assert mc.modes_covered(s, centers, STD, min_count=10) == 8
-    assert mc.high_quality_fraction(s, centers, STD) == 1.0
-
-
-def test_data_sampler_covers_all_modes(mc):
-    s = mc.sample_ring(4000, np.random.default_rng(1), std=STD)
-    centers = mc.ring_centers()
-    assert mc.modes_covered(s, centers, STD, min_count=40) == 8
-    assert abs(mc.high_quality_fraction(s, centers, STD) - (1 - np.exp(-4.5))) < 0.01   # 3 std in 2-D: 98.9%
-
-
-def test_all_samples_at_one_mode(mc):
-    centers = mc.ring_centers()
-    s = np.tile(centers[3], (300, 1)) + STD * 0.3 * np.random.default_rng(2).standard_normal((300, 2))
-    assert mc.modes_covered(s, centers, STD, min_count=10) == 1
-    assert mc.high_quality_fraction(s, centers, STD) == 1.0
-
-
-def test_far_away_noise(mc):
-    centers = mc.ring_centers()
-    s = np.random.default_rng(3).uniform(10, 20, (500, 2))
-    assert mc.modes_covered(s, centers, STD, min_count=1) == 0
-    assert mc.high_quality_fraction(s, centers, STD) == 0.0
-
-
-def test_min_count_threshold_and_half_quality(mc):
-    centers = mc.ring_centers()
-    s = np.concatenate([np.tile(centers[0], (5, 1)), np.tile(centers[1], (20, 1)),
-                        np.full((25, 2), 50.0)])
-    assert mc.modes_covered(s, centers, STD, min_count=10) == 1     # mode 0 has too few
-    assert mc.modes_covered(s, centers, STD, min_count=5) == 2
-    assert mc.high_quality_fraction(s, centers, STD) == 0.5
-    # a point just inside / just outside 3 std of a centre
-    edge = centers[2] + np.array([[3 * STD * 0.999, 0.0], [3 * STD * 1.001, 0.0]])
-    assert mc.high_quality_fraction(edge, centers, STD) == 0.5
 
 
 # ---- gradcheck tutorial -----------------------------------------------------------

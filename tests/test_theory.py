@@ -210,58 +210,14 @@ def test_saturation_example_measures_the_closed_forms(one_blas_thread):
                                    theory.g_loss_logit_grad(LOGITS, loss), rtol=1e-10, atol=1e-300)
 
 
-# -- 8 Gaussians on a ring -------------------------------------------------------------------------------
-CENTERS = theory.ring_centers(8, 2.0)
-STD = 0.02
-
-
-def test_ring_centers():
-    assert CENTERS.shape == (8, 2)
-    np.testing.assert_allclose(np.hypot(*CENTERS.T), 2.0)
-    np.testing.assert_allclose(CENTERS[0], [2.0, 0.0], atol=1e-15)
-
-
-def test_metrics_all_modes():
-    rng = np.random.default_rng(0)
-    s = np.repeat(CENTERS, 100, axis=0) + STD * rng.standard_normal((800, 2))
-    m = theory.mode_metrics(s, CENTERS, STD)
-    assert m["modes_covered"] == 8
-    assert m["high_quality_fraction"] > 0.97
-    assert m["counts"].sum() == round(m["high_quality_fraction"] * 800)
-
-
-def test_metrics_one_mode():
-    s = CENTERS[3] + STD * np.random.default_rng(1).standard_normal((500, 2))
-    m = theory.mode_metrics(s, CENTERS, STD)
-    assert m["modes_covered"] == 1
-    assert m["counts"][3] == m["counts"].sum()
-
-
-def test_metrics_far_away_noise():
-    s = 50 + np.random.default_rng(2).standard_normal((1000, 2))
-    m = theory.mode_metrics(s, CENTERS, STD)
-    assert m["high_quality_fraction"] == 0.0
-    assert m["modes_covered"] == 0
-    # noise at the ring's centre (0, 0) is also far from every mode
-    m = theory.mode_metrics(0.1 * np.random.default_rng(3).standard_normal((1000, 2)), CENTERS, STD)
-    assert m["high_quality_fraction"] == 0.0 and m["modes_covered"] == 0
-
-
-def test_metrics_threshold_and_data_sampler():
-    # 2 modes: one with 50 samples, one with 5 of 1000 -> only the first counts at 1 %
-    rng = np.random.default_rng(4)
-    s = np.concatenate([CENTERS[0] + STD * rng.standard_normal((50, 2)).clip(-2, 2),
-                        CENTERS[5] + STD * rng.standard_normal((5, 2)).clip(-2, 2),
-                        50 + rng.standard_normal((945, 2))])
-    m = theory.mode_metrics(s, CENTERS, STD)
-    assert m["modes_covered"] == 1 and m["high_quality_fraction"] == pytest.approx(0.055)
-    assert theory.mode_metrics(s, CENTERS, STD, min_fraction=0.005)["modes_covered"] == 2
-    # the data itself: all 8 modes, ~98.9 % within 3 std (chi-square, 2 dof)
-    data = theory.sample_ring(20_000, np.random.default_rng(5), std=STD)
-    m = theory.mode_metrics(data, CENTERS, STD)
-    assert m["modes_covered"] == 8
-    assert m["high_quality_fraction"] == pytest.approx(1 - math.exp(-4.5), abs=0.003)
-    assert theory.mode_metrics(np.zeros((0, 2)), CENTERS, STD)["modes_covered"] == 0
+def test_sigmoid_is_the_reference_sigmoid_bit_for_bit():
+    """theory._sigmoid (host NumPy whatever the backend) and the kernels'
+    reference sigmoid give the same bits, tails, zeros, infinities and NaN included."""
+    from npgan._kernels import reference
+    l = np.concatenate([np.linspace(-800, 800, 20001), np.geomspace(1e-300, 1e3, 2001),
+                        -np.geomspace(1e-300, 1e3, 2001),
+                        [np.inf, -np.inf, np.nan, -0.0, 0.0, 5e-324, -5e-324]])
+    assert theory._sigmoid(l).tobytes() == reference.sigmoid_forward(l).tobytes()
 
 
 # -- Proposition 1 with a trained D ---------------------------------------------------------------------

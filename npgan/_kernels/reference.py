@@ -158,3 +158,104 @@ def sgd_momentum_(p, v, g, lr, momentum, nesterov=False):
         p += momentum * v - lr * g
     else:
         p += v
+
+
+# --- squared distances and the Parzen window (parzen_kernel.pyx, cuda.lse_sqdist) ---
+# The one blocked-distance helper of the package: npgan.metrics.parzen (its NumPy
+# path is parzen_lse below) and npgan.metrics.neighbours take their distance
+# blocks from gemm_sqdist.
+
+#: direct_sqdist holds at most this many bytes of differences at a time
+DIRECT_BYTES = 32 << 20
+
+
+def sqnorms(a, rows=4096):
+    """||a_i||^2 accumulated in float64, returned in a's dtype, shape (N,)."""
+    xp = backend.xp
+    out = xp.empty(a.shape[0], a.dtype)
+    for i in range(0, a.shape[0], rows):
+        b = a[i:i + rows].astype(xp.float64)
+        out[i:i + rows] = (b * b).sum(axis=1)
+    return out
+
+
+def gemm_sqdist(a, b, a_sq, b_sq, norms_first=True):
+    """(len(a), len(b)) squared distances ||a_i - b_j||^2 from one GEMM,
+    ||a_i||^2 + ||b_j||^2 - 2 a_i.b_j, clamped at 0 (rounding can make them a
+    hair negative), in the dtype of the operands; a_sq (len(a),) and b_sq
+    (len(b),): the squared norms. Cancels: see npgan.metrics.parzen for its
+    error bound, and for inputs where the differences must be used instead
+    (:func:`direct_sqdist`).
+
+    Two roundings, each the one its caller's published numbers came from:
+    norms_first (the Parzen window, as parzen_kernel and the CUDA kernel):
+    (||a||^2 + ||b||^2) - 2 a.b; else (the neighbour metrics, on blocks of up
+    to 128 MiB): (-2 a.b + ||a||^2) + ||b||^2 in the GEMM's own output, no
+    temporary block. The two differ in the last bit."""
+    xp = backend.xp
+    g = a @ b.T
+    if norms_first:
+        d = a_sq[:, None] + b_sq[None, :]
+        g *= 2
+        d -= g
+    else:
+        d = g
+        d *= -2
+        d += a_sq[:, None]
+        d += b_sq[None, :]
+    return xp.maximum(d, 0, out=d)
+
+
+def direct_sqdist(a, b):
+    """(len(a), len(b)) float64 ||a_i - b_j||^2 from the differences (no
+    cancellation), in slices of at most DIRECT_BYTES of differences."""
+    xp = backend.xp
+    d = xp.empty((a.shape[0], b.shape[0]), xp.float64)
+    rows = max(1, DIRECT_BYTES // (8 * b.shape[0] * b.shape[1]))
+    for i in range(0, a.shape[0], rows):
+        diff = a[i:i + rows, None, :] - b[None, :, :]
+        d[i:i + rows] = xp.einsum("ijk,ijk->ij", diff, diff)
+    return d
+
+
+def parzen_lse(x, s, c, bx, bs, progress=None, direct=False):
+    """(K, N) float64: logsumexp_j(-c_k ||x_i - s_j||^2), the reference of
+    parzen_kernel.lse_sqdist and cuda.lse_sqdist, and the NumPy path of
+    npgan.metrics.parzen.log_likelihood.
+
+    x (N, D), s (M, D): arrays of one float dtype (the GEMM's); c (K,) host
+    float64 (1 / 2 sigma^2). Blocks of ``bx`` rows of x by ``bs`` rows of s;
+    per row a running minimum distance (the log-sum-exp's max) with the
+    partial sums rescaled to it, accumulated in float64. direct: distances
+    from the differences (float64 x, s) instead of the GEMM. progress: an
+    object whose ``update(rows)`` is called after each block of x, or None."""
+    xp = backend.xp
+    n, m = x.shape[0], s.shape[0]
+    cc = xp.asarray(c)[:, None]
+    ss = sqnorms(s)
+    out = xp.empty((len(c), n), xp.float64)
+    for i0 in range(0, n, bx):
+        xb = x[i0:i0 + bx]
+        xx = sqnorms(xb)
+        dmin = xp.full(xb.shape[0], xp.inf)
+        acc = xp.zeros((len(c), xb.shape[0]))
+        for j0 in range(0, m, bs):
+            if direct:
+                d = direct_sqdist(xb, s[j0:j0 + bs])
+            else:
+                d = gemm_sqdist(xb, s[j0:j0 + bs], xx, ss[j0:j0 + bs]).astype(xp.float64)
+            new = xp.minimum(dmin, d.min(axis=1))
+            acc *= xp.exp(-cc * (dmin - new))        # rescale to the new running max
+            dmin = new
+            d -= dmin[:, None]
+            t = xp.empty_like(d)
+            for k in range(len(c)):
+                xp.multiply(d, -float(c[k]), out=t)
+                # exp takes a slow path below -708 (denormals); e^-700 adds nothing here
+                xp.maximum(t, -700.0, out=t)
+                xp.exp(t, out=t)
+                acc[k] += t.sum(axis=1)
+        out[:, i0:i0 + xb.shape[0]] = xp.log(acc) - cc * dmin
+        if progress is not None:
+            progress.update(xb.shape[0])
+    return out

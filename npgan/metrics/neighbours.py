@@ -2,19 +2,20 @@
 improved precision and recall (Kynkäänniemi et al. 2019) and the distance of
 each sample to its nearest training image (a memorisation check).
 
-Squared distances come from a GEMM, ||a||^2 + ||b||^2 - 2 a.b, in float32
-after both sets are centred on the reference set's mean (which keeps the
+Squared distances come from a GEMM, ||a||^2 + ||b||^2 - 2 a.b
+(``npgan._kernels.reference.gemm_sqdist``, the one used by the Parzen window
+too), in float32 after both sets are centred on the reference set's mean (which keeps the
 norms, hence the cancellation error, small); rounding can make that a hair
 negative, and such values are set to 0 before the square root. Work runs on
 ``backend.xp`` (NumPy, or CuPy on a GPU); results come back as NumPy arrays.
 A block is ``rows x len(reference)`` float32 of at most ``max_block_bytes``
 (default 128 MiB: 560 rows against 60,000 training images).
 """
-import time
-
 import numpy
 
 from .. import backend
+from .._kernels.reference import gemm_sqdist
+from ..progress import Progress
 from .checks import MetricsError, check_features
 
 MAX_BLOCK_BYTES = 128 << 20
@@ -22,20 +23,18 @@ MAX_BLOCK_BYTES = 128 << 20
 
 class _Blocks:
     """Row blocks of ``n`` queries against ``m`` references, reporting progress
-    through ``progress(str)`` about every 10 % (and at the end)."""
+    through ``progress(str)`` about every 10 % (and at the end): a
+    :class:`npgan.progress.Progress` with a callable."""
 
     def __init__(self, n, m, max_block_bytes, progress, desc):
         self.rows = max(1, min(n, int(max_block_bytes // (4 * max(m, 1)))))
         self.n, self.progress, self.desc = n, progress, desc
 
     def __iter__(self):
-        t0, next_report = time.time(), 0.1
+        bar = Progress(self.n, self.desc, self.progress)
         for i in range(0, self.n, self.rows):
             yield i, min(i + self.rows, self.n)
-            done = min(i + self.rows, self.n) / max(self.n, 1)
-            if self.progress is not None and (done >= next_report or done >= 1):
-                self.progress(f"{self.desc}: {done:4.0%} ({time.time() - t0:.0f} s)")
-                next_report = done + 0.1
+            bar.update(min(i + self.rows, self.n) - i)
 
 
 class _Reference:
@@ -55,11 +54,7 @@ class _Reference:
         """Squared distances (rows, len(ref)) float32 from host ``queries``."""
         xp = backend.xp
         q = xp.asarray(queries, dtype=xp.float32) - self.center
-        d = q @ self.x.T
-        d *= -2
-        d += xp.einsum("ij,ij->i", q, q)[:, None]
-        d += self.sq[None, :]
-        return xp.maximum(d, 0, out=d)
+        return gemm_sqdist(q, self.x, xp.einsum("ij,ij->i", q, q), self.sq, norms_first=False)
 
 
 def knn_radii(features, k=3, max_block_bytes=MAX_BLOCK_BYTES, progress=None, desc="k-NN radii"):

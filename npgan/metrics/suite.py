@@ -19,6 +19,7 @@ Which classifier layer each metric looks through:
 import time
 
 from .. import classifier as C
+from ..progress import Log
 from .checks import MetricsError, check_images
 from .classes import class_histogram, classes_covered, classifier_score
 from .frechet import frechet_distance, feature_statistics
@@ -26,9 +27,9 @@ from .neighbours import (MAX_BLOCK_BYTES, distance_summary, knn_radii, nearest_d
                          precision_recall)
 
 
-def _say(progress, t0, msg):
-    if progress is not None:
-        progress(f"[{time.time() - t0:6.1f} s] {msg}")
+def _log(progress, t0):
+    """Timestamped lines "[  12.3 s] ..." to ``progress`` (None: nothing)."""
+    return Log(progress, t0, stamp="[{:6.1f} s] ")
 
 
 class RealReference:
@@ -47,6 +48,7 @@ class RealReference:
                  max_block_bytes=MAX_BLOCK_BYTES, progress=None):
         from ..datasets import load_mnist
         t0 = time.time()
+        say = _log(progress, t0)
         self.model = model if model is not None else C.load_classifier()
         if real is None:
             real = load_mnist("test", data_dir=data_dir)[0]
@@ -55,14 +57,14 @@ class RealReference:
         self.k, self.max_block_bytes = k, max_block_bytes
         self.real = check_images(real, "real images", min_count=k + 1)
         self.train = check_images(train, "training images", min_count=1)
-        _say(progress, t0, f"classifier outputs of {len(self.real)} real images")
+        say(f"classifier outputs of {len(self.real)} real images")
         self.out = C.classify(self.model, self.real)
         self.mu, self.sigma = feature_statistics(self.out.features)
         kw = dict(max_block_bytes=max_block_bytes, progress=progress)
         self.radii = knn_radii(self.out.hidden1, k, desc="k-NN radii (real, hidden1)", **kw)
         self.radii_penultimate = knn_radii(self.out.features, k,
                                            desc="k-NN radii (real, penultimate)", **kw)
-        _say(progress, t0, "nearest training image of each real image")
+        say("nearest training image of each real image")
         self.train_dist = nearest_distances(self.real, self.train, desc="real -> train distances",
                                             **kw)
 
@@ -82,30 +84,31 @@ def evaluate(samples, reference=None, splits=10, min_class_fraction=0.01, progre
 
     Needs N >= max(k + 1, splits). ``progress``: callable taking a str."""
     t0 = time.time()
+    say = _log(progress, t0)
     ref = reference if reference is not None else RealReference(progress=progress)
     k = ref.k
     x = check_images(samples, "samples", min_count=max(k + 1, splits, 2))
     res = {"n": len(x), "k": k}
-    _say(progress, t0, f"classifier outputs of {len(x)} samples")
+    say(f"classifier outputs of {len(x)} samples")
     out = C.classify(ref.model, x)
     res["fd"] = frechet_distance(*feature_statistics(out.features), ref.mu, ref.sigma)
     res["score"], res["score_std"] = classifier_score(out.log_probs, splits)
     counts = class_histogram(out.log_probs)
     res["class_counts"] = counts.tolist()
     res["classes_covered"] = classes_covered(counts, min_class_fraction)
-    _say(progress, t0, f"FD {res['fd']:.3f}, score {res['score']:.3f}; precision/recall (k={k})")
+    say(f"FD {res['fd']:.3f}, score {res['score']:.3f}; precision/recall (k={k})")
     kw = dict(max_block_bytes=ref.max_block_bytes, progress=progress)
     res["precision"], res["recall"] = precision_recall(ref.out.hidden1, out.hidden1, k,
                                                        real_radii=ref.radii, **kw)
     res["precision_penultimate"], res["recall_penultimate"] = precision_recall(
         ref.out.features, out.features, k, real_radii=ref.radii_penultimate, **kw)
-    _say(progress, t0, "nearest training image of each sample")
+    say("nearest training image of each sample")
     d = nearest_distances(x, ref.train, desc="samples -> train distances", **kw)
     res["nn_train"] = distance_summary(d)
     res["nn_train_real"] = distance_summary(ref.train_dist)
     res["frac_closer_than_real_q01"] = float((d < res["nn_train_real"]["q01"]).mean())
     res["seconds"] = time.time() - t0
-    _say(progress, t0, "done")
+    say("done")
     return res
 
 

@@ -9,13 +9,14 @@ The paper's protocol: sigma chosen over ``numpy.logspace(-1, 0, 10)`` by the
 mean log-likelihood of 1,000 validation images, then the mean +- standard error
 over the 10,000 test images is reported.
 
-Arrays only (no Tensor). The NumPy path runs on the active backend
+Arrays only (no Tensor). The NumPy path (``npgan._kernels.reference.parzen_lse``,
+the reference of both kernels) runs on the active backend
 (``backend.xp``, so CuPy too); with NumPy the compiled kernel
 ``npgan._kernels.parzen_kernel`` does the same work faster and is used when it is
 built (``use_kernel=False`` or ``NPGAN_NO_KERNELS=1`` force the NumPy path).
 Both work in blocks of test points and of samples: squared distances come from a
-GEMM (||x||^2 + ||s||^2 - 2 x.s, clamped at 0), are computed once per block for
-all sigmas, and feed a streaming log-sum-exp with a running max accumulated in
+GEMM (||x||^2 + ||s||^2 - 2 x.s, clamped at 0: ``reference.gemm_sqdist``), are
+computed once per block for all sigmas, and feed a streaming log-sum-exp with a running max accumulated in
 float64.
 
 Accuracy. The GEMM formula cancels: its error in a squared distance is at most
@@ -47,10 +48,12 @@ import time
 
 import numpy
 
-from . import _kernels, backend
+from .. import _kernels, backend
+from .._kernels import reference
+from ..progress import Progress
 
 __all__ = ["log_likelihood", "mean_and_se", "select_sigma", "evaluate", "distance_method",
-           "error_bound", "DEFAULT_SIGMAS", "TOLERANCE"]
+           "error_bound", "usable_cores", "DEFAULT_SIGMAS", "TOLERANCE"]
 
 #: the paper's sigma grid
 DEFAULT_SIGMAS = numpy.logspace(-1, 0, 10)
@@ -61,8 +64,6 @@ NUMPY_BLOCKS = (1024, 2048)
 WORK_BYTES = 128 << 20
 #: the largest error bound (nats per log-likelihood) accepted from the GEMM formula
 TOLERANCE = 0.5
-#: the direct (difference) path holds at most this many bytes of differences
-DIRECT_BYTES = 32 << 20
 
 
 # ---------------------------------------------------------------- checks
@@ -171,97 +172,7 @@ def _blocks(block_size, default):
     return int(bx), int(bs)
 
 
-# ---------------------------------------------------------------- progress
-
-class _Progress:
-    """tqdm when installed, else a line on stderr at most twice a second."""
-
-    def __init__(self, total, desc, enabled):
-        self.total, self.desc, self.done, self.bar = total, desc, 0, None
-        self.enabled, self.t0, self.last = enabled, time.perf_counter(), 0.0
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-                self.bar = tqdm(total=total, desc=desc, unit="rows", leave=False, file=sys.stderr)
-            except ImportError:
-                pass
-
-    def update(self, n):
-        self.done += n
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(n)
-            return
-        now = time.perf_counter()
-        if now - self.last > 0.5 or self.done >= self.total:
-            self.last = now
-            print(f"\r{self.desc}: {self.done}/{self.total} rows ({now - self.t0:.1f} s)",
-                  end="\n" if self.done >= self.total else "", file=sys.stderr, flush=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
-# ---------------------------------------------------------------- the two paths
-
-def _sqnorms(a, rows=4096):
-    """||a_i||^2 accumulated in float64, returned in a's dtype, shape (N,)."""
-    xp = backend.xp
-    out = xp.empty(a.shape[0], a.dtype)
-    for i in range(0, a.shape[0], rows):
-        b = a[i:i + rows].astype(xp.float64)
-        out[i:i + rows] = (b * b).sum(axis=1)
-    return out
-
-
-def _sqdist_direct(xb, sb):
-    """(n, m) float64 ||x_i - s_j||^2 from the differences (no cancellation),
-    in slices of at most DIRECT_BYTES of differences."""
-    xp = backend.xp
-    d = xp.empty((xb.shape[0], sb.shape[0]), xp.float64)
-    rows = max(1, DIRECT_BYTES // (8 * sb.shape[0] * sb.shape[1]))
-    for i in range(0, xb.shape[0], rows):
-        diff = xb[i:i + rows, None, :] - sb[None, :, :]
-        d[i:i + rows] = xp.einsum("ijk,ijk->ij", diff, diff)
-    return d
-
-
-def _lse_numpy(x, s, c, bx, bs, progress, direct=False):
-    """(K, N) float64: logsumexp_j(-c_k ||x_i - s_j||^2), on backend.xp;
-    direct: distances from the differences (float64 x, s) instead of the GEMM."""
-    xp = backend.xp
-    n, m = x.shape[0], s.shape[0]
-    cc = xp.asarray(c)[:, None]
-    ss = _sqnorms(s)
-    out = xp.empty((len(c), n), xp.float64)
-    for i0 in range(0, n, bx):
-        xb = x[i0:i0 + bx]
-        xx = _sqnorms(xb)[:, None]
-        dmin = xp.full(xb.shape[0], xp.inf)
-        acc = xp.zeros((len(c), xb.shape[0]))
-        for j0 in range(0, m, bs):
-            if direct:
-                d = _sqdist_direct(xb, s[j0:j0 + bs])
-            else:
-                d = xx + ss[None, j0:j0 + bs] - 2 * (xb @ s[j0:j0 + bs].T)   # compute dtype
-                d = xp.maximum(d, 0).astype(xp.float64)
-            new = xp.minimum(dmin, d.min(axis=1))
-            acc *= xp.exp(-cc * (dmin - new))        # rescale to the new running max
-            dmin = new
-            d -= dmin[:, None]
-            t = xp.empty_like(d)
-            for k in range(len(c)):
-                xp.multiply(d, -float(c[k]), out=t)
-                # exp takes a slow path below -708 (denormals); e^-700 adds nothing here
-                xp.maximum(t, -700.0, out=t)
-                xp.exp(t, out=t)
-                acc[k] += t.sum(axis=1)
-        out[:, i0:i0 + xb.shape[0]] = xp.log(acc) - cc * dmin
-        progress.update(xb.shape[0])
-    return out
-
+# ---------------------------------------------------------------- the compiled path's threads
 
 _blas_lock = threading.Lock()
 _blas_users = [0, None]      # callers inside _one_blas_thread, their threadpool_limits
@@ -341,7 +252,10 @@ def _lse_kernel(kern, x, s, c, bx, bs, threads, progress):
     return out
 
 
-def _default_threads():
+def usable_cores():
+    """The cores this process may run on (its CPU affinity where the OS has
+    one, else the CPU count): the compiled path's default thread count, and
+    the sweep's default worker count."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
@@ -397,10 +311,10 @@ def log_likelihood(x, samples, sigma, block_size=None, *, use_kernel=None, threa
                            "set, or the backend is not NumPy)")
     if method == "direct":                  # the differences: NumPy (any backend) only
         kern = cuda = None
-    bar = _Progress(x.shape[0], "parzen", progress)
+    bar = Progress(x.shape[0], "parzen", progress)
     try:
         if kern is not None:
-            threads = _default_threads() if threads is None else max(1, int(threads))
+            threads = usable_cores() if threads is None else max(1, int(threads))
             bx, bs = _blocks(block_size, KERNEL_BLOCKS)
             if block_size is None:        # >= 4 blocks per worker, for balance
                 bx = min(bx, max(64, -(-x.shape[0] // (4 * threads))))
@@ -414,7 +328,7 @@ def log_likelihood(x, samples, sigma, block_size=None, *, use_kernel=None, threa
             bx, bs = _blocks(block_size, NUMPY_BLOCKS)
             if method == "direct" and block_size is None:
                 bx = bs = 256
-            lse = _lse_numpy(x, samples, c, bx, bs, bar, direct=method == "direct")
+            lse = reference.parzen_lse(x, samples, c, bx, bs, bar, direct=method == "direct")
     finally:
         bar.close()
     # log(2 pi sigma^2) as log(2 pi) + 2 log(sigma): sigma^2 may under- or overflow
@@ -479,44 +393,3 @@ def evaluate(samples, test_x, valid_x, sigmas=DEFAULT_SIGMAS, n_valid=1000, prog
             "n_samples": int(samples.shape[0]), "n_test": int(test_x.shape[0]),
             "n_valid": int(min(len(valid_x), n_valid or len(valid_x))),
             "seconds": time.perf_counter() - t0}
-
-
-def main(argv=None):
-    import argparse
-    from . import datasets
-    p = argparse.ArgumentParser(prog="python -m npgan.parzen", description=(
-        "Parzen-window log-likelihood of MNIST test images under generated samples "
-        "(sigma chosen on validation images, as in Goodfellow et al. 2014)."))
-    p.add_argument("samples", help=".npy file of samples, shape (N, 784) (or (N, 28, 28)) in [0, 1]")
-    p.add_argument("--data-dir", default=None, help="directory with the MNIST files "
-                   "(default: $NPGAN_DATA, then the user cache)")
-    p.add_argument("--dataset", default="mnist", choices=sorted(datasets.DATASETS))
-    p.add_argument("--sigmas", type=float, nargs="+", default=list(DEFAULT_SIGMAS),
-                   help="sigma grid (default: logspace(-1, 0, 10))")
-    p.add_argument("--n-valid", type=int, default=1000, help="validation images for sigma")
-    p.add_argument("--n-test", type=int, default=None, help="test images (default: all)")
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    samples = numpy.load(a.samples)
-    samples = samples.reshape(len(samples), -1)
-    if samples.min() < -1e-6 or samples.max() > 1 + 1e-6:
-        print(f"warning: samples span [{samples.min():.3g}, {samples.max():.3g}], "
-              "expected [0, 1] like the test images", file=sys.stderr)
-    valid_x, _ = datasets.load(a.dataset, "valid", data_dir=a.data_dir)
-    test_x, _ = datasets.load(a.dataset, "test", data_dir=a.data_dir)
-    if a.n_test is not None:
-        test_x = test_x[:a.n_test]
-    r = evaluate(samples.astype(numpy.float32), test_x, valid_x, a.sigmas, a.n_valid,
-                 progress=not a.no_progress)
-    for s, v in zip(r["sigmas"], r["valid_ll"]):
-        print(f"  sigma {s:.4f}  valid LL {v:9.2f}" + ("  <- best" if s == r["sigma"] else ""))
-    print(f"sigma = {r['sigma']:.4f}   test LL = {r['ll_mean']:.2f} +- {r['ll_se']:.2f}   "
-          f"({r['n_samples']} samples, {r['n_test']} test, {r['n_valid']} valid, "
-          f"{r['seconds']:.1f} s)")
-    if r["sigma_at_edge"]:
-        print("warning: the best sigma is at an end of the grid; widen --sigmas", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
