@@ -29,11 +29,13 @@ import time
 
 import numpy as np
 
-import npgan
-from npgan import datasets, files, models
-from npgan.metrics import parzen
-
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
+
+import npgan  # noqa: E402
+from npgan import datasets, files, models  # noqa: E402
+from npgan.metrics import parzen  # noqa: E402
+
 PAPER_SIGMAS = np.logspace(-1, 0, 10)
 FINE_SIGMAS = np.logspace(np.log10(0.1), np.log10(0.3), 41)
 
