@@ -1,0 +1,146 @@
+"""Choose a run's generator on validation only: the sweep's rule over snapshots.
+
+    python examples/select_snapshot.py runs/faithful --json results/mnist/selection_faithful.json \
+        --png docs/figures/selection_faithful.png
+
+For every snapshot of a run of examples/mnist_gan.py (OUT/snapshots/<G>_epoch_XXXX.npz,
+G and its moving averages): 10,000 samples (z seed 12345, the run's prior); their
+validation Parzen LL (the paper's sigma grid on train[50000:51000], taken from
+parzen_table.py's cache OUT/parzen_valid_cache.json when present) and their Fréchet
+distance to the 10,000 validation images train[50000:] in the reference classifier's
+features. Selected: the highest validation Parzen among snapshots whose validation FD
+is within --fd-max (default 1.5x the lowest FD of all snapshots) -- npgan.sweep.select,
+the rule the recipe search uses. No test image is read; evaluate the chosen snapshot
+once on test afterwards (examples/evaluate_samples.py --checkpoint PATH).
+
+The reference classifier was trained on all 60,000 training images
+(examples/train_mnist_classifier.py), validation included: FD on validation images
+is a selection signal here, not a reported figure (reported FDs are to test).
+"""
+import argparse
+import json
+import os
+import re
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
+
+from npgan import backend, checkpoint, classifier, datasets, files, models, no_grad  # noqa: E402
+from npgan import sweep  # noqa: E402
+from npgan.metrics import feature_statistics, frechet_distance, parzen  # noqa: E402
+
+SNAPSHOT = re.compile(r"^(G(?:_ema[0-9.]+)?)_epoch_(\d+)\.npz$")
+
+
+def snapshots(run):
+    """[(generator, epoch, path)] of RUN's snapshots, by generator then epoch."""
+    d = os.path.join(run, "snapshots")
+    if not os.path.isdir(d):
+        raise SystemExit(f"{run}: no snapshots/ folder (train with --snapshot-every N)")
+    out = []
+    for name in os.listdir(d):
+        m = SNAPSHOT.match(name)
+        if m:
+            out.append((m.group(1), int(m.group(2)), os.path.join(d, name)))
+    if not out:
+        raise SystemExit(f"{d}: no <G>_epoch_XXXX.npz snapshots")
+    return sorted(out)
+
+
+def generate(path, n, prior, seed=12345, batch=1000):
+    """(n, 784) float32 samples of the G state_dict saved at PATH."""
+    G = models.Generator()
+    with np.load(path, allow_pickle=False) as z:
+        G.load_state_dict({k: z[k] for k in z.files})
+    G.eval()
+    rng = np.random.default_rng(seed)
+    out = []
+    with no_grad():
+        for i in range(0, n, batch):
+            z = models.sample_z(min(batch, n - i), rng, prior=prior)
+            out.append(backend.to_numpy(G(z).data))
+    return np.concatenate(out).astype(np.float32)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("run", help="run directory of examples/mnist_gan.py")
+    p.add_argument("--fd-max", default="1.5x", type=sweep.parse_fd_max,
+                   help="FD bound: a number, or a factor of the lowest FD such as 1.5x")
+    p.add_argument("--from-epoch", type=int, default=0, help="skip snapshots before this epoch")
+    p.add_argument("--n-samples", type=int, default=10000)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--json", help="write every snapshot's figures and the choice here")
+    p.add_argument("--png", help="validation Parzen and FD against epoch, the choice marked")
+    a = p.parse_args(argv)
+
+    prior = models.run_prior(checkpoint.load(os.path.join(a.run, "checkpoint.npz"))["config"])
+    data_dir = a.data_dir
+    if data_dir is None and not os.environ.get("NPGAN_DATA"):
+        try:
+            datasets.find_data_dir("mnist", download=False)
+        except datasets.DatasetError:
+            data_dir = os.path.join(os.path.dirname(HERE), "data", "mnist")   # the checkout's copy
+    valid, _ = datasets.load_mnist("valid", data_dir=data_dir)          # train[50000:]
+    valid = np.asarray(valid, dtype=np.float32).reshape(-1, 784)
+    cache_path = os.path.join(a.run, "parzen_valid_cache.json")
+    cache = json.load(open(cache_path)) if os.path.exists(cache_path) else {}
+    model = classifier.load_classifier()
+    mu, cov = feature_statistics(classifier.classify(model, valid).features)
+
+    rows, t0 = [], time.time()
+    snaps = [s for s in snapshots(a.run) if s[1] >= a.from_epoch]
+    for i, (gen, epoch, path) in enumerate(snaps):
+        x = generate(path, a.n_samples, prior)
+        key = f"{os.path.basename(path)}:{a.n_samples}:1000"
+        if key in cache:
+            sigma, ll = cache[key]
+        else:
+            sigma, curve = parzen.select_sigma(valid, x, n_valid=1000)
+            sigma, ll = float(sigma), float(np.max(curve))
+        fd = float(frechet_distance(*feature_statistics(classifier.classify(model, x).features), mu, cov))
+        rows.append({"number": i, "state": "COMPLETE", "generator": gen, "epoch": epoch,
+                     "path": path, "parzen": ll, "sigma": sigma, "fd": fd})
+        print(f"[{time.time() - t0:6.0f}s] {i + 1}/{len(snaps)} {gen:12s} epoch {epoch:4d}  "
+              f"valid Parzen {ll:7.2f}  valid FD {fd:7.2f}", flush=True)
+
+    bound = sweep.fd_bound(rows, a.fd_max)
+    best = sweep.select(rows, a.fd_max)
+    print(f"FD bound {bound:.3f}; selected: {best['generator']} epoch {best['epoch']} "
+          f"(valid Parzen {best['parzen']:.2f}, valid FD {best['fd']:.2f}): {best['path']}")
+    if a.json:
+        files.write_text(a.json, json.dumps({"run": a.run, "fd_max": a.fd_max, "fd_bound": bound,
+                                             "selected": best, "snapshots": rows}, indent=1))
+    if a.png:
+        plot(rows, best, bound, a.png)
+
+
+def plot(rows, best, bound, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for gen in sorted({r["generator"] for r in rows}):
+        rs = [r for r in rows if r["generator"] == gen]
+        ax1.plot([r["epoch"] for r in rs], [r["parzen"] for r in rs], ".-", label=gen)
+        ax2.plot([r["epoch"] for r in rs], [r["fd"] for r in rs], ".-", label=gen)
+    for ax, k in ((ax1, "parzen"), (ax2, "fd")):
+        ax.plot([best["epoch"]], [best[k]], "k*", ms=14, label="selected")
+        ax.set_xlabel("epoch")
+    ax2.axhline(bound, color="grey", ls=":", label=f"FD bound {bound:.2f}")
+    ax1.set_ylabel("validation Parzen LL (nats)")
+    ax2.set_ylabel("validation FD")
+    ax2.set_yscale("log")
+    ax1.legend(fontsize=8)
+    ax2.legend(fontsize=8)
+    fig.suptitle("Choosing a snapshot on validation only")
+    fig.tight_layout()
+    files.save_figure(fig, path)
+
+
+if __name__ == "__main__":
+    main()
