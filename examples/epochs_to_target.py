@@ -60,12 +60,13 @@ def solve(a, b, target):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("metrics")
-    p.add_argument("--generator", default="G")
-    p.add_argument("--target", type=float, default=225.0)
-    p.add_argument("--starts", type=int, nargs="+", default=[100, 150, 200])
-    p.add_argument("--json")
-    p.add_argument("--png")
+    p.add_argument("metrics", help="a run's metrics.jsonl (examples/mnist_gan.py --eval-every N)")
+    p.add_argument("--generator", default="G", help="G or G_ema<decay>, e.g. G_ema0.999")
+    p.add_argument("--target", type=float, default=225.0, help="validation Parzen LL to reach (nats)")
+    p.add_argument("--starts", type=int, nargs="+", default=[100, 150, 200],
+                   help="fit windows: the epochs each fit starts from (the first gives the interval)")
+    p.add_argument("--json", help="write the fits here")
+    p.add_argument("--png", help="the curve on a log-epoch axis with the first fit extended")
     a = p.parse_args(argv)
     epochs, ll = read_curve(a.metrics, a.generator)
     rows = []
