@@ -21,7 +21,6 @@ of training:
 Early on D separates the two densities; as G moves p_g onto p_data, D flattens
 towards 1/2 (Theorem 1: the equilibrium is p_g = p_data, D = 1/2).
 """
-import argparse
 import os
 import sys
 import time
@@ -34,7 +33,7 @@ import numpy as np  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
 import npgan  # noqa: E402
-from npgan import files, models, theory, toys  # noqa: E402
+from npgan import plots, models, theory, toys  # noqa: E402
 
 X_LO, X_HI = -1.0, 9.0
 # the 2.5 %, 7.5 %, ..., 97.5 % quantiles of N(0, 1): 20 arrows of 5 % mass each
@@ -63,10 +62,8 @@ def _g_of(G, z):
 
 
 def draw(panels, x, path, data_mean, data_std):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.lines  # noqa: F401
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
+    import matplotlib.lines
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), sharey=True)
     y_x, y_z = -0.13, -0.33            # heights of the x and z lines under the plot
@@ -109,23 +106,17 @@ def draw(panels, x, path, data_mean, data_std):
     fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=9, frameon=False)
     fig.suptitle(f"Fig. 1 from a training run: p_data = N({data_mean}, {data_std}$^2$), z ~ N(0, 1); "
                  "p_g moves onto p_data and D flattens to 1/2", fontsize=11)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    files.save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path, rect=(0, 0.07, 1, 1))
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = plots.parser(__doc__, os.path.join(HERE, "..", "docs", "figures"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=6000, help="training iterations (G steps)")
     p.add_argument("--moments", type=float, nargs="+", default=[0.0, 0.02, 0.1, 1.0],
                    help="fractions of --steps at which to draw a panel")
-    p.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "docs", "figures")),
-                   help="output directory")
     p.add_argument("--noise", choices=list(models.Z_PRIORS), default="gaussian",
                    help="p_z (uniform: as the paper's sketch, but G fits the tails poorly)")
-    p.add_argument("--no-plot", action="store_true")
     return p.parse_args(argv)
 
 

@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout
 import npgan  # noqa: E402
-from npgan import files, nn, optim, toys  # noqa: E402
+from npgan import nn, optim, plots, toys  # noqa: E402
 from npgan.train import GANTrainer  # noqa: E402
 
 # the ring, its data and the two numbers: one implementation, in the package
@@ -97,9 +97,7 @@ def train(k, steps, seed=0, batch=256, lr=1e-3, hidden=64, z_dim=16, eval_every=
 
 
 def plot(runs, snap_at, path, std=STD, min_frac=0.01):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
     centers = ring_centers()
     ks = sorted(runs)
     ncol = len(snap_at)
@@ -138,9 +136,7 @@ def plot(runs, snap_at, path, std=STD, min_frac=0.01):
         ax.grid(alpha=0.3)
     fig.suptitle(f"GAN on 8 Gaussians (radius {RADIUS}, std {std}): samples of G (dots) "
                  "and mode centres (x)", fontsize=10)
-    fig.tight_layout()
-    files.save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 def main(argv=None):

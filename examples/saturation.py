@@ -24,7 +24,6 @@ of its step. Adam divides the gradient by its running RMS, which hides the
 saturation: with --g-adam --steps 1000 (G's lr 5e-4) both losses bring p_g's
 mean to 3.5 at about the same iteration (458 minimax, 476 non-saturating).
 """
-import argparse
 import os
 import sys
 import time
@@ -37,7 +36,7 @@ import numpy as np  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
 import npgan  # noqa: E402
-from npgan import files, optim, theory, toys, functional as F  # noqa: E402
+from npgan import plots, optim, theory, toys, functional as F  # noqa: E402
 
 LOSSES = ("minimax", "nonsaturating")
 LABELS = {"minimax": "minimax: log(1 - D(G(z)))", "nonsaturating": "non-saturating: -log D(G(z))"}
@@ -91,9 +90,7 @@ def run(loss, pretrain=2000, steps=300, seed=0, m=256, lr_g=0.01, momentum=0.5, 
 
 
 def draw(runs, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
     (a0, a1), (a2, a3) = axes
@@ -130,21 +127,15 @@ def draw(runs, path):
     for a in (a1, a2, a3):
         a.set_xlabel("training iteration (after D was trained alone)")
         a.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    files.save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = plots.parser(__doc__, os.path.join(HERE, "..", "docs", "figures"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pretrain", type=int, default=2000, help="D steps before G starts")
     p.add_argument("--steps", type=int, default=300, help="training iterations with each loss")
     p.add_argument("--g-adam", action="store_true", help="G uses Adam (as gaussian_gan.py) instead of SGD")
-    p.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "docs", "figures")),
-                   help="output directory")
-    p.add_argument("--no-plot", action="store_true")
     return p.parse_args(argv)
 
 
