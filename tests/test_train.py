@@ -1,6 +1,4 @@
 """The GAN trainer: each player learns, updates equal hand-built ones, resume is exact."""
-import json
-import os
 import re
 
 import numpy as np
@@ -9,6 +7,7 @@ import pytest
 import npgan
 from npgan import checkpoint, models, optim, train
 from npgan.tensor import Tensor
+from test_checkpoint import rewrite
 
 
 def tiny(seed=0, n=40, dim=12, dtype="float32"):
@@ -430,20 +429,6 @@ def test_load_state_dict_undoes_a_part_that_fails_late(monkeypatch):
     assert frozen(t) == before
 
 
-def _rewrite(path, out, edit):
-    """Copy checkpoint ``path`` to ``out`` with its metadata edited and the SHA-256
-    recomputed: a right digest over a wrong structure."""
-    with np.load(path) as z:
-        members = {k: z[k] for k in z.files}
-    arrays = [members[f"a{i}"] for i in range(len(members) - 2)]
-    meta = edit(json.loads(str(members["meta"])))
-    meta = meta if isinstance(meta, str) else json.dumps(meta)
-    members["meta"], members["sha256"] = np.array(meta), np.array(checkpoint._digest(meta, arrays))
-    with open(out, "wb") as f:
-        np.savez(f, **members)
-    return out
-
-
 def test_checkpoint_with_right_digest_and_wrong_state_is_refused_by_the_trainer(tmp_path):
     a = make()
     path = checkpoint.save(str(tmp_path / "ck.npz"), a.state_dict(), {"seed": 0})
@@ -451,7 +436,7 @@ def test_checkpoint_with_right_digest_and_wrong_state_is_refused_by_the_trainer(
     def g_as_list(info):
         info["state"]["__dict__"][0][1] = [1, 2, 3]
         return info
-    bad = _rewrite(path, str(tmp_path / "bad.npz"), g_as_list)
+    bad = rewrite(path, str(tmp_path / "bad.npz"), g_as_list)
     t = make(seed=1)
     before = frozen(t)
     with pytest.raises(checkpoint.CheckpointError, match="G must be a dict"):
