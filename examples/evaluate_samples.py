@@ -31,59 +31,11 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from npgan import files, metrics  # noqa: E402
+from npgan import files, metrics, sampling  # noqa: E402
 from npgan.metrics import parzen  # noqa: E402
 from npgan.datasets import load_mnist  # noqa: E402
 
 REPO_DATA = os.path.join(os.path.dirname(HERE), "data")
-
-
-def load_generator(path, which="G"):
-    """A paper-shaped Generator from a trainer checkpoint (``which``: "G" or
-    "ema<decay>", e.g. "ema0.9999") or from a plain G state_dict .npz."""
-    from npgan import checkpoint, models
-    G = models.Generator()
-    with np.load(path, allow_pickle=False) as z:
-        plain = "meta" not in z.files
-        if plain:
-            G.load_state_dict({k: z[k] for k in z.files})
-            return G.eval()
-    state = checkpoint.load(path)["state"]
-    if which == "G":
-        G.load_state_dict(state["G"])
-    elif which.startswith("ema"):
-        avgs = state.get("ema", {})
-        key = which[3:]
-        if key not in avgs:
-            raise SystemExit(f"{path} has no moving average {key!r}; it has {sorted(avgs)}")
-        params = G.parameters()
-        if len(params) != len(avgs[key]):
-            raise SystemExit(f"{path}: moving average {key} has {len(avgs[key])} arrays, G has {len(params)}")
-        G.load_state_dict({n: a for (n, _), a in zip(G.named_parameters(), avgs[key])})
-    else:
-        raise SystemExit(f"--generator must be G or ema<decay>, got {which!r}")
-    return G.eval()
-
-
-def checkpoint_prior(path):
-    """The z prior a trainer checkpoint was trained with (its config's "z";
-    before that option existed: uniform); a plain G .npz: the paper's Gaussian."""
-    from npgan import checkpoint, models
-    with np.load(path, allow_pickle=False) as z:
-        if "meta" not in z.files:
-            return "gaussian"
-    return models.run_prior(checkpoint.load(path)["config"])
-
-
-def sample(G, n, seed, prior="gaussian"):
-    """n samples (float32 (n, 784), host) from G, z ~ ``prior``."""
-    from npgan import backend, models, no_grad
-    rng = np.random.default_rng(seed)
-    out = []
-    with no_grad():
-        for i in range(0, n, 1000):
-            out.append(backend.to_numpy(G(models.sample_z(min(1000, n - i), rng, prior=prior)).data))
-    return np.concatenate(out).astype(np.float32)
 
 
 def report(r, p, out=sys.stdout):
@@ -167,13 +119,16 @@ def sources(a, data, log):
     for path in a.samples:
         yield path, np.load(path, allow_pickle=False), valid_x, {}
     for path in a.checkpoint:
-        with np.load(path, allow_pickle=False) as z:
-            plain = "meta" not in z.files
+        plain = not sampling.is_checkpoint(path)
         for g in (["G"] if plain else a.generator):
             log(f"sampling {a.n} images from {path} ({g}, seed {a.seed})")
-            yield (f"{path}" + ("" if plain else f" [{g}]"),
-                   sample(load_generator(path, g), a.n, a.seed, a.z or checkpoint_prior(path)), valid_x,
-                   run_info(path) if plain else {})
+            try:
+                G = sampling.load_generator(path, g)
+            except (ValueError, KeyError) as e:         # a CheckpointError is a ValueError
+                raise SystemExit(f"error: {e}")
+            G.z_prior = a.z or G.z_prior
+            yield (f"{path}" + ("" if plain else f" [{g}]"), sampling.sample(G, a.n, rng=a.seed),
+                   valid_x, run_info(path) if plain else {})
 
 
 def markdown(rows):

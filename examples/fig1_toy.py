@@ -3,8 +3,8 @@
     python examples/fig1_toy.py                       # ~15 s on 2 cores -> docs/figures/fig1_toy.png
     python examples/fig1_toy.py --seed 1 --out /tmp/figs
 
-The GAN of gaussian_gan.py (G, D: 1 -> 16 -> 16 -> 1 tanh MLPs, Algorithm 1,
-non-saturating G loss, Adam, z ~ N(0, 1)). Each panel shows, at one moment
+The GAN of gaussian_gan.py, ``npgan.toys.gaussian_gan`` (G, D: 1 -> 16 -> 16 -> 1
+tanh MLPs, Algorithm 1, non-saturating G loss, Adam, z ~ N(0, 1)). Each panel shows, at one moment
 of training:
 
   * the data density p_data = N(4, 1.25^2) (black, dotted),
@@ -21,7 +21,6 @@ of training:
 Early on D separates the two densities; as G moves p_g onto p_data, D flattens
 towards 1/2 (Theorem 1: the equilibrium is p_g = p_data, D = 1/2).
 """
-import argparse
 import os
 import sys
 import time
@@ -33,10 +32,8 @@ import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
-sys.path.insert(0, HERE)
 import npgan  # noqa: E402
-from npgan import files, theory  # noqa: E402
-import gaussian_gan  # noqa: E402
+from npgan import plots, models, theory, toys  # noqa: E402
 
 X_LO, X_HI = -1.0, 9.0
 # the 2.5 %, 7.5 %, ..., 97.5 % quantiles of N(0, 1): 20 arrows of 5 % mass each
@@ -45,30 +42,28 @@ Z_QUANTILES = np.array([-1.95996, -1.43953, -1.15035, -0.93459, -0.75542, -0.597
                         0.59776, 0.75542, 0.93459, 1.15035, 1.43953, 1.95996])
 
 
-def snapshot(gan, x, n=50_000):
+def snapshot(trainer, x, prior, n=50_000):
     """What one panel needs, computed now (G and D change later)."""
-    samples = gan.generate(n)
-    p_data = theory.gaussian_pdf(x, gan.data_mean, gan.data_std)
+    samples = trainer.generate(n, rng=np.random.default_rng(123), batch=n).ravel()
+    p_data = theory.gaussian_pdf(x, toys.DATA_MEAN, toys.DATA_STD)
     p_g = theory.kde(samples, x)
-    z_lines = Z_QUANTILES if gan.noise == "normal" else np.linspace(-0.95, 0.95, 20)
-    return {"p_data": p_data, "p_g": p_g, "D": gan.discriminate(x),
+    z_lines = Z_QUANTILES if prior == "gaussian" else np.linspace(-0.95, 0.95, 20) * models.Z_RANGE
+    return {"p_data": p_data, "p_g": p_g, "D": toys.discriminate(trainer.D, x),
             "D_star": theory.optimal_discriminator(p_data, p_g),
-            "z": z_lines, "Gz": _g_of(gan, z_lines),
+            "z": z_lines, "Gz": _g_of(trainer.G, z_lines),
             "mean": float(samples.mean()), "std": float(samples.std()),
             "jsd": theory.jsd(x, p_data, p_g)}
 
 
-def _g_of(gan, z):
+def _g_of(G, z):
     """G at the given noise values (1-D host array in, 1-D out)."""
     with npgan.no_grad():
-        return gan.G(np.asarray(z, dtype="float32").reshape(-1, 1)).numpy().ravel()
+        return G(np.asarray(z, dtype="float32").reshape(-1, 1)).numpy().ravel()
 
 
 def draw(panels, x, path, data_mean, data_std):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.lines  # noqa: F401
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
+    import matplotlib.lines
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), sharey=True)
     y_x, y_z = -0.13, -0.33            # heights of the x and z lines under the plot
@@ -111,23 +106,17 @@ def draw(panels, x, path, data_mean, data_std):
     fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=9, frameon=False)
     fig.suptitle(f"Fig. 1 from a training run: p_data = N({data_mean}, {data_std}$^2$), z ~ N(0, 1); "
                  "p_g moves onto p_data and D flattens to 1/2", fontsize=11)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    files.save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path, rect=(0, 0.07, 1, 1))
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = plots.parser(__doc__, os.path.join(HERE, "..", "docs", "figures"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=6000, help="training iterations (G steps)")
     p.add_argument("--moments", type=float, nargs="+", default=[0.0, 0.02, 0.1, 1.0],
                    help="fractions of --steps at which to draw a panel")
-    p.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "docs", "figures")),
-                   help="output directory")
-    p.add_argument("--noise", choices=["normal", "uniform"], default="normal",
+    p.add_argument("--noise", choices=list(models.Z_PRIORS), default="gaussian",
                    help="p_z (uniform: as the paper's sketch, but G fits the tails poorly)")
-    p.add_argument("--no-plot", action="store_true")
     return p.parse_args(argv)
 
 
@@ -135,21 +124,21 @@ def main(argv=None):
     args = parse_args(argv)
     t0 = time.time()
     x = theory.grid(X_LO, X_HI, 801)
-    gan = gaussian_gan.GaussianGAN(seed=args.seed, noise=args.noise)
+    trainer = toys.gaussian_gan(seed=args.seed, steps=args.steps, prior=args.noise)
     at = sorted({int(round(f * args.steps)) for f in args.moments})
     panels = []
-
-    def callback(step, g):
+    for step in range(args.steps + 1):
+        if step > 0:
+            trainer.step()                     # k = 1: a D step, then a G step
         if step in at:
-            s = snapshot(g, x)
+            s = snapshot(trainer, x, args.noise)
             panels.append((f"step {step}" if step else "initialisation", s))
             print(f"step {step:5d}: p_g mean {s['mean']:.3f} std {s['std']:.3f}, JSD(p_data, p_g) "
-                  f"{s['jsd']:.4f}, D on [2, 4, 6]: {np.round(g.discriminate([2, 4, 6]), 3)}", flush=True)
-
-    gaussian_gan.train(gan, args.steps, callback=callback)
+                  f"{s['jsd']:.4f}, D on [2, 4, 6]: {np.round(toys.discriminate(trainer.D, [2, 4, 6]), 3)}",
+                  flush=True)
     path = os.path.join(args.out, "fig1_toy.png")
     if not args.no_plot:
-        draw(panels, x, path, gan.data_mean, gan.data_std)
+        draw(panels, x, path, toys.DATA_MEAN, toys.DATA_STD)
         print(f"wrote {path} ({time.time() - t0:.0f} s)")
     return {"panels": panels, "path": path}
 

@@ -14,7 +14,6 @@ every pair. Sliding p_g = N(mu, 1) across p_data = N(0, 1), and widening
 p_g = N(0, s^2), shows the minimum -log 4 exactly at p_g = p_data (mu = 0,
 s = 1), and the ceiling 0 (JSD = log 2) when the two no longer overlap.
 """
-import argparse
 import os
 import sys
 import time
@@ -23,7 +22,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
-from npgan import files, theory  # noqa: E402
+from npgan import plots, theory  # noqa: E402
 
 X = theory.grid(-60, 60, 60001)     # wide enough for N(0, 10^2), fine enough for N(0, 0.05^2)
 
@@ -65,9 +64,7 @@ def sweep_scale(scales):
 
 
 def draw(path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(15, 4.4))
     x = theory.grid(-5, 7, 1201)
@@ -105,23 +102,12 @@ def draw(path):
     a2.set_ylabel("C(G)  (nats)")
     a2.set_title("The same for the spread: minimum at s = 1")
     a2.legend(fontsize=8, loc="upper center")
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    files.save_figure(fig, path, dpi=110)
-    plt.close(fig)
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "docs", "figures")),
-                   help="output directory")
-    p.add_argument("--no-plot", action="store_true")
-    return p.parse_args(argv)
+    plots.save(fig, path)
 
 
 def main(argv=None):
-    args = parse_args(argv)
     t0 = time.time()
+    args = plots.parser(__doc__, os.path.join(HERE, "..", "docs", "figures")).parse_args(argv)
     rows = table()
     print(f"{'p_data vs p_g':34s} {'V(G, D*)':>12s} {'-log4 + 2 JSD':>14s} {'difference':>11s} {'JSD':>8s}")
     for name, v, c, js in rows:

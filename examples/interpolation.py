@@ -9,10 +9,9 @@ included. Smooth changes from one digit to another indicate that G maps
 nearby z to nearby images rather than memorising isolated training examples.
 --snapshot is an .npz of a Generator's state_dict, as written under
 runs/<run>/snapshots/ (and best_<G>.npz) by examples/mnist_gan.py;
---checkpoint is a trainer checkpoint (runs/<run>/checkpoint.npz, read with
-npgan.checkpoint.load: G's state_dict under state["G"], the moving averages
-of G's parameters under state["ema"]["<decay>"]), with --which G (default) or
---which ema0.9999 to pick the generator. Writes interpolation.png.
+--checkpoint is a trainer checkpoint (runs/<run>/checkpoint.npz), with
+--which G (default) or --which ema0.9999 to pick the generator; both read by
+npgan.sampling.load_generator. Writes interpolation.png.
 
     python examples/interpolation.py --checkpoint runs/paper/checkpoint.npz --which ema0.999
 """
@@ -24,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout
 import npgan  # noqa: E402
-from npgan import checkpoint, files, models  # noqa: E402
+from npgan import images, models, sampling  # noqa: E402
 
 
 def z_path(z0, z1, steps):
@@ -46,44 +45,6 @@ def interpolation_grid_z(rows, steps, rng, dim=models.Z_DIM, prior="gaussian"):
     return np.concatenate([z_path(ends[2 * r], ends[2 * r + 1], steps) for r in range(rows)])
 
 
-def load_generator(path, which="G"):
-    """The paper's Generator from ``path``: an .npz of its state_dict, or an
-    npgan checkpoint (recognised by its "meta" and "sha256" members), where
-    ``which`` is "G" (the trained G) or "ema<decay>" (a moving average of it)."""
-    G = models.Generator()
-    with np.load(path) as f:
-        is_checkpoint = {"meta", "sha256"} <= set(f.files)
-        state = None if is_checkpoint else {k: f[k] for k in f.files}
-    if is_checkpoint:
-        saved = checkpoint.load(path)["state"]
-        if which == "G":
-            state = saved["G"]
-        elif which.startswith("ema") and which[3:] in saved.get("ema", {}):
-            names = [n for n, _ in G.named_parameters()]      # the averages are in parameters() order
-            state = dict(zip(names, saved["ema"][which[3:]]))
-        else:
-            have = ["G"] + [f"ema{d}" for d in saved.get("ema", {})]
-            raise KeyError(f"{path} has no generator {which!r}; it has {have}")
-    elif which != "G":
-        raise ValueError(f"--which {which} needs a trainer checkpoint; {path} holds one state_dict")
-    G.load_state_dict(state)
-    return G
-
-
-def render(images, rows, steps, path, scale=3):
-    """images (rows*steps, 784) in [0, 1] -> one PNG grid, 1-px white lines."""
-    from PIL import Image
-    canvas = np.ones((rows * 29 + 1, steps * 29 + 1), np.float32)
-    imgs = images.reshape(rows, steps, 28, 28)
-    for r in range(rows):
-        for c in range(steps):
-            canvas[1 + 29 * r:29 * r + 29, 1 + 29 * c:29 * c + 29] = imgs[r, c]
-    img = Image.fromarray((np.clip(canvas, 0, 1) * 255).astype(np.uint8)).resize(
-        (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
-    with files.atomic_write(path) as f:
-        img.save(f, format="PNG")
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
@@ -98,15 +59,15 @@ def main(argv=None):
     ap.add_argument("--out", default="docs/figures/")
     args = ap.parse_args(argv)
     source = args.snapshot or args.checkpoint
-    G = load_generator(source, args.which)
-    prior = args.z or (models.run_prior(checkpoint.load(args.checkpoint)["config"])
-                       if args.checkpoint else "gaussian")
-    z = interpolation_grid_z(args.rows, args.steps, np.random.default_rng(args.seed), prior=prior)
+    if args.snapshot and args.which != "G":
+        ap.error(f"--which {args.which} needs a --checkpoint; a --snapshot holds one generator")
+    G = sampling.load_generator(source, args.which)
+    z = interpolation_grid_z(args.rows, args.steps, np.random.default_rng(args.seed),
+                             prior=args.z or G.z_prior)
     with npgan.no_grad():
         x = G(npgan.backend.asarray(z.astype("float32"))).numpy()
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "interpolation.png")
-    render(x, args.rows, args.steps, path)
+    path = images.save_grid(x, os.path.join(args.out, "interpolation.png"), args.rows, args.steps,
+                            scale=3)
     print(f"wrote {path} ({args.rows} paths x {args.steps} steps from {source}"
           + (f", {args.which})" if args.checkpoint else ")"))
 

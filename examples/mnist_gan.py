@@ -30,8 +30,10 @@ import time
 
 import numpy as np
 
-import npgan
-from npgan import checkpoint, datasets, files, models, optim, train
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout
+import npgan  # noqa: E402
+from npgan import checkpoint, datasets, files, images, models, optim, train  # noqa: E402
+from npgan.progress import Progress  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.join(HERE, "..", "data", "mnist")
@@ -97,8 +99,7 @@ def build(args, train_x):
     if args.optimizer == "sgd":
         opt_g = optim.SGD(G.parameters(), lr=args.lr, momentum=0.5)
         opt_d = optim.SGD(D.parameters(), lr=args.lr, momentum=0.5)
-        lr_s = optim.ExponentialDecay(args.lr, args.lr_decay, 1e-6)
-        mom_s = train.paper_schedules()[1]
+        lr_s, mom_s = train.paper_schedules(args.lr, args.lr_decay)
     else:
         opt_g = optim.Adam(G.parameters(), lr=args.lr, betas=(0.5, 0.999))
         opt_d = optim.Adam(D.parameters(), lr=args.lr, betas=(0.5, 0.999))
@@ -115,20 +116,6 @@ def generators(trainer):
     for d in trainer.emas:
         gs[f"G_ema{d}"] = trainer.averaged_generator(d, models.Generator())
     return gs
-
-
-def save_grid(samples, path, rows=10):
-    from PIL import Image
-    n = rows * rows
-    s = np.clip(samples[:n].reshape(rows, rows, 28, 28), 0, 1)
-    grid = np.ones((rows * 29 + 1, rows * 29 + 1), dtype=np.float32)
-    for i in range(rows):
-        for j in range(rows):
-            grid[1 + 29 * i:29 * (i + 1), 1 + 29 * j:29 * (j + 1)] = s[i, j]
-    img = Image.fromarray((grid * 255).astype(np.uint8)).resize((grid.shape[1] * 2, grid.shape[0] * 2),
-                                                                Image.NEAREST)
-    with files.atomic_write(path) as f:
-        img.save(f, format="PNG")
 
 
 def save_curves(history, path):
@@ -159,34 +146,6 @@ def save_curves(history, path):
     fig.tight_layout()
     files.save_figure(fig, path, dpi=90)
     plt.close(fig)
-
-
-class Progress:
-    """tqdm when installed, else a line every ~10 s."""
-
-    def __init__(self, total, desc, disable=False):
-        self.bar = None
-        self.total, self.desc, self.disable, self.n, self.t = total, desc, disable, 0, time.time()
-        if not disable:
-            try:
-                from tqdm import tqdm
-                self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
-            except ImportError:
-                pass
-
-    def update(self, stats):
-        self.n += 1
-        text = " ".join(f"{k}={v:.3f}" for k, v in stats.items())
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix_str(text, refresh=False)
-        elif not self.disable and time.time() - self.t > 10:
-            self.t = time.time()
-            print(f"  {self.desc} {self.n}/{self.total} {text}", flush=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
 
 
 def save_npz(path, arrays):
@@ -243,7 +202,8 @@ def run(args):
     t_start, last_ck = time.time(), time.time()
     metrics_path = os.path.join(args.out, "metrics.jsonl")
     while trainer.epoch < args.epochs:
-        bar = Progress(trainer.batches_per_epoch() - trainer._pos, f"epoch {trainer.epoch + 1}", args.no_progress)
+        bar = Progress(trainer.batches_left(), f"epoch {trainer.epoch + 1}", not args.no_progress,
+                       unit="steps", every=10)
         def should_stop():
             nonlocal last_ck
             if stop["flag"]:
@@ -253,7 +213,7 @@ def run(args):
                 last_ck = time.time()
             return False
         t0 = time.time()
-        rec = trainer.train_epoch(on_step=lambda t, s: bar.update(s), should_stop=should_stop)
+        rec = trainer.train_epoch(on_step=lambda t, s: bar.update(1), should_stop=should_stop)
         bar.close()
         if rec is None:
             save_checkpoint()
@@ -265,7 +225,8 @@ def run(args):
         gs = generators(trainer)
         for name, G in gs.items():
             grid = trainer.generate(100, G, rng=np.random.default_rng(2014))
-            save_grid(grid, os.path.join(args.out, "samples", f"{name}_epoch_{trainer.epoch:04d}.png"))
+            images.save_grid(grid, os.path.join(args.out, "samples", f"{name}_epoch_{trainer.epoch:04d}.png"),
+                             10)
         if args.snapshot_every and trainer.epoch % args.snapshot_every == 0:
             for name, G in gs.items():
                 save_npz(os.path.join(args.out, "snapshots", f"{name}_epoch_{trainer.epoch:04d}.npz"),

@@ -7,9 +7,9 @@ Data: an equal mixture of 8 Gaussians with centres on a circle of radius 2,
 each with standard deviation 0.02 -- a standard toy problem for watching
 "the Helvetica scenario" of the paper (Section 6: G collapses too many values
 of z to the same x). G (z in R^16 -> 64 -> 64 -> 2, ReLU) and D (2 -> 64 -> 64
--> 1 logit, ReLU) are small MLPs trained by Algorithm 1 with Adam: k steps of
-D, then one step of G with the non-saturating loss -log D(G(z)), all losses
-computed from logits.
+-> 1 logit, ReLU) are small MLPs trained by Algorithm 1 (npgan.train.GANTrainer,
+drawing each batch from the ring) with Adam: k steps of D, then one step of G
+with the non-saturating loss -log D(G(z)), all losses computed from logits.
 
 Two numbers are tracked over training, on fresh samples from G
 (npgan.metrics.modes.mode_metrics):
@@ -18,7 +18,7 @@ Two numbers are tracked over training, on fresh samples from G
   * high-quality fraction: the share of samples within 3 std of their nearest centre.
 A G that sits on a few modes has a high quality fraction but few modes; one
 that smears between modes covers them but with low quality. With these
-defaults (seed 0) G collapses onto one or two modes in both runs: more
+defaults (seed 0) G collapses onto a single mode in both runs: more
 D-steps per G-step do not cure it (``--std 0.05 --z-dim 2`` covers all 8).
 
 Writes mode_collapse.png (sample clouds at a few moments for each k, and the
@@ -37,7 +37,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout
 import npgan  # noqa: E402
-from npgan import files, nn, optim, functional as F  # noqa: E402
+from npgan import nn, optim, plots, toys  # noqa: E402
+from npgan.train import GANTrainer  # noqa: E402
 
 # the ring, its data and the two numbers: one implementation, in the package
 from npgan.metrics.modes import RADIUS, STD, mode_metrics, ring_centers, sample_ring  # noqa: E402,F401
@@ -61,13 +62,17 @@ def train(k, steps, seed=0, batch=256, lr=1e-3, hidden=64, z_dim=16, eval_every=
     """Algorithm 1 with ``k`` D-steps per G-step for ``steps`` G-steps.
     Returns {"step", "modes", "hq"} lists (every eval_every G-steps) and
     {"snapshots": {step: samples}} for the steps in snap_at."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)                   # init, then every draw of the run
     G = MLP([z_dim, hidden, hidden, 2], rng)
     D = MLP([2, hidden, hidden, 1], rng)
     opt_g = optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
     centers = ring_centers()
-    z_eval = rng.standard_normal((n_eval, z_dim)).astype("float32")    # fixed z to follow G
+    sample_z = toys.noise("gaussian", z_dim)
+    z_eval = sample_z(n_eval, rng)                      # fixed z to follow G
+    trainer = GANTrainer(G, D, lambda m, r: sample_ring(m, r, centers, std),
+                         batch_size=batch, k=k, simultaneous=False, opt_g=opt_g,
+                         opt_d=opt_d, sample_z=sample_z, d_scale=1.0, generator=rng)
     hist = {"step": [], "modes": [], "hq": [], "snapshots": {}}
 
     def evaluate(step):
@@ -84,33 +89,15 @@ def train(k, steps, seed=0, batch=256, lr=1e-3, hidden=64, z_dim=16, eval_every=
 
     evaluate(0)
     for step in range(1, steps + 1):
-        for _ in range(k):                                   # k steps of D
-            x = sample_ring(batch, rng, centers, std)
-            with npgan.no_grad():
-                fake = G(rng.standard_normal((batch, z_dim)).astype("float32"))
-            d_loss = (F.binary_cross_entropy_with_logits(D(x), 1.0)
-                      + F.binary_cross_entropy_with_logits(D(fake), 0.0))
-            opt_d.zero_grad()
-            d_loss.backward()
-            opt_d.step()
-        for p in D.parameters():                             # one step of G (D frozen)
-            p.requires_grad = False
-        g_loss = F.binary_cross_entropy_with_logits(
-            D(G(rng.standard_normal((batch, z_dim)).astype("float32"))), 1.0)   # -log D(G(z))
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
-        for p in D.parameters():
-            p.requires_grad = True
+        for _ in range(k):              # k steps of D (z, then x from the ring); the k-th
+            trainer.step()              # is followed by one step of G (D frozen)
         if step % eval_every == 0:
             evaluate(step)
     return hist
 
 
 def plot(runs, snap_at, path, std=STD, min_frac=0.01):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
     centers = ring_centers()
     ks = sorted(runs)
     ncol = len(snap_at)
@@ -149,9 +136,7 @@ def plot(runs, snap_at, path, std=STD, min_frac=0.01):
         ax.grid(alpha=0.3)
     fig.suptitle(f"GAN on 8 Gaussians (radius {RADIUS}, std {std}): samples of G (dots) "
                  "and mode centres (x)", fontsize=10)
-    fig.tight_layout()
-    files.save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 def main(argv=None):

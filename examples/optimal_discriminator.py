@@ -16,7 +16,6 @@ the trained D against D* computed from the two formulas, and V(D) (by
 quadrature on a grid, no sampling noise) climbing to its maximum
 V(D*) = C(G) = -log 4 + 2 JSD(p_data || p_g) (Theorem 1).
 """
-import argparse
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ import numpy as np  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
 import npgan  # noqa: E402
-from npgan import files, nn, optim, theory, functional as F  # noqa: E402
+from npgan import plots, nn, optim, theory, functional as F  # noqa: E402
 
 # the two fixed densities: p_data = N(0, 1); p_g = 0.6 N(-1.5, 0.5^2) + 0.4 N(2, 0.8^2)
 DATA = (0.0, 1.0)
@@ -97,9 +96,7 @@ def errors(D, x=None, mass=0.01):
 
 
 def draw(D, hist, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     x = theory.grid(-5, 5, 1001)
     p_data, p_g = densities(x)
@@ -126,20 +123,14 @@ def draw(D, hist, path):
     a1.set_title("The gap to the maximum closes\n"
                  f"V(D*) = C(G) = {c:.4f} = -log 4 + 2 JSD ({-np.log(4) + 2 * js:.4f})", fontsize=10)
     a1.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    files.save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = plots.parser(__doc__, os.path.join(HERE, "..", "docs", "figures"))
     p.add_argument("--steps", type=int, default=3000, help="D steps")
     p.add_argument("--batch", type=int, default=512, help="samples of each density per step")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "docs", "figures")),
-                   help="output directory")
-    p.add_argument("--no-plot", action="store_true")
     return p.parse_args(argv)
 
 

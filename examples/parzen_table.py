@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
 
 import npgan  # noqa: E402
-from npgan import datasets, files, models  # noqa: E402
+from npgan import datasets, files, images, models, sampling  # noqa: E402
 from npgan.metrics import parzen  # noqa: E402
 
 PAPER_SIGMAS = np.logspace(-1, 0, 10)
@@ -48,20 +48,10 @@ def run_prior(run):
     return models.run_prior(checkpoint.load(path)["config"]) if os.path.exists(path) else "gaussian"
 
 
-def sample(G, n, seed=12345, batch=1000, prior="gaussian"):
-    rng = np.random.default_rng(seed)
-    out = []
-    with npgan.no_grad():
-        for i in range(0, n, batch):
-            z = models.sample_z(min(batch, n - i), rng, prior=prior)
-            out.append(npgan.backend.to_numpy(G(z).data))
-    return np.concatenate(out)
-
-
-def load_G(path):
-    G = models.Generator()
-    with np.load(path) as f:
-        G.load_state_dict({k: f[k] for k in f.files})
+def load_G(path, prior):
+    """The Generator of a snapshot (a state_dict .npz), drawing z from ``prior``."""
+    G = sampling.load_generator(path)
+    G.z_prior = prior
     return G
 
 
@@ -164,7 +154,7 @@ def main(argv=None):
         for epoch, path in snaps:
             key = f"{os.path.basename(path)}:{args.n_samples}:{args.n_valid}"
             if key not in cache:
-                s = sample(load_G(path), args.n_samples, prior=prior)
+                s = sampling.sample(load_G(path, prior), args.n_samples)
                 sigma, lls = parzen.select_sigma(valid_x, s, PAPER_SIGMAS)
                 cache[key] = [float(sigma), float(np.max(lls))]
                 files.write_text(cache_path, json.dumps(cache))
@@ -181,7 +171,7 @@ def main(argv=None):
     # 2. the Table 1 protocol on the test set, at each generator's best epoch
     rows = []
     for name, b in best.items():
-        s = sample(load_G(b["path"]), args.n_samples, prior=prior)
+        s = sampling.sample(load_G(b["path"], prior), args.n_samples)
         ll = parzen.log_likelihood(test_x, s, b["sigma"])
         m, se = parzen.mean_and_se(ll)
         sig_f, lls_f = parzen.select_sigma(valid_x, s, FINE_SIGMAS)
@@ -190,8 +180,7 @@ def main(argv=None):
                      "fine_sigma": float(sig_f), "fine_test_ll": float(mf), "fine_test_se": float(sef)})
         print(f"TEST {name}: epoch {b['epoch']}  sigma {b['sigma']:.3f}  LL {m:.1f} +- {se:.1f}"
               f"   (fine grid: sigma {sig_f:.3f}, LL {mf:.1f} +- {sef:.1f})", flush=True)
-        from mnist_gan import save_grid     # examples/ is on sys.path when run as a script
-        save_grid(s, os.path.join(args.out, f"samples_{label}_{name}_epoch{b['epoch']}.png"))
+        images.save_grid(s, os.path.join(args.out, f"samples_{label}_{name}_epoch{b['epoch']}.png"), 10)
         nearest_train_figure(s, train_x[:50000], os.path.join(args.out, f"fig2_{label}_{name}.png"))
 
     # 3. sanity row: real training images as the "samples"

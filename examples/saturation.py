@@ -14,16 +14,16 @@ Both losses have the same fixed point (the gradients have the same sign
 everywhere) -- only the strength of the signal differs.
 
 Top left: the closed forms, with npgan's autograd gradient d(loss)/d(logit)
-at a few logits (squares) and the per-sample values measured on the first G
-step of the runs (dots). The other panels: the 1-D GAN of gaussian_gan.py,
-started with D trained alone first (2,000 steps, so it rejects the samples
-of the untrained G with D(G(z)) ~ 0.006), then Algorithm 1 with each loss.
+at a few logits (squares) and the per-sample values measured on the first
+iteration of the runs (dots). The other panels: the 1-D GAN of gaussian_gan.py
+(``npgan.toys.gaussian_gan``), started with D trained alone first (2,000 steps,
+so it rejects the samples of the untrained G with D(G(z)) ~ 0.006), then
+Algorithm 1 with each loss, G's gradient measured at the start of each iteration.
 G uses plain SGD with momentum here, so the size of its gradient is the size
 of its step. Adam divides the gradient by its running RMS, which hides the
 saturation: with --g-adam --steps 1000 (G's lr 5e-4) both losses bring p_g's
-mean to 3.5 at about the same iteration (462 minimax, 477 non-saturating).
+mean to 3.5 at about the same iteration (458 minimax, 476 non-saturating).
 """
-import argparse
 import os
 import sys
 import time
@@ -35,10 +35,8 @@ import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
-sys.path.insert(0, HERE)
 import npgan  # noqa: E402
-from npgan import files, optim, theory, functional as F  # noqa: E402
-import gaussian_gan  # noqa: E402
+from npgan import plots, optim, theory, toys, functional as F  # noqa: E402
 
 LOSSES = ("minimax", "nonsaturating")
 LABELS = {"minimax": "minimax: log(1 - D(G(z)))", "nonsaturating": "non-saturating: -log D(G(z))"}
@@ -46,7 +44,7 @@ COLORS = {"minimax": "tab:red", "nonsaturating": "tab:blue"}
 
 
 def g_loss(logits, loss):
-    """G's loss (mean over the batch) from D's logits, as gaussian_gan uses it."""
+    """G's loss (mean over the batch) from D's logits, as the trainer computes it."""
     if loss == "nonsaturating":
         return F.binary_cross_entropy_with_logits(logits, 1.0)       # -log D = softplus(-l)
     return -F.binary_cross_entropy_with_logits(logits, 0.0)          # log(1 - D) = -softplus(l)
@@ -60,24 +58,24 @@ def autograd_logit_grad(logits, loss):
 
 
 def run(loss, pretrain=2000, steps=300, seed=0, m=256, lr_g=0.01, momentum=0.5, g_adam=False):
-    """Algorithm 1 from a confident D; records per step the mean D(G(z)), the
-    mean |d loss / d x| over G's samples (what G's backward starts from), and
-    p_g's mean. Also the first step's per-sample (D(G(z)), |d loss / d logit|)."""
-    gan = gaussian_gan.GaussianGAN(seed=seed, g_loss=loss)
+    """Algorithm 1 from a confident D; records at the start of each iteration the
+    mean D(G(z)), the mean |d loss / d x| over G's samples (what G's backward
+    starts from), and p_g's mean. Also the first iteration's per-sample
+    (D(G(z)), |d loss / d logit|)."""
+    trainer = toys.gaussian_gan(seed=seed, batch_size=m, g_loss=loss)
     if not g_adam:
-        gan.opt_g = optim.SGD(gan.G.parameters(), lr=lr_g, momentum=momentum)
+        trainer.opt_g = optim.SGD(trainer.G.parameters(), lr=lr_g, momentum=momentum)
     for _ in range(pretrain):
-        gan.d_step(m)
+        trainer.step(d_only=True)           # D alone: it learns to reject G's samples
     rec = {"step": [], "d_fake": [], "grad_x": [], "mean": []}
     first = None
     for step in range(steps):
-        gan.d_step(m)
-        # measure the gradient G receives, on this batch, at the samples themselves
-        z = gan.sample_noise(m)
+        # measure the gradient G receives, on a fresh batch, at the samples themselves
+        z = trainer.sample_z(m, trainer.rng_z)
         with npgan.no_grad():
-            x = gan.G(z).data
+            x = trainer.G(z).data
         x_leaf = npgan.Tensor(x, requires_grad=True)
-        logits = gan.D(x_leaf)
+        logits = trainer.D(x_leaf)
         g_loss(logits, loss).backward()
         d = F.sigmoid(logits).numpy().ravel()
         if first is None:
@@ -86,15 +84,13 @@ def run(loss, pretrain=2000, steps=300, seed=0, m=256, lr_g=0.01, momentum=0.5, 
         rec["d_fake"].append(float(d.mean()))
         rec["grad_x"].append(float(np.abs(x_leaf.grad).mean() * m))
         rec["mean"].append(float(x.mean()))
-        gan.g_step(m)                       # the update itself (fresh z), as in Algorithm 1
+        trainer.step()                      # the iteration itself: a D step, then a G step
     rec["first"] = first
     return rec
 
 
 def draw(runs, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
     (a0, a1), (a2, a3) = axes
@@ -120,7 +116,7 @@ def draw(runs, path):
         a1.plot(r["step"], r["mean"], color=COLORS[loss], lw=2, label=LABELS[loss])
         a2.semilogy(r["step"], r["d_fake"], color=COLORS[loss], lw=1.5, label=LABELS[loss])
         a3.semilogy(r["step"], r["grad_x"], color=COLORS[loss], lw=1.5, label=LABELS[loss])
-    a1.axhline(gaussian_gan.DATA_MEAN, color="black", ls=":", lw=1.5, label="data mean")
+    a1.axhline(toys.DATA_MEAN, color="black", ls=":", lw=1.5, label="data mean")
     a1.set_ylabel("mean of p_g")
     a1.set_title("G's progress from a confident D (1-D GAN, G on SGD)")
     a2.axhline(0.5, color="black", ls=":", lw=1, label="1/2")
@@ -131,21 +127,15 @@ def draw(runs, path):
     for a in (a1, a2, a3):
         a.set_xlabel("training iteration (after D was trained alone)")
         a.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    files.save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = plots.parser(__doc__, os.path.join(HERE, "..", "docs", "figures"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pretrain", type=int, default=2000, help="D steps before G starts")
     p.add_argument("--steps", type=int, default=300, help="training iterations with each loss")
     p.add_argument("--g-adam", action="store_true", help="G uses Adam (as gaussian_gan.py) instead of SGD")
-    p.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "docs", "figures")),
-                   help="output directory")
-    p.add_argument("--no-plot", action="store_true")
     return p.parse_args(argv)
 
 

@@ -16,7 +16,6 @@ possible D would get no signal about which way the data lies. In practice D
 is not optimal and G gets its gradient through D's logit (see
 saturation.py); this is the regime where the non-saturating loss matters.
 """
-import argparse
 import os
 import sys
 import time
@@ -25,7 +24,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
-from npgan import files, theory  # noqa: E402
+from npgan import plots, theory  # noqa: E402
 
 X = theory.grid(-8, 14, 22001)      # dx = 0.001: resolves s = 0.1
 SCALES = (1.0, 0.3, 0.1)
@@ -48,9 +47,7 @@ def curves(thetas):
 
 
 def draw(path, thetas, cs):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(16, 4.5))
     x = theory.grid(-0.6, 2.4, 1501)
@@ -96,17 +93,11 @@ def draw(path, thetas, cs):
     a2.set_title("... and its gradient vanishes")
     a2.legend(fontsize=7.5, loc="lower left", ncol=2)
     a2.grid(True, which="major", alpha=0.3)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    files.save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "docs", "figures")),
-                   help="output directory")
-    p.add_argument("--no-plot", action="store_true")
+    p = plots.parser(__doc__, os.path.join(HERE, "..", "docs", "figures"))
     return p.parse_args(argv)
 
 

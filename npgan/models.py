@@ -72,6 +72,7 @@ class Generator(nn.Module):
             self.y.bias.data = backend.asarray(output_bias, dtype=dtype).copy()
 
     block = 2000   # rows per block of a forward that records no graph (None: one pass)
+    z_prior = "gaussian"   # the prior G was trained with (npgan.sampling.load_generator sets a run's)
 
     def forward(self, z, logits=False):
         z = z if isinstance(z, Tensor) else Tensor(z)

@@ -10,7 +10,8 @@
 ``simultaneous=True`` is what the authors' released code did instead (k = 1):
 D and G are both updated from one minibatch and one forward pass.
 
-All losses are computed from D's logits l: log D = -softplus(-l),
+All losses are computed from D's logits l by
+``F.binary_cross_entropy_with_logits``: log D = -softplus(-l),
 log(1 - D) = -softplus(l). D's loss is scaled by ``d_scale``: 0.5 by default,
 as the authors' ``AdversaryCost2`` (d_obj = 0.5 (cost(real) + cost(fake))), so
 it starts at ln 2; 1.0 is the value function exactly as the paper writes it.
@@ -21,7 +22,8 @@ import numbers
 import numpy  # host-side: RNGs, minibatch order, the metric history
 
 from . import _kernels as K
-from . import backend, models, optim
+from . import backend, models, optim, sampling
+from . import functional as F
 from .checkpoint import CheckpointError
 from .tensor import Tensor, no_grad
 
@@ -80,39 +82,48 @@ class EMA:
 
 
 class GANTrainer:
-    """Trains G and D on ``data`` (N, D) float32 in [0, 1] (host array).
+    """Trains G and D on ``data``: a host array (N, D) float in [0, 1] (epochs
+    over a permutation: :meth:`train_epoch`), or a sampler ``data(m, rng) -> (m, D)``
+    float array (a game without epochs: :meth:`step` draws each batch).
 
     G: z (m, z_dim) -> samples (m, D); D: x -> logits (m, 1).
     k: D steps per G step (ignored when simultaneous). g_loss:
     "nonsaturating" or "minimax". d_scale: D's loss is d_scale x (BCE(real)
     + BCE(fake)) (0.5: the authors' code). sample_z(n, rng): the noise prior
-    (default N(0, I), :func:`npgan.models.z_sampler`). lr_schedule(step) and
-    momentum_schedule(epoch) set both optimizers' lr / momentum before every
-    step (SGD); ``ema_decays`` keep moving averages of G's weights.
-    Every random draw comes from generators owned here (seeded by ``seed``), so
-    a run is reproducible and resumable bit for bit.
+    (default N(0, I), :func:`npgan.models.z_sampler`). lr_schedule(step) sets
+    both optimizers' lr before every step (a pair (for G, for D): each its
+    own); momentum_schedule(epoch) their momentum (SGD); ``ema_decays`` keep
+    moving averages of G's weights.
+    Every random draw comes from generators owned here, seeded by ``seed`` (or
+    ``generator``: one numpy Generator for both the batches and z, the single
+    stream of a script that draws everything from one rng), so a run is
+    reproducible and resumable bit for bit.
 
-    ``data`` is not copied (MNIST would double in memory): :meth:`train_epoch`
-    checks each batch as it reads it, and :meth:`step` refuses a batch, loss or
-    gradient with NaN or inf (:class:`NonFiniteError`) before changing anything.
+    An array ``data`` is not copied (MNIST would double in memory):
+    :meth:`train_epoch` checks each batch as it reads it, and :meth:`step` refuses
+    a batch, loss or gradient with NaN or inf (:class:`NonFiniteError`) before
+    changing anything.
     """
 
     def __init__(self, G, D, data, batch_size=100, k=1, simultaneous=True,
                  g_loss="nonsaturating", opt_g=None, opt_d=None, lr_schedule=None,
-                 momentum_schedule=None, ema_decays=(), seed=0, sample_z=None, d_scale=0.5):
+                 momentum_schedule=None, ema_decays=(), seed=0, sample_z=None, d_scale=0.5,
+                 generator=None):
         if g_loss not in ("nonsaturating", "minimax"):
             raise ValueError(f"g_loss must be 'nonsaturating' or 'minimax', got {g_loss!r}")
         k = _positive_int("k (D steps per G step)", k)
         batch_size = _positive_int("batch_size", batch_size)
         if not (math.isfinite(d_scale) and d_scale > 0):
             raise ValueError(f"d_scale must be a positive number, got {d_scale!r}")
-        data = numpy.asarray(data)
-        if data.ndim != 2 or data.dtype.kind != "f":
-            raise ValueError(f"data must be a float array (N, D), got {data.dtype} {data.shape}")
-        if len(data) < batch_size:
-            raise ValueError(f"data has {len(data)} rows, fewer than one batch of {batch_size}")
-        if not numpy.all(numpy.isfinite(data)):
-            raise ValueError("data contains NaN or inf")
+        if not callable(data):
+            data = numpy.asarray(data)
+            if data.ndim != 2 or data.dtype.kind != "f":
+                raise ValueError(f"data must be a float array (N, D) or a sampler, got {data.dtype} "
+                                 f"{data.shape}")
+            if len(data) < batch_size:
+                raise ValueError(f"data has {len(data)} rows, fewer than one batch of {batch_size}")
+            if not numpy.all(numpy.isfinite(data)):
+                raise ValueError("data contains NaN or inf")
         self.G, self.D, self.data = G, D, data
         self.batch_size, self.k, self.simultaneous, self.g_loss = batch_size, k, simultaneous, g_loss
         self.d_scale = float(d_scale)
@@ -123,9 +134,14 @@ class GANTrainer:
             if isinstance(d, bool) or not isinstance(d, numbers.Real) or not 0 <= d < 1:
                 raise ValueError(f"ema_decays must be numbers in [0, 1), got {d!r}")
         self.emas = {d: EMA(G.parameters(), d) for d in ema_decays}
-        seeds = numpy.random.SeedSequence(seed).spawn(2)
-        self.rng_data = numpy.random.default_rng(seeds[0])   # minibatch order
-        self.rng_z = numpy.random.default_rng(seeds[1])      # the noise prior
+        if generator is not None:
+            if not isinstance(generator, numpy.random.Generator):
+                raise ValueError(f"generator must be a numpy.random.Generator, got {generator!r}")
+            self.rng_data = self.rng_z = generator
+        else:
+            seeds = numpy.random.SeedSequence(seed).spawn(2)
+            self.rng_data = numpy.random.default_rng(seeds[0])   # minibatches
+            self.rng_z = numpy.random.default_rng(seeds[1])      # the noise prior
         self.sample_z = sample_z or models.z_sampler("gaussian", getattr(G, "z_dim", models.Z_DIM))
         self.step_count, self.epoch = 0, 0
         self._order, self._pos = None, 0                      # position inside the epoch
@@ -133,21 +149,23 @@ class GANTrainer:
 
     # -- one update ---------------------------------------------------------------
     def _schedules(self):
-        for opt in (self.opt_g, self.opt_d):
-            if self.lr_schedule is not None:
-                opt.lr = self.lr_schedule(self.step_count)
+        lr = self.lr_schedule if isinstance(self.lr_schedule, tuple) else (self.lr_schedule,) * 2
+        for opt, schedule in zip((self.opt_g, self.opt_d), lr):
+            if schedule is not None:
+                opt.lr = schedule(self.step_count)
             if self.momentum_schedule is not None and hasattr(opt, "momentum"):
                 opt.momentum = self.momentum_schedule(self.epoch)
 
     def _d_loss(self, l_real, l_fake):
-        # -d_scale [log D(x) + log(1 - D(G(z)))] = d_scale (softplus(-l_real) + softplus(l_fake))
-        loss = (-l_real).softplus().mean() + l_fake.softplus().mean()
+        # -d_scale [log D(x) + log(1 - D(G(z)))] = d_scale (BCE(l_real, 1) + BCE(l_fake, 0))
+        loss = (F.binary_cross_entropy_with_logits(l_real, 1.0)
+                + F.binary_cross_entropy_with_logits(l_fake, 0.0))
         return loss * self.d_scale if self.d_scale != 1.0 else loss
 
     def _g_loss(self, l_fake):
-        if self.g_loss == "nonsaturating":      # minimise -log D(G(z))
-            return (-l_fake).softplus().mean()
-        return -(l_fake.softplus().mean())      # minimise log(1 - D(G(z)))
+        if self.g_loss == "nonsaturating":      # minimise -log D(G(z)) = BCE(l_fake, 1)
+            return F.binary_cross_entropy_with_logits(l_fake, 1.0)
+        return -F.binary_cross_entropy_with_logits(l_fake, 0.0)   # minimise log(1 - D(G(z)))
 
     def _stats(self, d_loss, l_real, l_fake):
         xp = backend.xp
@@ -170,16 +188,8 @@ class GANTrainer:
         raise NonFiniteError(f"step {self.step_count + 1}: NaN or inf in the {what} ({stats}); "
                              "nothing was updated")
 
-    def step(self, x):
-        """One update from the real minibatch x (m, D) (backend or host array).
-        Simultaneous: D and G from this batch at once. Otherwise one D step;
-        every k-th D step is followed by a G step. Returns the batch stats.
-
-        x empty or not 2-D: ValueError. NaN or inf in x, a loss or a gradient:
-        NonFiniteError, raised before any parameter, optimizer buffer or
-        lr, moving average, random generator or counter changed (a retry draws
-        the same numbers). In the sequential mode a refused G step also undoes
-        the D step before it."""
+    def _check_batch(self, x):
+        """x as a backend array (m, D), m >= 1, all finite; else ValueError / NonFiniteError."""
         xp = backend.xp
         x = backend.asarray(x)
         if x.ndim != 2 or x.shape[0] == 0:
@@ -189,16 +199,41 @@ class GANTrainer:
             rows = backend.to_numpy(xp.nonzero(~xp.isfinite(x).all(axis=1))[0])
             raise NonFiniteError(f"step {self.step_count + 1}: the batch x has NaN or inf in "
                                  f"row(s) {rows[:10].tolist()}; nothing was updated")
-        rngs = [self.rng_z] + _dropout_rngs(self.D)
+        return x
+
+    def step(self, x=None, d_only=False):
+        """One update from the real minibatch x (m, D) (backend or host array;
+        None: ``batch_size`` rows drawn from the data sampler after z, as
+        Algorithm 1 draws them). Simultaneous: D and G from this batch at once.
+        Otherwise one D step; every k-th D step is followed by a G step
+        (``d_only``: never, e.g. to train D alone first). Returns the batch stats.
+
+        x empty or not 2-D: ValueError. NaN or inf in x, a loss or a gradient:
+        NonFiniteError, raised before any parameter, optimizer buffer or
+        lr, moving average, random generator or counter changed (a retry draws
+        the same numbers). In the sequential mode a refused G step also undoes
+        the D step before it."""
+        sampled = x is None
+        if sampled and not callable(self.data):
+            raise ValueError("step: x is needed when the data is an array (train_epoch draws "
+                             "the batches)")
+        if d_only and self.simultaneous:
+            raise ValueError("step: d_only needs the sequential mode (simultaneous=False)")
+        if not sampled:
+            x = self._check_batch(x)
+        rngs = [self.rng_z] + ([self.rng_data] if sampled and self.rng_data is not self.rng_z
+                               else []) + _dropout_rngs(self.D)
         rng_states = [r.bit_generator.state for r in rngs]
         hypers = [{a: getattr(o, a) for a in ("lr", "momentum") if hasattr(o, a)}
                   for o in (self.opt_g, self.opt_d)]
         undo_d = None                   # D before its update, while a G step may still fail
         try:
             self._schedules()
-            x = Tensor(x)
-            m = x.shape[0]
+            m = self.batch_size if sampled else x.shape[0]
             z = self.sample_z(m, self.rng_z)
+            if sampled:
+                x = self._check_batch(self.data(m, self.rng_data))
+            x = Tensor(x)
             if self.simultaneous:
                 fake = self.G(z)
                 l_real, l_fake = self.D(x), self.D(fake)       # one graph, both players
@@ -223,7 +258,7 @@ class GANTrainer:
                 d_loss.backward()
                 stats = self._stats(d_loss, l_real, l_fake)
                 self._refuse_non_finite(stats, self.D, self.opt_d.params)
-                g_updated = (self.step_count + 1) % self.k == 0
+                g_updated = not d_only and (self.step_count + 1) % self.k == 0
                 if g_updated:
                     undo_d = _copy_state(self.opt_d)
                 self.opt_d.step()
@@ -261,7 +296,14 @@ class GANTrainer:
 
     # -- epochs ---------------------------------------------------------------------
     def batches_per_epoch(self):
+        """Batches in one epoch over the data array (a sampler has no epochs: ValueError)."""
+        if callable(self.data):
+            raise ValueError("the data is a sampler: there are no epochs; call step() per batch")
         return len(self.data) // self.batch_size
+
+    def batches_left(self):
+        """Batches of the current epoch still to run (all of them between epochs)."""
+        return self.batches_per_epoch() - self._pos
 
     def train_epoch(self, on_step=None, should_stop=None):
         """Run (the rest of) one epoch over a fresh permutation of the data.
@@ -302,17 +344,12 @@ class GANTrainer:
 
     # -- sampling -------------------------------------------------------------------
     def generate(self, n, G=None, rng=None, batch=1000):
-        """n samples (host float32 (n, D)) from G (default self.G) in eval mode,
-        z from ``rng`` (default a fixed seed, so evaluations are comparable),
-        ``batch`` rows per G call. n or batch not a positive integer: ValueError."""
-        n, batch = _positive_int("n", n), _positive_int("batch", batch)
-        G = G or self.G
-        rng = rng if rng is not None else numpy.random.default_rng(12345)
-        out = []
-        with no_grad():
-            for i in range(0, n, batch):
-                out.append(backend.to_numpy(G(self.sample_z(min(batch, n - i), rng)).data))
-        return numpy.concatenate(out)
+        """n samples (host (n, D)) from G (default self.G), z from this trainer's
+        prior drawn by ``rng`` (default a fixed seed, so evaluations are comparable),
+        ``batch`` rows per G call (:func:`npgan.sampling.sample`). n or batch not a
+        positive integer: ValueError."""
+        return sampling.sample(G or self.G, n, batch=batch,
+                               rng=rng if rng is not None else 12345, sample_z=self.sample_z)
 
     def averaged_generator(self, decay, template):
         """``template`` (a G-shaped module) loaded with the EMA weights."""
@@ -437,11 +474,14 @@ class GANTrainer:
             v = s[key]
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
                 bad(f"{key} must be an integer >= 0, got {v!r}")
-        order, n = s["order"], len(self.data)
+        order = s["order"]
         if order is None:
             if s["pos"] != 0:
                 bad(f"pos is {s['pos']} but there is no epoch order")
+        elif callable(self.data):
+            bad("order must be None: this trainer's data is a sampler (no epochs)")
         else:
+            n = len(self.data)
             if (not isinstance(order, numpy.ndarray) or order.dtype.kind not in "iu"
                     or order.shape != (n,)
                     or not numpy.array_equal(numpy.sort(order), numpy.arange(n))):
@@ -479,6 +519,10 @@ def _check_arrays(bad, what, state, named_params):
 
 
 def _sigmoid(a):
+    """D's probabilities for the batch statistics d_real, d_fake (reported, never
+    differentiated). Not the kernel sigmoid (``F.sigmoid``): that one rounds some
+    batch means differently in the last bit, and the recorded histories of runs
+    (and the A/B fingerprint of training) are these exact numbers."""
     xp = backend.xp
     return 1.0 / (1.0 + xp.exp(-xp.clip(a, -60, 60)))
 
@@ -519,13 +563,13 @@ def _dropout_rngs(module):
     return out
 
 
-def paper_schedules():
-    """The paper's lr decay (0.1 / 1.000004^t, floor 1e-6) and momentum ramp
-    (.5 -> .7, pylearn2's MomentumAdjustor(start=1, saturate=250)).
+def paper_schedules(lr=0.1, decay=1.000004):
+    """The paper's lr decay (lr / decay^t: 0.1 / 1.000004^t, floor 1e-6) and momentum
+    ramp (.5 -> .7, pylearn2's MomentumAdjustor(start=1, saturate=250)).
 
     The trainer evaluates the ramp with the number of epochs completed, c.
     pylearn2 calls the adjustor once before training and after every epoch, so
     its counter reads c + 1 during epoch c + 1 and the momentum is
     .5 + .2 min(c / 249, 1): LinearRamp(.5, .7, 0, 249) in completed epochs
     (.7 from the 250th epoch on)."""
-    return optim.ExponentialDecay(0.1, 1.000004, 1e-6), optim.LinearRamp(0.5, 0.7, 0, 249)
+    return optim.ExponentialDecay(lr, decay, 1e-6), optim.LinearRamp(0.5, 0.7, 0, 249)

@@ -131,19 +131,6 @@ def test_atomic_write_failure_keeps_old_file_and_leaves_no_temp(tmp_path):
     assert path.read_text() == "new\n" and os.listdir(tmp_path) == ["table.md"]
 
 
-def test_classifier_weights_written_atomically(tmp_path, monkeypatch):
-    from npgan import classifier
-    model = classifier.MNISTClassifier(rng=np.random.default_rng(0))
-    path = str(tmp_path / "w.npz")
-    md5 = classifier.save_weights(model, path)
-    def fail(*a, **kw):
-        raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(np.lib.format, "write_array", fail)
-    with pytest.raises(OSError):
-        classifier.save_weights(model, path)
-    assert classifier.file_md5(path) == md5 and os.listdir(tmp_path) == ["w.npz"]
-
-
 def test_stale_temps_of_dead_writers_removed_at_start(tmp_path):
     """lock_dir (a run's start) removes the temporary files of dead writers,
     in subdirectories too, and keeps those of live ones; a write of a file
@@ -240,3 +227,128 @@ def test_no_loader_in_the_package_or_examples_allows_pickle():
                 assert not re.search(r"^\s*(import|from)\s+(pickle|dill|cloudpickle)\b", src, re.M), n
                 assert "allow_pickle=True" not in src, n
     assert seen > 20
+
+
+# -- config, damage and structure (moved from tests/test_train.py) ---------------------------
+def test_checkpoint_refuses_other_config_and_damage(tmp_path):
+    path = str(tmp_path / "ck.npz")
+    checkpoint.save(path, small_state(), {"seed": 0, "k": 1})
+    with pytest.raises(checkpoint.CheckpointError, match="k: checkpoint 1 vs now 2"):
+        checkpoint.load(path, {"seed": 0, "k": 2})
+    raw = open(path, "rb").read()
+    bad = str(tmp_path / "bad.npz")
+    with open(bad, "wb") as f:
+        f.write(raw[: len(raw) // 2])
+    with pytest.raises(checkpoint.CheckpointError, match="damaged|truncated"):
+        checkpoint.load(bad)
+    flipped = bytearray(raw)
+    flipped[len(raw) // 3] ^= 0xFF
+    with open(bad, "wb") as f:
+        f.write(bytes(flipped))
+    with pytest.raises(checkpoint.CheckpointError):
+        checkpoint.load(bad)
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint"):
+        checkpoint.load(str(tmp_path / "missing.npz"))
+
+
+def test_failed_save_keeps_the_good_checkpoint(tmp_path, monkeypatch):
+    path = str(tmp_path / "ck.npz")
+    checkpoint.save(path, small_state(), {"seed": 0})
+    good = open(path, "rb").read()
+
+    def broken_savez(f, **members):
+        f.write(b"garbage")
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(checkpoint.CheckpointError):
+        checkpoint.save(path, small_state(), {"seed": 0})
+    assert open(path, "rb").read() == good
+    assert os.listdir(tmp_path) == ["ck.npz"]        # no temporary left behind
+
+
+def rewrite(path, out, edit):
+    """Copy checkpoint ``path`` to ``out`` with its metadata edited and the SHA-256
+    recomputed: a right digest over a wrong structure."""
+    with np.load(path) as z:
+        members = {k: z[k] for k in z.files}
+    arrays = [members[f"a{i}"] for i in range(len(members) - 2)]
+    meta = edit(json.loads(str(members["meta"])))
+    meta = meta if isinstance(meta, str) else json.dumps(meta)
+    members["meta"], members["sha256"] = np.array(meta), np.array(checkpoint._digest(meta, arrays))
+    with open(out, "wb") as f:
+        np.savez(f, **members)
+    return out
+
+
+def _first_array_node(tree):
+    if isinstance(tree, dict):
+        if "__array__" in tree:
+            return tree
+        tree = [v for _, v in tree["__dict__"]]
+    for v in tree if isinstance(tree, list) else ():
+        found = _first_array_node(v)
+        if found is not None:
+            return found
+    return None
+
+
+def _set_index(i):
+    def edit(info):
+        _first_array_node(info["state"])["__array__"] = i
+        return info
+    return edit
+
+
+def _break_dict(info):
+    info["state"]["__dict__"][0][1] = {"__dict__": "G"}
+    return info
+
+
+@pytest.mark.parametrize("edit,match", [
+    (_set_index(10_000), "array index 10000"), (_set_index(-1), "array index -1"),
+    (_set_index("0"), "array index '0'"), (_break_dict, "malformed node"),
+    (lambda info: "{not json", "not JSON"), (lambda info: [1, 2], "format None"),
+    (lambda info: {k: v for k, v in info.items() if k != "state"}, "lacks a config dict or the state")])
+def test_checkpoint_with_right_digest_and_wrong_structure_is_refused(tmp_path, edit, match):
+    path = checkpoint.save(str(tmp_path / "ck.npz"), small_state(), {"seed": 0})
+    bad = rewrite(path, str(tmp_path / "bad.npz"), edit)
+    with pytest.raises(checkpoint.CheckpointError, match=match):
+        checkpoint.load(bad)
+
+
+
+
+# -- what comes back ---------------------------------------------------------------------
+def test_round_trip_returns_every_value_with_its_dtype_and_shape(tmp_path):
+    """Nested dicts and lists of arrays (any dtype and shape, 0-d included), numbers,
+    None, bools, strings and int dict keys come back equal; tuples as lists (JSON);
+    arrays bit for bit with their dtype; numpy scalars as Python numbers."""
+    rng = np.random.default_rng(0)
+    state = {"f32": rng.standard_normal((2, 3)).astype(np.float32), "f64": np.array(np.pi),
+             "ints": np.arange(5, dtype=np.int64)[::-1], "u8": np.array([[1, 255]], np.uint8),
+             "nested": {"list": [np.zeros(0, np.float32), {"deeper": np.ones((1, 1, 2))}],
+                        7: "seven", "none": None, "flag": True},
+             "tuple": (1, 2.5), "scalar": np.float32(0.25), "rng": rng.bit_generator.state}
+    path = checkpoint.save(str(tmp_path / "ck.npz"), state, {"seed": 3, "ema": (0.9,)})
+    back = checkpoint.load(path, {"seed": 3, "ema": (0.9,)})
+    assert back["config"] == {"seed": 3, "ema": [0.9]}
+    s = back["state"]
+    for k in ("f32", "f64", "ints", "u8"):
+        assert s[k].dtype == state[k].dtype and s[k].shape == state[k].shape, k
+        np.testing.assert_array_equal(s[k], state[k])
+    assert s["nested"]["list"][0].shape == (0,) and s["nested"]["list"][0].dtype == np.float32
+    np.testing.assert_array_equal(s["nested"]["list"][1]["deeper"], np.ones((1, 1, 2)))
+    assert s["nested"][7] == "seven" and s["nested"]["none"] is None and s["nested"]["flag"] is True
+    assert s["tuple"] == [1, 2.5] and s["scalar"] == 0.25 and type(s["scalar"]) is float
+    fresh = np.random.default_rng(1)
+    fresh.bit_generator.state = s["rng"]
+    np.testing.assert_array_equal(fresh.random(4), rng.random(4))        # the same stream goes on
+
+
+def test_config_mismatch_names_every_differing_key(tmp_path):
+    path = checkpoint.save(str(tmp_path / "ck.npz"), small_state(), {"seed": 0, "k": 1, "lr": 0.1})
+    with pytest.raises(CheckpointError) as e:
+        checkpoint.load(path, {"seed": 1, "k": 1, "lr": 0.2, "new": "x"})
+    msg = str(e.value)
+    assert "seed: checkpoint 0 vs now 1" in msg and "lr: checkpoint 0.1 vs now 0.2" in msg
+    assert "new: checkpoint None vs now 'x'" in msg and "k:" not in msg
+    assert checkpoint.load(path, {"k": 1})["state"]["step"] == 5                 # a subset is checked

@@ -5,6 +5,7 @@ the weight file's round trip (save_weights -> numpy.load / load_classifier).
 The NumPy reference and its rounding bound are test_models.py's: a product
 over K inputs in float32 is off by at most (K + 1) u (|x| @ |W| + |b|),
 propagated through the 1-Lipschitz ReLUs."""
+import errno
 import os
 
 import numpy as np
@@ -151,3 +152,16 @@ def test_features_accept_a_tensor_and_keep_the_graph():
         b = model.fc1(Tensor(np.maximum(a, 0))).data
         assert np.all(np.abs(a) > 1e-4) and np.all(np.abs(b) > 1e-4)
     assert fd == pytest.approx(float((t.grad * v).sum()), rel=1e-7)
+
+
+def test_classifier_weights_written_atomically(tmp_path, monkeypatch):
+    from npgan import classifier
+    model = classifier.MNISTClassifier(rng=np.random.default_rng(0))
+    path = str(tmp_path / "w.npz")
+    md5 = classifier.save_weights(model, path)
+    def fail(*a, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(np.lib.format, "write_array", fail)
+    with pytest.raises(OSError):
+        classifier.save_weights(model, path)
+    assert classifier.file_md5(path) == md5 and os.listdir(tmp_path) == ["w.npz"]

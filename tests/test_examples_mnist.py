@@ -15,9 +15,7 @@ EXAMPLES = os.path.join(HERE, "..", "examples")
 
 
 def load(name):
-    import sys
-    if EXAMPLES not in sys.path:        # parzen_table imports mnist_gan, as when run as a script
-        sys.path.insert(0, EXAMPLES)
+    """The example script ``name`` as a module, to call its main() in this process."""
     spec = importlib.util.spec_from_file_location(name, os.path.join(EXAMPLES, name + ".py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

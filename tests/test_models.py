@@ -370,6 +370,18 @@ def _dropout_draws_at(draws, shapes):
 
 # ----------------------------------------------------------------------------- a GAN step
 
+def _assert_first_sgd_step(who, stepped, before, grads, other, other_before):
+    """``stepped`` took SGD's first step (lr 0.1, v = 0) from ``before`` with ``grads``,
+    every gradient non-zero; ``other`` is still at ``other_before``."""
+    for n, p in stepped.named_parameters():
+        assert np.any(grads[n] != 0), f"{who}.{n} got no gradient"
+        # first step from v = 0: v = -(0.1 * grad), p += v, in float32 exactly as SGD does
+        np.testing.assert_array_equal(p.data, before[n] + (np.zeros_like(p.data) - 0.1 * grads[n]),
+                                      err_msg=n)
+    for n, p in other.named_parameters():
+        np.testing.assert_array_equal(p.data, other_before[n], err_msg=f"{who}'s step moved {n}")
+
+
 @pytest.mark.parametrize("minimax", [False, True])
 def test_one_sgd_step_moves_every_parameter_of_both(minimax):
     """Algorithm 1 with k = 1: a D step, then a G step. Each player's
@@ -390,12 +402,7 @@ def test_one_sgd_step_moves_every_parameter_of_both(minimax):
     loss.backward()
     grads = {n: p.grad.copy() for n, p in d.named_parameters()}
     opt_d.step()
-    for n, p in d.named_parameters():
-        assert np.any(grads[n] != 0), f"D.{n} got no gradient"
-        # first step from v = 0: v = -(0.1 * grad), p += v, in float32 exactly as SGD does
-        np.testing.assert_array_equal(p.data, d0[n] + (np.zeros_like(p.data) - 0.1 * grads[n]), err_msg=n)
-    for n, p in g.named_parameters():
-        np.testing.assert_array_equal(p.data, g0[n], err_msg=f"D's step moved G.{n}")
+    _assert_first_sgd_step("D", d, d0, grads, g, g0)
 
     d1 = {n: p.data.copy() for n, p in d.named_parameters()}
     opt_g.zero_grad()
@@ -404,12 +411,7 @@ def test_one_sgd_step_moves_every_parameter_of_both(minimax):
     loss.backward()
     grads = {n: p.grad.copy() for n, p in g.named_parameters()}
     opt_g.step()
-    for n, p in g.named_parameters():
-        assert np.any(grads[n] != 0), f"G.{n} got no gradient through D"
-        # first step from v = 0: v = -(0.1 * grad), p += v, in float32 exactly as SGD does
-        np.testing.assert_array_equal(p.data, g0[n] + (np.zeros_like(p.data) - 0.1 * grads[n]), err_msg=n)
-    for n, p in d.named_parameters():
-        np.testing.assert_array_equal(p.data, d1[n], err_msg=f"G's step moved D.{n}")
+    _assert_first_sgd_step("G", g, g0, grads, d, d1)
 
     for name, model, before in (("G", g, g0), ("D", d, d0)):
         for n, p in model.named_parameters():

@@ -8,7 +8,7 @@ import pytest
 
 import npgan
 from conftest import load_example, one_blas_thread  # noqa: F401  (fixture)
-from npgan import theory
+from npgan import theory, toys
 
 X = theory.grid(-40, 40, 40001)        # dx = 0.002
 g = theory.gaussian_pdf
@@ -184,9 +184,8 @@ def test_g_loss_closed_forms():
 
 
 def _gan_g_loss(loss):
-    """The G losses exactly as gaussian_gan trains with them."""
-    gan = _load("gaussian_gan").GaussianGAN(seed=0, g_loss=loss)
-    return gan.g_loss_of
+    """The G losses exactly as the trainer (and so the 1-D game) trains with them."""
+    return toys.gaussian_gan(seed=0, g_loss=loss)._g_loss
 
 
 @pytest.mark.parametrize("loss", ["minimax", "nonsaturating"])

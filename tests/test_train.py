@@ -1,6 +1,4 @@
 """The GAN trainer: each player learns, updates equal hand-built ones, resume is exact."""
-import json
-import os
 import re
 
 import numpy as np
@@ -9,6 +7,7 @@ import pytest
 import npgan
 from npgan import checkpoint, models, optim, train
 from npgan.tensor import Tensor
+from test_checkpoint import rewrite
 
 
 def tiny(seed=0, n=40, dim=12, dtype="float32"):
@@ -223,44 +222,6 @@ def test_resume_is_bit_identical(tmp_path):
     assert a.history == b.history and a.step_count == b.step_count == 15
 
 
-def test_checkpoint_refuses_other_config_and_damage(tmp_path):
-    a = make()
-    a.step(a.data[:8])
-    path = str(tmp_path / "ck.npz")
-    checkpoint.save(path, a.state_dict(), {"seed": 0, "k": 1})
-    with pytest.raises(checkpoint.CheckpointError, match="k: checkpoint 1 vs now 2"):
-        checkpoint.load(path, {"seed": 0, "k": 2})
-    raw = open(path, "rb").read()
-    bad = str(tmp_path / "bad.npz")
-    with open(bad, "wb") as f:
-        f.write(raw[: len(raw) // 2])
-    with pytest.raises(checkpoint.CheckpointError, match="damaged|truncated"):
-        checkpoint.load(bad)
-    flipped = bytearray(raw)
-    flipped[len(raw) // 3] ^= 0xFF
-    with open(bad, "wb") as f:
-        f.write(bytes(flipped))
-    with pytest.raises(checkpoint.CheckpointError):
-        checkpoint.load(bad)
-    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint"):
-        checkpoint.load(str(tmp_path / "missing.npz"))
-
-
-def test_failed_save_keeps_the_good_checkpoint(tmp_path, monkeypatch):
-    a = make()
-    path = str(tmp_path / "ck.npz")
-    checkpoint.save(path, a.state_dict(), {"seed": 0})
-    good = open(path, "rb").read()
-
-    def broken_savez(f, **members):
-        f.write(b"garbage")
-    monkeypatch.setattr(np, "savez", broken_savez)
-    with pytest.raises(checkpoint.CheckpointError):
-        checkpoint.save(path, a.state_dict(), {"seed": 0})
-    assert open(path, "rb").read() == good
-    assert os.listdir(tmp_path) == ["ck.npz"]        # no temporary left behind
-
-
 def test_trainer_refuses_bad_data():
     G, D, data = tiny()
     with pytest.raises(ValueError, match="NaN"):
@@ -468,57 +429,6 @@ def test_load_state_dict_undoes_a_part_that_fails_late(monkeypatch):
     assert frozen(t) == before
 
 
-def _rewrite(path, out, edit):
-    """Copy checkpoint ``path`` to ``out`` with its metadata edited and the SHA-256
-    recomputed: a right digest over a wrong structure."""
-    with np.load(path) as z:
-        members = {k: z[k] for k in z.files}
-    arrays = [members[f"a{i}"] for i in range(len(members) - 2)]
-    meta = edit(json.loads(str(members["meta"])))
-    meta = meta if isinstance(meta, str) else json.dumps(meta)
-    members["meta"], members["sha256"] = np.array(meta), np.array(checkpoint._digest(meta, arrays))
-    with open(out, "wb") as f:
-        np.savez(f, **members)
-    return out
-
-
-def _first_array_node(tree):
-    if isinstance(tree, dict):
-        if "__array__" in tree:
-            return tree
-        tree = [v for _, v in tree["__dict__"]]
-    for v in tree if isinstance(tree, list) else ():
-        found = _first_array_node(v)
-        if found is not None:
-            return found
-    return None
-
-
-def _set_index(i):
-    def edit(info):
-        _first_array_node(info["state"])["__array__"] = i
-        return info
-    return edit
-
-
-def _break_dict(info):
-    info["state"]["__dict__"][0][1] = {"__dict__": "G"}
-    return info
-
-
-@pytest.mark.parametrize("edit,match", [
-    (_set_index(10_000), "array index 10000"), (_set_index(-1), "array index -1"),
-    (_set_index("0"), "array index '0'"), (_break_dict, "malformed node"),
-    (lambda info: "{not json", "not JSON"), (lambda info: [1, 2], "format None"),
-    (lambda info: {k: v for k, v in info.items() if k != "state"}, "lacks a config dict or the state")])
-def test_checkpoint_with_right_digest_and_wrong_structure_is_refused(tmp_path, edit, match):
-    a = make()
-    path = checkpoint.save(str(tmp_path / "ck.npz"), a.state_dict(), {"seed": 0})
-    bad = _rewrite(path, str(tmp_path / "bad.npz"), edit)
-    with pytest.raises(checkpoint.CheckpointError, match=match):
-        checkpoint.load(bad)
-
-
 def test_checkpoint_with_right_digest_and_wrong_state_is_refused_by_the_trainer(tmp_path):
     a = make()
     path = checkpoint.save(str(tmp_path / "ck.npz"), a.state_dict(), {"seed": 0})
@@ -526,7 +436,7 @@ def test_checkpoint_with_right_digest_and_wrong_state_is_refused_by_the_trainer(
     def g_as_list(info):
         info["state"]["__dict__"][0][1] = [1, 2, 3]
         return info
-    bad = _rewrite(path, str(tmp_path / "bad.npz"), g_as_list)
+    bad = rewrite(path, str(tmp_path / "bad.npz"), g_as_list)
     t = make(seed=1)
     before = frozen(t)
     with pytest.raises(checkpoint.CheckpointError, match="G must be a dict"):
