@@ -34,6 +34,7 @@ FLOATS = ("float32", "float64")
 # In CUDA C++, exp/log1p/fabs are overloaded for float and double.
 
 _EXP_NEG_ABS = "const T e = exp(-fabs(x));"
+_SIGMOID = "(x >= (T)0 ? (T)1 : e) / ((T)1 + e)"     # sigmoid(x) from e = exp(-|x|)
 
 _relu_forward = cupy.ElementwiseKernel(
     "T x", "T y",
@@ -47,7 +48,7 @@ _relu_backward = cupy.ElementwiseKernel(
 
 _sigmoid_forward = cupy.ElementwiseKernel(
     "T x", "T y",
-    _EXP_NEG_ABS + " y = (x >= (T)0 ? (T)1 : e) / ((T)1 + e);",
+    _EXP_NEG_ABS + " y = " + _SIGMOID + ";",
     "npgan_sigmoid_forward")
 
 _sigmoid_backward = cupy.ElementwiseKernel(
@@ -68,11 +69,7 @@ _log_sigmoid_forward = cupy.ElementwiseKernel(
 # g * sigmoid(sign * x): softplus' (sign = +1) and log-sigmoid' (sign = -1)
 _sigmoid_times = cupy.ElementwiseKernel(
     "T g, T x0, int32 sign", "T r",
-    """
-    const T x = sign > 0 ? x0 : -x0;
-    const T e = exp(-fabs(x));
-    r = g * ((x >= (T)0 ? (T)1 : e) / ((T)1 + e));
-    """,
+    "const T x = sign > 0 ? x0 : -x0; " + _EXP_NEG_ABS + " r = g * (" + _SIGMOID + ");",
     "npgan_sigmoid_times")
 
 
@@ -115,11 +112,6 @@ def log_sigmoid_forward(x):
 def log_sigmoid_backward(g, x):
     return _sigmoid_times(g, x, -1)
 
-
-UNARY = {"relu_forward": relu_forward, "sigmoid_forward": sigmoid_forward,
-         "softplus_forward": softplus_forward, "log_sigmoid_forward": log_sigmoid_forward}
-BINARY = {"relu_backward": relu_backward, "sigmoid_backward": sigmoid_backward,
-          "softplus_backward": softplus_backward, "log_sigmoid_backward": log_sigmoid_backward}
 
 # ----------------------------------------------------------------------------- maxout
 # One thread per output unit i: the group x[i*pieces : (i+1)*pieces] of the flat,
