@@ -114,35 +114,35 @@ cdef void _band(void *ctx, int i, int parts) noexcept nogil:
                   s.lr, s.mu, s.nesterov)
 
 
-cdef void _run(Pass *s) noexcept nogil:
-    parallel_run(_band, s, 1 if s.n < PARALLEL_MIN else 4)
+cdef bint _sizes(str what, Py_ssize_t n, Py_ssize_t n1, Py_ssize_t n2) except -1:
+    """ValueError (``what``) unless n == n1 == n2; -> whether there is work (n > 0)."""
+    if n1 != n or n2 != n:
+        raise ValueError(what)
+    return n > 0
+
+
+cdef void _run(Pass *s, Py_ssize_t n, int itemsize) noexcept:
+    s.n, s.itemsize = n, itemsize
+    with nogil:
+        parallel_run(_band, s, 1 if n < PARALLEL_MIN else 4)
 
 
 def sgd_momentum(floating[::1] p, floating[::1] v, floating[::1] g, double lr, double mu,
                  bint nesterov):
-    cdef Py_ssize_t n = p.shape[0]
+    """In place: the SGD update of the module docstring (p, v updated; g read)."""
     cdef Pass s
-    if v.shape[0] != n or g.shape[0] != n:
-        raise ValueError("sgd_momentum: parameter, velocity and gradient sizes differ")
-    if n == 0:
-        return
-    s.param, s.v, s.g, s.n = &p[0], &v[0], &g[0], n
-    s.lr, s.mu, s.nesterov, s.itemsize, s.add = lr, mu, nesterov, sizeof(floating), 0
-    with nogil:
-        _run(&s)
+    if _sizes("sgd_momentum: parameter, velocity and gradient sizes differ",
+              p.shape[0], v.shape[0], g.shape[0]):
+        s.param, s.v, s.g, s.lr, s.mu, s.nesterov, s.add = &p[0], &v[0], &g[0], lr, mu, nesterov, 0
+        _run(&s, p.shape[0], sizeof(floating))
 
 
 def add(floating[::1] a, floating[::1] b, floating[::1] out):
     """out = a + b (out must not overlap a or b)."""
-    cdef Py_ssize_t n = a.shape[0]
     cdef Pass s
-    if b.shape[0] != n or out.shape[0] != n:
-        raise ValueError("add: sizes differ")
-    if n == 0:
-        return
-    s.out, s.a, s.b, s.n, s.itemsize, s.add = &out[0], &a[0], &b[0], n, sizeof(floating), 1
-    with nogil:
-        _run(&s)
+    if _sizes("add: sizes differ", a.shape[0], b.shape[0], out.shape[0]):
+        s.out, s.a, s.b, s.add = &out[0], &a[0], &b[0], 1
+        _run(&s, a.shape[0], sizeof(floating))
 
 
 cdef enum:
