@@ -59,7 +59,7 @@ def test_gemm_split_over_threads_equals_one_call(gemm_kernel, pool_kernel, dtype
     a, b = rand(m, k, dtype=dtype), rand(k, n, dtype=dtype, seed=1)
     c0 = rand(m, n, dtype=dtype, seed=2)
     truth = a.astype(np.float64) @ b.astype(np.float64)
-    threads = pool_kernel.threads()
+    threads = pool_kernel.split_threads()
     # sums of k products of unit normals: float32 rounding grows with k
     tol = TOL[dtype] if dtype == np.float64 else dict(rtol=2e-5, atol=1e-6 * k)
     for A in (a, np.asfortranarray(a)):
@@ -69,7 +69,7 @@ def test_gemm_split_over_threads_equals_one_call(gemm_kernel, pool_kernel, dtype
                 gemm_kernel.gemm(A, B, got, beta)
                 np.testing.assert_allclose(got, truth + beta * c0, err_msg=f"{shape} beta {beta}",
                                            **tol)
-    assert pool_kernel.threads() == threads           # BLAS's thread count restored
+    assert pool_kernel.split_threads() == threads           # BLAS's thread count restored
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -149,14 +149,14 @@ def test_mkl_products_equal_the_reference(gemm_kernel):
 
 def test_gemm_split_follows_the_blas_thread_setting(pool_kernel):
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    if pool_kernel.threads() < 2:
+    if pool_kernel.split_threads() < 2:
         pytest.skip("one BLAS thread (or thread functions not found): nothing is split")
     with threadpoolctl.threadpool_limits(1):
-        assert pool_kernel.threads() == 1
-    assert pool_kernel.threads() >= 2
+        assert pool_kernel.split_threads() == 1
+    assert pool_kernel.split_threads() >= 2
     with settings.override(blas_threads=1):              # npgan's own setting, the same way
-        assert pool_kernel.threads() == 1
-    assert pool_kernel.threads() >= 2
+        assert pool_kernel.split_threads() == 1
+    assert pool_kernel.split_threads() >= 2
 
 
 def test_gemm_from_several_python_threads_at_once(gemm_kernel):
@@ -245,7 +245,7 @@ def split_gemm(gemm_kernel, pool_kernel):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     a, b = rand(512, 384, dtype=np.float32), rand(384, 512, dtype=np.float32, seed=1)
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        if pool_kernel.threads() < 2:
+        if pool_kernel.split_threads() < 2:
             pytest.skip("BLAS thread functions not found: nothing is split")
         c = np.empty((512, 512), np.float32)
         gemm_kernel.gemm(a, b, c)                        # the pool has run here
@@ -261,7 +261,7 @@ def test_pool_works_in_a_child_forked_after_it_ran(gemm_kernel, pool_kernel, spl
     def child():
         got = np.empty_like(c)
         gemm_kernel.gemm(a, b, got)                      # split on the child's own pool
-        ok = pool_kernel.threads() == 2 and np.array_equal(got, c)
+        ok = pool_kernel.split_threads() == 2 and np.array_equal(got, c)
         return 0 if ok else 2
 
     code = wait_or_kill(fork_child(child))
@@ -285,11 +285,11 @@ def test_fork_during_split_gemms_leaves_the_child_a_working_pool(gemm_kernel, po
             gemm_kernel.gemm(a, b, out)
 
     def child():
-        if pool_kernel.threads() != 2:
+        if pool_kernel.split_threads() != 2:
             return 3
         got = np.empty_like(c)
         gemm_kernel.gemm(a, b, got)
-        return 0 if np.array_equal(got, c) and pool_kernel.threads() == 2 else 2
+        return 0 if np.array_equal(got, c) and pool_kernel.split_threads() == 2 else 2
 
     t = threading.Thread(target=busy, daemon=True)
     t.start()
@@ -298,6 +298,6 @@ def test_fork_during_split_gemms_leaves_the_child_a_working_pool(gemm_kernel, po
     finally:
         stop.set()
         t.join()
-    assert pool_kernel.threads() == 2
+    assert pool_kernel.split_threads() == 2
     assert codes == [0] * len(codes), f"children's exit codes (None: hung): {codes}"
 

@@ -85,22 +85,22 @@ def test_override_restores_after_an_exception():
 
 
 def test_gemm_split_and_spin_reach_the_pool(pool_kernel):
-    if pool_kernel.threads() < 2:
+    if pool_kernel.split_threads() < 2:
         pytest.skip("one BLAS thread (or thread functions not found): nothing is split")
     with settings.override(gemm_split=False, pool_spin_us=7):
-        assert pool_kernel.threads() == 1
+        assert pool_kernel.split_threads() == 1
         assert pool_kernel.set_spin(7) == 7.0                # what the setting put there
-    assert pool_kernel.threads() >= 2
+    assert pool_kernel.split_threads() >= 2
     assert pool_kernel.set_spin(settings.get("pool_spin_us")) == settings.get("pool_spin_us")
 
 
 def test_blas_threads_sets_and_gives_back_the_count(pool_kernel):
-    before = pool_kernel.threads()
+    before = pool_kernel.split_threads()
     if before < 2:
         pytest.skip("one BLAS thread (or thread functions not found)")
     with settings.override(blas_threads=1):
-        assert pool_kernel.threads() == 1
+        assert pool_kernel.split_threads() == 1
         with settings.override(blas_threads=2):
-            assert pool_kernel.threads() == 2
-        assert pool_kernel.threads() == 1
-    assert pool_kernel.threads() == before
+            assert pool_kernel.split_threads() == 2
+        assert pool_kernel.split_threads() == 1
+    assert pool_kernel.split_threads() == before

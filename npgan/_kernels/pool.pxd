@@ -4,7 +4,7 @@
 ctypedef void (*job_t)(void *, int, int) noexcept nogil
 
 cdef int parallel_run(job_t fn, void *ctx, int chunks) noexcept nogil
-cdef int split_threads() noexcept nogil
+cpdef int split_threads() noexcept nogil
 cdef bint pool_threads() noexcept nogil
 cdef int chunks_per_thread() noexcept nogil
 cdef bint acquire() noexcept nogil

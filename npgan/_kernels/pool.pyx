@@ -78,12 +78,6 @@ def set_spin(double microseconds):
     return prev
 
 
-def threads():
-    """How many threads a big job is computed on now (1: one BLAS call,
-    threaded by BLAS itself)."""
-    return split_threads()
-
-
 cdef void _update_pool_threads() noexcept:
     global _pool_threads
     _pool_threads = _split and NPL_HAVE_POOL and _blas_get != NULL and _blas_set != NULL
@@ -98,8 +92,9 @@ cdef int chunks_per_thread() noexcept nogil:
     return _chunks_per_thread
 
 
-cdef int split_threads() noexcept nogil:
-    """The threads a job may use now: BLAS's thread count (1 without the pool)."""
+cpdef int split_threads() noexcept nogil:
+    """How many threads a big job is computed on now: BLAS's thread count (1:
+    no pool; a GEMM is then one BLAS call, threaded by BLAS itself)."""
     global npl_restore_blas
     if not _pool_threads:
         return 1
