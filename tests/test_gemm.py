@@ -301,3 +301,28 @@ def test_fork_during_split_gemms_leaves_the_child_a_working_pool(gemm_kernel, po
     assert pool_kernel.split_threads() == 2
     assert codes == [0] * len(codes), f"children's exit codes (None: hung): {codes}"
 
+
+
+def test_the_pool_follows_scipys_blas_whichever_module_loads_first(gemm_kernel):
+    """A fresh process that loads the pool before anything else: the thread
+    count it follows is SciPy's OpenBLAS's (which the GEMMs call), not NumPy's
+    (the only one loaded at that moment): NumPy's at 1 thread changes nothing."""
+    pytest.importorskip("threadpoolctl")
+    code = ("from npgan import _kernels as K\n"
+            "pool = K.load('pool')\n"
+            "import scipy.linalg  # SciPy's OpenBLAS, loaded now if the pool did not\n"
+            "from threadpoolctl import ThreadpoolController\n"
+            "libs = [c for c in ThreadpoolController().lib_controllers if c.user_api == 'blas']\n"
+            "numpys = [c for c in libs if 'numpy' in c.filepath]\n"
+            "if len(libs) < 2 or not numpys or pool.split_threads() < 2:\n"
+            "    print('skip')\n"
+            "else:\n"
+            "    numpys[0].set_num_threads(1)\n"
+            "    print('ok' if pool.split_threads() == 2 else 'numpy')\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="2", PYTHONPATH=root)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root)
+    assert r.returncode == 0, r.stderr[-2000:]
+    if r.stdout.strip() == "skip":
+        pytest.skip("one BLAS library in the process (or one thread): nothing to tell apart")
+    assert r.stdout.strip() == "ok", "the pool follows NumPy's BLAS"

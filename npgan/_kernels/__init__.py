@@ -29,9 +29,12 @@ BLAS_NAMES = _blas.BLAS_NAMES
 
 
 def _setup_pool(pool):
-    """On first load: the pool reads the thread count of SciPy's OpenBLAS,
-    splits work unless ``gemm_split`` is off, spins ``pool_spin_us``."""
-    pool.set_blas_threading(*_blas.thread_functions())
+    """On first load: the pool reads the thread count of SciPy's OpenBLAS
+    (loaded with the gemm module first: before it, only NumPy's OpenBLAS
+    would be found; without it, no pool threads), splits work unless
+    ``gemm_split`` is off, spins ``pool_spin_us``."""
+    if load("gemm") is not None:
+        pool.set_blas_threading(*_blas.thread_functions())
     pool.set_split(settings.get("gemm_split"))
     pool.set_spin(settings.get("pool_spin_us"))
     _blas.apply_threads()
