@@ -213,40 +213,46 @@ def dropout_backward(g, u, p):
     return dropout_forward(g, u, p)
 
 
-def add(a, b):
-    """a + b, the same bits: for gradient accumulation in Tensor.backward.
-    Big float arrays of one shape and dtype (NumPy, C-contiguous) are added in
-    bands on the kernels' threads; anything else by the array module."""
-    if (a.size < _ADD_MIN or not numpy_floats(a, b) or a.shape != b.shape
-            or not (a.flags.c_contiguous and b.flags.c_contiguous)):
-        return a + b
-    k = load("update")
-    if k is None:
-        return a + b
+def _big_contiguous(*arrays):
+    """accepts of the compiled update tier for add/all_finite: the update
+    module if these are big C-contiguous NumPy floats of one shape and dtype."""
+    a = arrays[0]
+    if a.size < _ADD_MIN or not numpy_floats(*arrays) or any(
+            b.shape != a.shape or not b.flags.c_contiguous for b in arrays):
+        return None
+    return load("update")
+
+
+def _add_compiled(k, a, b):
     out = np.empty(a.shape, a.dtype)
     k.add(a.reshape(-1), b.reshape(-1), out.reshape(-1))
     return out
 
 
-def all_finite(a):
-    """True if array ``a`` holds no NaN or inf. Big contiguous NumPy floats are
+add = op("add", """a + b, the same bits: for gradient accumulation in Tensor.backward.
+    Big float arrays of one shape and dtype (NumPy, C-contiguous) are added in
+    bands on the kernels' threads; anything else by the array module.""",
+         (_big_contiguous, _add_compiled),
+         (REFERENCE, lambda ref, a, b: a + b))
+
+all_finite = op("all_finite", """True if array ``a`` holds no NaN or inf. Big contiguous NumPy floats are
     read once, in bands on the kernels' threads (a max over exponent bits);
-    anything else by the array module."""
-    if a.size >= _ADD_MIN and numpy_floats(a) and a.flags.c_contiguous:
-        k = load("update")
-        if k is not None:
-            return k.all_finite(a.reshape(-1))
-    return bool(backend.xp.isfinite(a).all())
+    anything else by the array module.""",
+                (_big_contiguous, lambda k, a: k.all_finite(a.reshape(-1))),
+                (REFERENCE, lambda ref, a: bool(backend.xp.isfinite(a).all())))
 
 
-def sgd_momentum_(p, v, g, lr, momentum, nesterov=False):
-    """In place: v <- momentum v - lr g; p <- p + v (Nesterov: p <- p +
-    momentum v - lr g). One pass over memory when compiled; bit for bit the
-    reference's result either way (lr, momentum rounded to p's dtype, as NumPy
-    does for Python floats)."""
-    k = load("update")
-    if (k is None or not numpy_floats(p, v, g) or p.shape != v.shape or p.shape != g.shape
-            or not (p.flags.c_contiguous and v.flags.c_contiguous)):
-        return _ref.sgd_momentum_(p, v, g, lr, momentum, nesterov)
+def _sgd_compiled(k, p, v, g, lr, momentum, nesterov=False):
     k.sgd_momentum(p.reshape(-1), v.reshape(-1), np.ascontiguousarray(g).reshape(-1),
                    float(lr), float(momentum), bool(nesterov))
+
+
+sgd_momentum_ = op(
+    "sgd_momentum_", """In place: v <- momentum v - lr g; p <- p + v (Nesterov: p <- p +
+    momentum v - lr g). One pass over memory when compiled; bit for bit the
+    reference's result either way (lr, momentum rounded to p's dtype, as NumPy
+    does for Python floats).""",
+    (lambda p, v, g, *rest: load("update") if (
+        numpy_floats(p, v, g) and p.shape == v.shape == g.shape
+        and p.flags.c_contiguous and v.flags.c_contiguous) else None, _sgd_compiled),
+    (REFERENCE, lambda ref, *args: ref.sgd_momentum_(*args)))
