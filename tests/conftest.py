@@ -73,6 +73,16 @@ def layers_kernel():
 
 
 @pytest.fixture
+def maxout_kernel():
+    return _compiled("maxout")
+
+
+@pytest.fixture
+def dropout_kernel():
+    return _compiled("dropout")
+
+
+@pytest.fixture
 def gemm_kernel():
     return _compiled("gemm", ", or SciPy (cython_blas) missing")
 

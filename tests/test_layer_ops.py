@@ -9,7 +9,7 @@ sum in a different order than NumPy's matmul), float32 2e-5 relative + 2e-6
 absolute for anything with a GEMM in it; maxout, dropout and the SGD update do
 no reordered arithmetic and are equal bit for bit.
 
-Tests that compare with the compiled module take the ``layers_kernel`` fixture
+Tests that compare with a compiled module take its fixture (``layers_kernel``, ...)
 (conftest.py; skipped with NPGAN_NO_KERNELS=1 or when the extension is not built); the rest
 runs on the active path, so both CI runs check them.
 """
@@ -271,7 +271,7 @@ def _maxout_inputs(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_maxout_equals_reference_bit_for_bit(layers_kernel, dtype):
+def test_maxout_equals_reference_bit_for_bit(maxout_kernel, dtype):
     for label, x, pieces in _maxout_inputs(dtype):
         keep = x.copy()
         y, arg = K.maxout_forward(x, pieces)
@@ -287,7 +287,7 @@ def test_maxout_equals_reference_bit_for_bit(layers_kernel, dtype):
         np.testing.assert_array_equal(x, keep, err_msg=f"{label}: input modified")
 
 
-def test_big_maxout_and_dropout_run_in_bands_with_the_same_bits(layers_kernel):
+def test_big_maxout_and_dropout_run_in_bands_with_the_same_bits(maxout_kernel, dropout_kernel):
     """float32 passes of 2**15 elements or more are cut into bands on the pool:
     the same bits as the reference, a NaN in the last band included."""
     x = rand(100, 1200, dtype=np.float32)
@@ -319,14 +319,14 @@ def test_maxout_many_pieces_and_empty_take_the_reference():
         K.maxout_forward(x, 7)
 
 
-def test_compiled_maxout_refuses_empty_and_mismatched(layers_kernel):
+def test_compiled_maxout_refuses_empty_and_mismatched(maxout_kernel):
     e = np.empty(0)
     with pytest.raises(ValueError, match="empty batch"):
-        layers_kernel.maxout_forward(e, 2, e, np.empty(0, np.uint8))
+        maxout_kernel.maxout_forward(e, 2, e, np.empty(0, np.uint8))
     with pytest.raises(ValueError, match="empty batch"):
-        layers_kernel.maxout_backward(e, np.empty(0, np.uint8), 2, e)
+        maxout_kernel.maxout_backward(e, np.empty(0, np.uint8), 2, e)
     with pytest.raises(ValueError, match="sizes"):
-        layers_kernel.maxout_forward(np.zeros(6), 4, np.zeros(2), np.zeros(2, np.uint8))
+        maxout_kernel.maxout_forward(np.zeros(6), 4, np.zeros(2), np.zeros(2, np.uint8))
 
 
 def test_maxout_gradcheck():
@@ -352,7 +352,7 @@ def _old_dropout(x, u, p):
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")     # inf * 0 in the references
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("p", [0.5, 0.2, 0.3, 0.0, 0.999])
-def test_dropout_equals_reference_and_the_old_masks(layers_kernel, dtype, p):
+def test_dropout_equals_reference_and_the_old_masks(dropout_kernel, dtype, p):
     rng = np.random.default_rng(0)
     big = rand(30, 22, dtype=dtype)
     big.flat[:3] = (np.nan, np.inf, -np.inf)
@@ -434,9 +434,9 @@ def test_dropout_refuses_mismatched_draws_and_bad_p():
     assert K.dropout_forward(np.ones((0, 4)), np.ones((0, 4), np.float32), 0.5).shape == (0, 4)
 
 
-def test_compiled_dropout_refuses_empty(layers_kernel):
+def test_compiled_dropout_refuses_empty(dropout_kernel):
     with pytest.raises(ValueError, match="empty batch"):
-        layers_kernel.dropout(np.empty(0), np.empty(0, np.float32), 0.5, 2.0, np.empty(0))
+        dropout_kernel.dropout(np.empty(0), np.empty(0, np.float32), 0.5, 2.0, np.empty(0))
 
 
 def test_dropout_gradcheck_and_grad_equals_mask():

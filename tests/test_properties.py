@@ -13,7 +13,7 @@ Three kinds of property:
 3. compiled kernels = their references (``npgan/_kernels/reference.py``) on
    C, F, transposed, strided and reversed arrays of float32 and float64, to
    rounding bounds that scale with the sums involved. These take the
-   ``activations_kernel`` / ``layers_kernel`` / ``gemm_kernel`` fixtures: skipped with
+   ``activations_kernel`` / ``layers_kernel`` / ``gemm_kernel`` / ... fixtures: skipped with
    ``NPGAN_NO_KERNELS=1`` (the other two kinds then run on the reference path).
 
 Rounding model. ``u = eps/2`` is the unit roundoff of the dtype. One
@@ -681,7 +681,7 @@ def test_gemm_with_beta_on_any_layout(gemm_kernel, m, k, n, dtype, beta, data):
 
 @fixture_ok
 @given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 6), st.sampled_from(DTYPES), st.data())
-def test_maxout_kernels_equal_reference_bit_for_bit(layers_kernel, rows, units, pieces, dtype, data):
+def test_maxout_kernels_equal_reference_bit_for_bit(maxout_kernel, rows, units, pieces, dtype, data):
     x = laid_out(data.draw(arrays((rows, units * pieces), dtype=dtype)),
                  data.draw(st.sampled_from(LAYOUTS)))
     y, arg = K.maxout_forward(x, pieces)
@@ -695,7 +695,7 @@ def test_maxout_kernels_equal_reference_bit_for_bit(layers_kernel, rows, units, 
 @fixture_ok
 @given(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=6), st.sampled_from(DTYPES),
        st.sampled_from([0.0, 0.2, 0.5, 0.9]), st.integers(0, 2 ** 32 - 1), st.data())
-def test_dropout_kernel_equals_reference_bit_for_bit(layers_kernel, shape, dtype, p, seed, data):
+def test_dropout_kernel_equals_reference_bit_for_bit(dropout_kernel, shape, dtype, p, seed, data):
     x = laid_out(data.draw(arrays(shape, dtype=dtype)), data.draw(st.sampled_from(LAYOUTS)))
     u = K.uniform_draws(np.random.default_rng(seed), shape)        # words, or float32 draws
     assert_same(K.dropout_forward(x, u, p), ref.dropout_forward(x, u, p), "dropout")

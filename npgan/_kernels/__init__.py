@@ -4,9 +4,9 @@ Each ``<name>.pyx`` here is built into ``npgan._kernels.<name>``:
 
 - ``pool``: the worker threads every kernel splits its work over (pool.h);
 - ``gemm``: products through BLAS or npgan's own sgemm (sgemm.h), split over the pool;
-- ``activations``, ``layers`` (linear's bias/activation passes, maxout,
-  dropout), ``update`` (SGD, sums), ``parzen_kernel``: the ops, with their
-  float32 loops and exp in ``simd.h``.
+- ``activations``, ``layers`` (linear's bias/activation passes), ``maxout``,
+  ``dropout``, ``update`` (SGD, sums), ``parzen_kernel``: the ops, with their
+  float32 loops, exp and sigmoid in ``simd.h`` (``common.pxd``: their shared checks).
 
 This package is the ops' front: ``elementwise`` (activations) and
 ``layer_ops`` (linear, maxout, dropout, SGD) give each op its tiers
@@ -51,8 +51,9 @@ def _setup_user(module):
     load("gemm")
 
 
-_loader._on_load.update(pool=_setup_pool, gemm=_setup_gemm, layers=_setup_user,
-                        update=_setup_user, parzen_kernel=lambda module: _blas.apply_threads())
+_loader._on_load.update(pool=_setup_pool, gemm=_setup_gemm, layers=_setup_user, maxout=_setup_user,
+                        dropout=_setup_user, update=_setup_user,
+                        parzen_kernel=lambda module: _blas.apply_threads())
 
 
 @settings.on_change

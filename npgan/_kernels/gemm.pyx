@@ -23,18 +23,11 @@ Empty operands are refused with a ValueError (the wrappers in
 cimport numpy as cnp
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
+from npgan._kernels.common cimport nonempty
 from npgan._kernels.pool cimport (acquire, band, chunks_per_thread, pin_blas, pool_threads,
                                   release, run, split_threads, unpin_blas)
 
 cnp.import_array()
-
-
-cdef inline int _nonempty(Py_ssize_t n) except -1:
-    if n == 0:
-        raise ValueError("gemm: empty batch (or an empty operand); the compiled kernels take "
-                         "only non-empty arrays (npgan._kernels' wrappers send empty ones to the "
-                         "reference)")
-    return 0
 
 
 cdef enum:
@@ -232,9 +225,9 @@ cdef int _prepare(Gemm *g, cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, double b
         raise TypeError(f"gemm: one dtype needed, got {a.dtype}, {b.dtype}, {c.dtype}")
     if c.dtype.num != cnp.NPY_FLOAT32 and c.dtype.num != cnp.NPY_FLOAT64:
         raise TypeError(f"gemm: float32 or float64 needed, got {c.dtype}")
-    _nonempty(m)
-    _nonempty(n)
-    _nonempty(k)
+    nonempty("gemm", m)
+    nonempty("gemm", n)
+    nonempty("gemm", k)
     if m > 2**31 - 1 or n > 2**31 - 1 or k > 2**31 - 1:
         raise ValueError("gemm: dimensions beyond 32-bit BLAS")
     _op(a, &g.ta, &g.lda)

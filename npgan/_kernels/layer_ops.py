@@ -1,7 +1,7 @@
 """Layer ops: linear (GEMM + bias + activation), maxout, dropout; gradient sums, SGD.
 
 Compiled (gemm.pyx for the products, layers.pyx for the passes around them,
-update.pyx) for NumPy float32/float64 arrays of one dtype, else the
+maxout.pyx, dropout.pyx, update.pyx) for NumPy float32/float64 arrays of one dtype, else the
 references (NumPy or CuPy through backend.xp, with the CUDA activations and
 maxout on CuPy). Both paths take and return the same things and agree to
 rounding (bit for bit where no GEMM is involved). The arguments are checked
@@ -138,7 +138,7 @@ def _maxout_forward_compiled(k, x, pieces):
 
 _maxout_forward = op(
     "maxout_forward", None,
-    (lambda x, pieces: load("layers") if numpy_floats(x) and pieces <= 256 and x.size else None,
+    (lambda x, pieces: load("maxout") if numpy_floats(x) and pieces <= 256 and x.size else None,
      _maxout_forward_compiled),
     (lambda x, pieces: cuda_tier(x), lambda cu, x, pieces: cu.maxout_forward(x, pieces)),
     (REFERENCE, lambda ref, x, pieces: ref.maxout_forward(x, pieces)))
@@ -165,7 +165,7 @@ def _maxout_backward_compiled(k, g, arg, pieces):
 
 maxout_backward = op(
     "maxout_backward", "Scatter g (..., units) to the argmax of each group: (..., units*pieces).",
-    (lambda g, arg, pieces: load("layers") if (numpy_floats(g) and arg.dtype == np.uint8
+    (lambda g, arg, pieces: load("maxout") if (numpy_floats(g) and arg.dtype == np.uint8
                                                and g.shape == arg.shape and g.size) else None,
      _maxout_backward_compiled),
     (lambda g, arg, pieces: cuda_tier(g), lambda cu, g, arg, pieces: cu.maxout_backward(g, arg, pieces)),
@@ -189,7 +189,7 @@ def _dropout_compiled(k, x, u, p):
 
 
 _dropout = op("dropout", None,
-              (lambda x, u, p: load("layers") if (numpy_floats(x) and x.size
+              (lambda x, u, p: load("dropout") if (numpy_floats(x) and x.size
                                                   and isinstance(u, np.ndarray)) else None,
                _dropout_compiled),
               (REFERENCE, lambda ref, x, u, p: ref.dropout_forward(x, u, p)))
