@@ -62,39 +62,18 @@ def _compiled(name, why_missing=""):
     return k
 
 
-@pytest.fixture
-def activations_kernel():
-    return _compiled("activations")
+def _kernel_fixture(name, why_missing=""):
+    """A fixture ``<name>_kernel``: the compiled module (skips as _compiled)."""
+    return pytest.fixture(lambda: _compiled(name, why_missing), name=f"{name}_kernel")
 
 
-@pytest.fixture
-def layers_kernel():
-    return _compiled("layers", ", or SciPy (cython_blas) missing")
-
-
-@pytest.fixture
-def maxout_kernel():
-    return _compiled("maxout")
-
-
-@pytest.fixture
-def dropout_kernel():
-    return _compiled("dropout")
-
-
-@pytest.fixture
-def gemm_kernel():
-    return _compiled("gemm", ", or SciPy (cython_blas) missing")
-
-
-@pytest.fixture
-def pool_kernel(gemm_kernel):
-    return _compiled("pool")
-
-
-@pytest.fixture
-def update_kernel():
-    return _compiled("update")
+activations_kernel = _kernel_fixture("activations")
+layers_kernel = _kernel_fixture("layers")
+maxout_kernel = _kernel_fixture("maxout")
+dropout_kernel = _kernel_fixture("dropout")
+update_kernel = _kernel_fixture("update")
+gemm_kernel = _kernel_fixture("gemm", ", or SciPy (cython_blas) missing")
+pool_kernel = _kernel_fixture("pool")
 
 
 @pytest.fixture

@@ -8,14 +8,12 @@ bit for bit (tests/test_layer_ops.py). Arrays arrive flat, C-contiguous, of
 one float dtype (npgan._kernels.layer_ops); sizes are checked here, empty
 arrays refused. Big float32 passes run in bands of units on the pool.
 """
-cimport numpy as cnp
 from cython cimport floating
+from libc.stdint cimport uint8_t
 from libc.string cimport memset
 
 from npgan._kernels.common cimport BAND_MIN, BAND_PARTS, nonempty
 from npgan._kernels.pool cimport band, parallel_run
-
-cnp.import_array()
 
 
 cdef extern from * nogil:
@@ -45,14 +43,14 @@ cdef extern from * nogil:
     NPL_MAXOUT(float, npl_maxout_f)
     NPL_MAXOUT(double, npl_maxout_d)
     """
-    int npl_maxout_f(const float *x, Py_ssize_t units, int pieces, float *y, cnp.uint8_t *arg)
-    int npl_maxout_d(const double *x, Py_ssize_t units, int pieces, double *y, cnp.uint8_t *arg)
+    int npl_maxout_f(const float *x, Py_ssize_t units, int pieces, float *y, uint8_t *arg)
+    int npl_maxout_d(const double *x, Py_ssize_t units, int pieces, double *y, uint8_t *arg)
 
 
 cdef struct Rows:
     const void *x
     void *y
-    cnp.uint8_t *arg
+    uint8_t *arg
     Py_ssize_t n                         # units
     int pieces
     int flag[BAND_PARTS]                 # maxout_forward: a NaN seen in band i
@@ -69,7 +67,7 @@ cdef void _maxout_f_band(void *ctx, int i, int parts) noexcept nogil:
 
 
 cdef int _maxout_f_banded(const float *x, Py_ssize_t units, int pieces, float *y,
-                          cnp.uint8_t *arg) noexcept nogil:
+                          uint8_t *arg) noexcept nogil:
     cdef Rows r
     cdef int i, parts = BAND_PARTS if units * pieces >= BAND_MIN else 1
     r.x, r.y, r.arg, r.n, r.pieces = x, y, arg, units, pieces
@@ -91,7 +89,7 @@ cdef void _maxout_back_f_band(void *ctx, int i, int parts) noexcept nogil:
             gx[u * r.pieces + r.arg[u]] = g[u]
 
 
-def maxout_forward(floating[::1] x, int pieces, floating[::1] y, cnp.uint8_t[::1] arg):
+def maxout_forward(floating[::1] x, int pieces, floating[::1] y, uint8_t[::1] arg):
     """y[u] = max(x[u*pieces : (u+1)*pieces]), arg[u] = its first argmax (or
     first NaN), for the flat C-order data of (..., units*pieces)."""
     cdef Py_ssize_t u, k, base, units = y.shape[0]
@@ -116,10 +114,10 @@ def maxout_forward(floating[::1] x, int pieces, floating[::1] y, cnp.uint8_t[::1
                         best = v
                         b = k
                 y[u] = best
-                arg[u] = <cnp.uint8_t> b
+                arg[u] = <uint8_t> b
 
 
-def maxout_backward(floating[::1] g, cnp.uint8_t[::1] arg, int pieces, floating[::1] gx):
+def maxout_backward(floating[::1] g, uint8_t[::1] arg, int pieces, floating[::1] gx):
     """gx[u*pieces + k] = g[u] if k == arg[u] else 0: zeros, then one write per unit."""
     cdef Py_ssize_t u, units = g.shape[0]
     nonempty("maxout_backward", units)
