@@ -1,9 +1,9 @@
 """Plain array-module references for the compiled kernels.
 
 These are the truth the Cython kernels in ``activations.pyx`` (fused
-activations), ``layers.pyx`` (linear, maxout, dropout) and ``update.pyx`` (SGD)
-are tested against, and the path used when the kernels are absent or disabled, or when the
-backend is CuPy. All take and return arrays of one floating dtype (float32 or
+activations), ``gemm.pyx`` and ``layers.pyx`` (linear), ``maxout.pyx``,
+``dropout.pyx`` and ``update.pyx`` (SGD) are tested against, and the path
+used when the kernels are absent or disabled, or when the backend is CuPy. All take and return arrays of one floating dtype (float32 or
 float64) and are exact at large |x|: no ``1 - sigmoid(x)`` cancellation, no
 overflow of ``exp``.
 """
@@ -76,7 +76,7 @@ def maxout_backward(g, arg, pieces):
     return (onehot * g[..., None]).astype(g.dtype).reshape(g.shape[:-1] + (g.shape[-1] * pieces,))
 
 
-# --- layers (layers.pyx, update.pyx) ------------------------------------------
+# --- layers (gemm, layers, maxout, dropout, update .pyx) ----------------------
 
 def linear_forward(x, weight, bias=None):
     """x @ weight + bias: x (N, in), weight (in, out), bias (out,) or None."""
