@@ -53,9 +53,9 @@ def build(impl, threads):
     ops = operands()
     if impl.startswith("npgan"):
         from npgan import _kernels
-        k = _kernels.load("layers")
+        k = _kernels.load("gemm")
         if k is None:
-            raise RuntimeError("npgan's layers kernel is not built")
+            raise RuntimeError("npgan's gemm kernel is not built")
 
         def run():
             i = 0
@@ -68,7 +68,8 @@ def build(impl, threads):
                 else:
                     k.gemm(a, b, c)
                     i += 1
-        return run, f"layers.gemm/gemm2, BLAS {_kernels.blas()}, {k.split_threads()} threads"
+        return run, (f"gemm.gemm/gemm2, BLAS {_kernels.blas()}, "
+                     f"{_kernels.load('pool').split_threads()} threads")
     if impl == "numpy":
         def run():
             for a, b, c, _ in ops:
@@ -104,8 +105,8 @@ def available(impl):
         return None if importlib.util.find_spec("torch") else "torch is not installed"
     if impl == "npgan-mkl":
         sys.path.insert(0, ROOT)
-        from npgan import _kernels
-        return None if _kernels._find_mkl() else 'MKL not installed: pip install "npgan[mkl]"'
+        from npgan._kernels.blas_lib import find_mkl
+        return None if find_mkl() else 'MKL not installed: pip install "npgan[mkl]"'
     return None
 
 

@@ -68,7 +68,7 @@ def bench_failed_download():
 
 
 def bench_thread_buffers(n_threads):
-    layers = K.load("layers")
+    layers = K.load("gemm")
     if layers is None or not layers.own_sgemm_supported() or rss_mib() is None:
         print("thread buffers: skipped (no compiled layers, no AVX-512 or no /proc)")
         return

@@ -81,7 +81,7 @@ def build_npgan(api=False):
     gf = _g_forward_npgan(G, no_grad)
     if not api:
         tr = train.GANTrainer(G, D, numpy.zeros((BATCH, X_DIM), numpy.float32), batch_size=BATCH)
-        k = _kernels.load("layers")
+        k = _kernels.load("pool") or _kernels.load("layers")     # layers: trees before issue 16
         path = "reference (NPGAN_NO_KERNELS)" if _kernels.disabled() else (
             (f"compiled, GEMMs split over {k.split_threads()} threads" if k.split_threads() > 1
              else "compiled, BLAS threads each GEMM itself") if k else
@@ -346,8 +346,8 @@ class Worker:
 def available(impl):
     """None if the implementation can run here, else the reason it cannot."""
     if impl == "npgan-mkl":
-        from npgan import _kernels
-        return None if _kernels._find_mkl() else 'MKL not installed: pip install "npgan[mkl]"'
+        from npgan._kernels.blas_lib import find_mkl
+        return None if find_mkl() else 'MKL not installed: pip install "npgan[mkl]"'
     mod = {"torch": "torch", "jax": "jax"}.get(impl)
     if mod is None:
         return None

@@ -110,7 +110,7 @@ def machine():
     """A dict describing this machine and the software (nothing heavy imported)."""
     import numpy
     from npgan import _kernels
-    _kernels.load("layers")                 # so that SciPy's BLAS is loaded and shows below
+    _kernels.load("gemm")                   # so that SciPy's BLAS is loaded and shows below
     d = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "cpu": _cpu_model(), "cpus": os.cpu_count(),
@@ -120,8 +120,8 @@ def machine():
         "versions": {k: _version(k) for k in ("numpy", "scipy", "Cython", "torch", "jax", "jaxlib",
                                               "threadpoolctl")},
         "npgan_kernels": _kernels.available(), "npgan_gemm": _kernels.blas(),
-        "gemm_split_threads": (_kernels.load("layers").split_threads()
-                               if _kernels.load("layers") else None),
+        "gemm_split_threads": (_kernels.load("pool").split_threads()
+                               if _kernels.load("pool") else None),
         "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                                   "MKL_NUM_THREADS", "NPGAN_NO_KERNELS",
                                                   "NPGAN_GEMM_SPLIT") if k in os.environ},

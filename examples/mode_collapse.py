@@ -29,14 +29,13 @@ import os
 import sys
 import time
 
-if __name__ == "__main__":   # as a script only (importing it must not change the environment):
-    # tiny matrices: one BLAS thread is fastest, and 8x faster than many on busy shared cores
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    os.environ.setdefault("NPGAN_GEMM_SPLIT", "0")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout
 import npgan  # noqa: E402
+if __name__ == "__main__":   # as a script only (importing it must not change the settings):
+    # tiny matrices: one BLAS thread is fastest, and 8x faster than many on busy shared cores
+    npgan.settings.configure(blas_threads=1, gemm_split=False)
 from npgan import nn, optim, plots, toys  # noqa: E402
 from npgan.train import GANTrainer  # noqa: E402
 

@@ -20,14 +20,13 @@ import os
 import sys
 import time
 
-if __name__ == "__main__":   # tiny matrices: one BLAS thread is fastest on busy shared cores
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    os.environ.setdefault("NPGAN_GEMM_SPLIT", "0")
 import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
 import npgan  # noqa: E402
+if __name__ == "__main__":   # tiny matrices: one BLAS thread is fastest on busy shared cores
+    npgan.settings.configure(blas_threads=1, gemm_split=False)
 from npgan import plots, nn, optim, theory, functional as F  # noqa: E402
 
 # the two fixed densities: p_data = N(0, 1); p_g = 0.6 N(-1.5, 0.5^2) + 0.4 N(2, 0.8^2)

@@ -28,14 +28,13 @@ import os
 import sys
 import time
 
-if __name__ == "__main__":   # tiny matrices: one BLAS thread is fastest on busy shared cores
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    os.environ.setdefault("NPGAN_GEMM_SPLIT", "0")
 import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
 import npgan  # noqa: E402
+if __name__ == "__main__":   # tiny matrices: one BLAS thread is fastest on busy shared cores
+    npgan.settings.configure(blas_threads=1, gemm_split=False)
 from npgan import plots, optim, theory, toys, functional as F  # noqa: E402
 
 LOSSES = ("minimax", "nonsaturating")

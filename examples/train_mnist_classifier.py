@@ -17,17 +17,14 @@ import platform
 import sys
 import time
 
-# One BLAS thread unless told otherwise: these GEMMs are small, one thread is
-# as fast on a busy 2-core machine, and the result does not depend on threading.
-for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
-
 import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from npgan import backend, files, optim, functional as F  # noqa: E402
+from npgan import backend, files, optim, settings, functional as F  # noqa: E402
+if __name__ == "__main__":   # these GEMMs are small: one BLAS thread is as fast on a busy
+    settings.configure(blas_threads=1)    # 2-core machine, and results do not depend on it
 from npgan.classifier import MNISTClassifier, WEIGHTS_PATH, classify, save_weights  # noqa: E402
 from npgan.datasets import load_mnist  # noqa: E402
 from npgan.tensor import Tensor  # noqa: E402
@@ -110,7 +107,7 @@ def main(argv=None):
             f"test acc:  {acc:.4%} (10,000 MNIST test images)\n"
             f"file:      {size:,} bytes, md5 {md5}\n"
             f"trained:   {minutes:.1f} min, numpy {np.__version__}, {platform.machine()}, "
-            f"{os.cpu_count()} CPUs, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}\n")
+            f"{os.cpu_count()} CPUs, {settings.get('blas_threads')} BLAS thread(s)\n")
     files.write_text(os.path.splitext(args.out)[0] + ".txt", note)
     print(note, end="")
 

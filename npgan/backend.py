@@ -8,9 +8,9 @@ directly: NumPy by default, CuPy with ``NPGAN_BACKEND=cupy`` or
 Host-side code (data files, checkpoints, pictures) uses NumPy and crosses to
 the backend only through :func:`asarray` and :func:`to_numpy`.
 """
-import os
-
 import numpy
+
+from . import settings
 
 xp = numpy          #: the active array module (numpy or cupy)
 name = "numpy"      #: its name
@@ -73,5 +73,5 @@ def is_numpy():
     return xp is numpy
 
 
-if os.environ.get("NPGAN_BACKEND"):
-    use(os.environ["NPGAN_BACKEND"])
+if settings.get("backend"):
+    use(settings.get("backend"))

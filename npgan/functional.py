@@ -57,8 +57,7 @@ def linear(x, weight, bias=None, activation=None):
     activation, and in backward only the gradients that are needed (see
     ``_kernels.linear_forward``). Other shapes or mixed dtypes (x not 2-D, a
     bias that only broadcasts) take the general ``x @ weight + bias`` route."""
-    if activation not in K.ACTIVATIONS:
-        raise ValueError(f"linear: activation must be one of {K.ACTIVATIONS}, got {activation!r}")
+    K.check_activation(activation)
     x = _t(x)
     w = x._lift(weight)
     b = None if bias is None else x._lift(bias)
@@ -109,9 +108,8 @@ def dropout(x, p, training=True, rng=None):
     so a seed gives the same masks on every backend.
     """
     x = _t(x)
-    if not 0 <= p < 1:
-        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
     if not training or p == 0:
+        K.check_dropout_p(p)           # the training path checks it in the kernels' front
         return x
     if rng is None:
         import numpy

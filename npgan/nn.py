@@ -9,6 +9,7 @@ from collections import OrderedDict
 
 import numpy  # host-side only: initialisation RNG and state_dict arrays
 
+from . import _kernels as K
 from . import backend
 from . import functional as F
 from .tensor import Tensor
@@ -224,8 +225,7 @@ class Dropout(Module):
     eval mode. ``rng``: a numpy.random.Generator or a seed."""
 
     def __init__(self, p=0.5, rng=None):
-        if not 0 <= p < 1:
-            raise ValueError(f"Dropout p must be in [0, 1), got {p}")
+        K.check_dropout_p(p, "Dropout p")
         self.p = p
         self.rng = rng if isinstance(rng, numpy.random.Generator) else numpy.random.default_rng(rng)
 

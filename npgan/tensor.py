@@ -12,7 +12,6 @@ data are refused.
 """
 import contextlib
 import itertools
-import numbers
 
 from . import backend
 from . import _kernels as K
@@ -90,7 +89,6 @@ class Tensor:
         self.grad = None
         self._parents = ()
         self._backward = None
-        self._gen = 0          # generation: 1 + max over parents (leaves: 0)
         self._op = ""
 
     # -- bookkeeping ---------------------------------------------------------
@@ -133,9 +131,8 @@ class Tensor:
         out.requires_grad = _grad_enabled and any(p.requires_grad for p in parents)
         if out.requires_grad:
             out._parents, out._backward = parents, backward
-            out._gen = 1 + max(p._gen for p in parents)
         else:
-            out._parents, out._backward, out._gen = (), None, 0
+            out._parents, out._backward = (), None
         return out
 
     def _lift(self, other):
@@ -391,11 +388,7 @@ class Tensor:
         """Max over consecutive groups of ``pieces`` features of the last axis:
         (..., units * pieces) -> (..., units), as pylearn2's Maxout layer."""
         x = self
-        if isinstance(pieces, bool) or not isinstance(pieces, numbers.Integral) or pieces < 1:
-            raise ValueError(f"maxout: pieces must be a positive integer, got {pieces!r}")
-        if x.ndim == 0 or x.shape[-1] % pieces:
-            raise ValueError(f"maxout: last axis of {x.shape} is not a multiple of pieces={pieces}")
-        y, arg = K.maxout_forward(x.data, pieces)
+        y, arg = K.maxout_forward(x.data, pieces)      # checks pieces (ValueError)
         return Tensor.make(y, (x,), lambda g: (K.maxout_backward(g, arg, pieces),), "maxout")
 
 

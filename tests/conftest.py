@@ -3,9 +3,9 @@
 Kernels: the suite runs twice in CI, normally and with ``NPGAN_NO_KERNELS=1``
 (the plain-NumPy reference path). ``pytest --no-kernels`` is the same as
 setting that variable. Tests that compare the compiled kernels with their
-references take the ``activations_kernel`` fixture, which skips when the
-kernels are disabled or not built; ``reference_kernels`` forces the reference
-path inside one test.
+references take the ``activations_kernel`` (``layers_kernel``, ...) fixture,
+which skips when the kernels are disabled or not built; ``reference_kernels``
+forces the reference path inside one test (``npgan.settings.override``).
 """
 import os
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import npgan
-from npgan import _kernels
+from npgan import _kernels, settings
 
 
 # Hypothesis profiles (tests/test_properties.py): "ci", the default and always
@@ -42,7 +42,8 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     if config.getoption("--no-kernels", default=False):
-        os.environ["NPGAN_NO_KERNELS"] = "1"
+        os.environ["NPGAN_NO_KERNELS"] = "1"       # for the subprocesses tests start
+        settings.configure(kernels=False)
 
 
 def pytest_report_header(config):
@@ -61,26 +62,26 @@ def _compiled(name, why_missing=""):
     return k
 
 
-@pytest.fixture
-def activations_kernel():
-    return _compiled("activations")
+def _kernel_fixture(name, why_missing=""):
+    """A fixture ``<name>_kernel``: the compiled module (skips as _compiled)."""
+    return pytest.fixture(lambda: _compiled(name, why_missing), name=f"{name}_kernel")
+
+
+activations_kernel = _kernel_fixture("activations")
+layers_kernel = _kernel_fixture("layers")
+maxout_kernel = _kernel_fixture("maxout")
+dropout_kernel = _kernel_fixture("dropout")
+update_kernel = _kernel_fixture("update")
+gemm_kernel = _kernel_fixture("gemm", ", or SciPy (cython_blas) missing")
+pool_kernel = _kernel_fixture("pool")
 
 
 @pytest.fixture
-def layers_kernel():
-    return _compiled("layers", ", or SciPy (cython_blas) missing")
-
-
-@pytest.fixture
-def update_kernel():
-    return _compiled("update")
-
-
-@pytest.fixture
-def reference_kernels(monkeypatch):
-    """Force the reference (NumPy) activations for the duration of a test."""
-    monkeypatch.setenv("NPGAN_NO_KERNELS", "1")
-    assert _kernels.load("activations") is None
+def reference_kernels():
+    """Force the reference (NumPy) kernels for the duration of a test."""
+    with settings.override(kernels=False):
+        assert _kernels.load("activations") is None
+        yield
 
 
 def away_from_zero(a, margin=0.1):
@@ -127,13 +128,8 @@ def load_example(name):
 @pytest.fixture
 def one_blas_thread():
     """Tiny MLPs: one BLAS thread is several times faster than many on busy
-    shared cores (the examples set OPENBLAS_NUM_THREADS=1 when run as scripts)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
+    shared cores (the examples ask for it when run as scripts)."""
+    with settings.override(blas_threads=1):
         yield
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import npgan
-from npgan import _kernels, backend, checkpoint, gradcheck, models, nn, optim, train
+from npgan import _kernels, backend, checkpoint, gradcheck, models, nn, optim, settings, train
 from npgan.metrics import parzen
 from npgan import functional as F
 from npgan.gradcheck import GradcheckError
@@ -709,7 +709,7 @@ def emulated_cupy(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", fake)
     monkeypatch.delitem(sys.modules, "npgan._kernels.cuda", raising=False)
     monkeypatch.delitem(_kernels._cache, "cuda", raising=False)
-    monkeypatch.delenv("NPGAN_NO_KERNELS", raising=False)
+    monkeypatch.setattr(settings, "_values", dict(settings._values, kernels=True))
     prev = backend.set_module(np, "numpy")
     npgan.use("cupy")
     try:

@@ -4,7 +4,7 @@ import pytest
 
 from npgan import Tensor, gradcheck
 from npgan import functional as F
-from npgan import nn
+from npgan import nn, settings
 
 
 def R(*shape, seed=0):
@@ -239,11 +239,10 @@ def test_dropout_same_seed_same_mask():
 # ----------------------------------------------------------------------------- edge sizes
 
 @pytest.fixture(params=["compiled", "reference"])
-def kernel_path(request, monkeypatch):
+def kernel_path(request):
     """Run a test on the compiled kernels (where built) and on the NumPy references."""
-    if request.param == "reference":
-        monkeypatch.setenv("NPGAN_NO_KERNELS", "1")
-    return request.param
+    with settings.override(kernels=settings.kernels() and request.param == "compiled"):
+        yield request.param
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -27,7 +27,7 @@ if _DEVICES < 1:
     pytest.skip("CuPy is installed but no CUDA device is visible", allow_module_level=True)
 
 import npgan  # noqa: E402
-from npgan import _kernels, backend, checkpoint, gradcheck, models, train  # noqa: E402
+from npgan import _kernels, backend, checkpoint, gradcheck, models, settings, train  # noqa: E402
 from npgan.metrics import parzen  # noqa: E402
 from npgan._kernels import reference as ref  # noqa: E402
 from npgan.tensor import Tensor  # noqa: E402
@@ -80,7 +80,7 @@ def test_cupy_backend_is_selected_and_arrays_live_on_the_device(gpu):
 
 
 def test_no_kernels_switch_turns_the_cuda_kernels_off(gpu, monkeypatch):
-    monkeypatch.setenv("NPGAN_NO_KERNELS", "1")
+    monkeypatch.setattr(settings, "_values", dict(settings._values, kernels=False))
     assert _kernels.cuda_kernels() is None
     x = cupy.linspace(-3, 3, 7)
     cupy.testing.assert_allclose(_kernels.sigmoid_forward(x), ref.sigmoid_forward(x), rtol=1e-15)
@@ -116,7 +116,7 @@ def _cpu(name, *arrays):
 def test_activation_forward_kernel_equals_reference(name, shape, dtype, gpu):
     x = _inputs(shape, dtype)
     xd = cupy.asarray(x)
-    assert _kernels._cuda(xd) is not None                # the CUDA kernel is what runs
+    assert _kernels._loader.cuda_tier(xd) is not None                # the CUDA kernel is what runs
     y = getattr(_kernels, name)(xd)
     assert y.dtype == dtype and y.shape == x.shape
     tiny = dict(atol=10 * np.finfo(dtype).tiny)           # subnormals may flush on the device
@@ -142,7 +142,7 @@ def test_activation_backward_kernel_equals_reference(name, shape, dtype, gpu):
 
 def test_activation_kernels_leave_mixed_dtypes_to_the_reference(gpu):
     g, x = cupy.ones(5, cupy.float64), cupy.linspace(-2, 2, 5, dtype=cupy.float32)
-    assert _kernels._cuda(g, x) is None
+    assert _kernels._loader.cuda_tier(g, x) is None
     cupy.testing.assert_allclose(_kernels.sigmoid_backward(g, x), ref.sigmoid_backward(g, x))
 
 

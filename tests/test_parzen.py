@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from npgan import _kernels
+from npgan import _kernels, settings
 from npgan.metrics import parzen
 from conftest import fork_child, wait_or_kill
 
@@ -190,7 +190,7 @@ def test_use_kernel_true_without_kernel():
 
 
 def test_kernel_disabled_by_env(monkeypatch, data):
-    monkeypatch.setenv("NPGAN_NO_KERNELS", "1")
+    monkeypatch.setattr(settings, "_values", dict(settings._values, kernels=False))
     x, s, sig, ref = data
     np.testing.assert_allclose(parzen.log_likelihood(x, s, sig), ref, rtol=1e-12, atol=1e-10)
     with pytest.raises(RuntimeError):

@@ -13,7 +13,7 @@ Three kinds of property:
 3. compiled kernels = their references (``npgan/_kernels/reference.py``) on
    C, F, transposed, strided and reversed arrays of float32 and float64, to
    rounding bounds that scale with the sums involved. These take the
-   ``activations_kernel`` / ``layers_kernel`` fixtures: skipped with
+   ``activations_kernel`` / ``layers_kernel`` / ``gemm_kernel`` / ... fixtures: skipped with
    ``NPGAN_NO_KERNELS=1`` (the other two kinds then run on the reference path).
 
 Rounding model. ``u = eps/2`` is the unit roundoff of the dtype. One
@@ -43,6 +43,7 @@ from hypothesis.extra import numpy as hnp  # noqa: E402
 from npgan import Tensor, concatenate, functional as F, gradcheck, no_grad  # noqa: E402
 from npgan import _kernels as K  # noqa: E402
 from npgan._kernels import reference as ref  # noqa: E402
+from test_layer_ops import ref_linear, ref_linear_backward  # noqa: E402
 
 H = 1e-6                                   # gradcheck's default step
 # |d out_i / d x_j| on the domains drawn here never exceeds this (largest:
@@ -625,7 +626,7 @@ def test_linear_kernels_equal_reference_on_any_layout(layers_kernel, n, i, o, dt
     mag = np.abs(x64) @ np.abs(w64) + (np.abs(b.astype(np.float64)) if with_bias else 0)
     dz = 2 * (i + 2) * u * mag                            # + bias: one more term
     y, saved = K.linear_forward(x, w, b, act)
-    y_ref, saved_ref = ref.linear_forward(x, w, b, act)
+    y_ref, saved_ref = ref_linear(x, w, b, act)
     assert y.dtype == dtype and y.shape == (n, o)
     if act == "sigmoid":
         assert_within(saved, saved_ref, dz, "pre-activation")
@@ -637,7 +638,7 @@ def test_linear_kernels_equal_reference_on_any_layout(layers_kernel, n, i, o, dt
     # backward from the same saved values (a relu mask may flip where z ~ 0)
     g = data.draw(matrix((n, o), dtype))
     gx, gw, gb = K.linear_backward(g, x, w, saved_ref, act)
-    gx_ref, gw_ref, gb_ref = ref.linear_backward(g, x, w, saved_ref, act)
+    gx_ref, gw_ref, gb_ref = ref_linear_backward(g, x, w, saved_ref, act)
     gpre = np.abs(_act_grad(g, saved_ref, act)).astype(np.float64)   # |g * act'|
     k_act = 0 if act != "sigmoid" else T + 5               # sigmoid': both within k_act eps
     rel = 2 * k_act * 2 * u
@@ -660,7 +661,7 @@ def _act_grad(g, saved, act):
 @fixture_ok
 @given(st.integers(1, 9), st.integers(1, 40), st.integers(1, 9), st.sampled_from(DTYPES),
        st.sampled_from([0.0, 1.0, 0.5]), st.data())
-def test_gemm_with_beta_on_any_layout(layers_kernel, m, k, n, dtype, beta, data):
+def test_gemm_with_beta_on_any_layout(gemm_kernel, m, k, n, dtype, beta, data):
     a, b = data.draw(matrix((m, k), dtype)), data.draw(matrix((k, n), dtype))
     if not (a.flags.c_contiguous or a.flags.f_contiguous):
         a = np.ascontiguousarray(a)          # gemm takes C or F operands (the wrappers copy others)
@@ -668,7 +669,7 @@ def test_gemm_with_beta_on_any_layout(layers_kernel, m, k, n, dtype, beta, data)
         b = np.ascontiguousarray(b)
     c0 = data.draw(arrays((m, n), dtype=dtype))
     c = c0.copy()
-    layers_kernel.gemm(a, b, c, beta)
+    gemm_kernel.gemm(a, b, c, beta)
     a64, b64, c64 = a.astype(np.float64), b.astype(np.float64), c0.astype(np.float64)
     exact = a64 @ b64 + beta * c64
     u = EPS[np.dtype(dtype)] / 2
@@ -680,7 +681,7 @@ def test_gemm_with_beta_on_any_layout(layers_kernel, m, k, n, dtype, beta, data)
 
 @fixture_ok
 @given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 6), st.sampled_from(DTYPES), st.data())
-def test_maxout_kernels_equal_reference_bit_for_bit(layers_kernel, rows, units, pieces, dtype, data):
+def test_maxout_kernels_equal_reference_bit_for_bit(maxout_kernel, rows, units, pieces, dtype, data):
     x = laid_out(data.draw(arrays((rows, units * pieces), dtype=dtype)),
                  data.draw(st.sampled_from(LAYOUTS)))
     y, arg = K.maxout_forward(x, pieces)
@@ -694,7 +695,7 @@ def test_maxout_kernels_equal_reference_bit_for_bit(layers_kernel, rows, units, 
 @fixture_ok
 @given(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=6), st.sampled_from(DTYPES),
        st.sampled_from([0.0, 0.2, 0.5, 0.9]), st.integers(0, 2 ** 32 - 1), st.data())
-def test_dropout_kernel_equals_reference_bit_for_bit(layers_kernel, shape, dtype, p, seed, data):
+def test_dropout_kernel_equals_reference_bit_for_bit(dropout_kernel, shape, dtype, p, seed, data):
     x = laid_out(data.draw(arrays(shape, dtype=dtype)), data.draw(st.sampled_from(LAYOUTS)))
     u = K.uniform_draws(np.random.default_rng(seed), shape)        # words, or float32 draws
     assert_same(K.dropout_forward(x, u, p), ref.dropout_forward(x, u, p), "dropout")

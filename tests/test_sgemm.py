@@ -10,23 +10,23 @@ rounding this could in principle differ by never occurs on this fixed data)
 and compare bit for bit; and against a float64 product within float32
 rounding on shapes that cross every edge of the blocking. Skipped where the
 machine lacks AVX-512 or the kernels are off (BLAS then computes everything;
-tests/test_layer_kernels.py covers that path).
+tests/test_gemm.py covers that path).
 """
 import numpy as np
 import pytest
 
-from npgan import _kernels as K
+from npgan import _kernels as K, settings
+from npgan._kernels import blas_lib as B
 
 
 @pytest.fixture
-def own(layers_kernel):
-    """The layers module with npgan's own sgemm switched on (restored after)."""
-    if not layers_kernel.own_sgemm_supported():
+def own(gemm_kernel):
+    """The gemm module with npgan's own sgemm switched on (restored after)."""
+    if not gemm_kernel.own_sgemm_supported():
         pytest.skip("no AVX-512 on this machine: npgan's own sgemm is not used here")
-    prev = K.use_blas("npgan")
-    assert layers_kernel.own_sgemm_active()
-    yield layers_kernel
-    K.use_blas(prev)
+    with settings.override(blas="npgan"):
+        assert gemm_kernel.own_sgemm_active()
+        yield gemm_kernel
 
 
 def rand32(*shape, seed=0):
@@ -120,12 +120,9 @@ def test_own_sgemm_float64_and_narrow_products_still_go_to_blas(own):
 def test_without_the_pool_blas_computes_everything(own):
     """set_split(False) (NPGAN_GEMM_SPLIT=0) leaves the threading to BLAS, so
     the unthreaded own kernel steps aside, and blas() says so."""
-    prev = own.set_split(False)
-    try:
+    with settings.override(gemm_split=False):
         assert not own.own_sgemm_active()
         assert K.blas().startswith("scipy")
-    finally:
-        own.set_split(*prev)
     assert own.own_sgemm_active() and K.blas().startswith("npgan")
 
 
@@ -134,8 +131,8 @@ def test_choosing_npgan_without_avx512_is_explained():
         def own_sgemm_supported(self):
             return False
     with pytest.raises(RuntimeError, match="AVX-512"):
-        K._set_blas(NoAVX512(), "npgan")
-    assert K._default_blas(NoAVX512()) == "scipy"
+        B.select(NoAVX512(), "npgan")
+    assert B.default_name(NoAVX512()) == "scipy"
 
 
 def test_own_sgemm_frees_a_threads_buffer_when_it_exits(own):

@@ -34,46 +34,34 @@ FLOATS = ("float32", "float64")
 # In CUDA C++, exp/log1p/fabs are overloaded for float and double.
 
 _EXP_NEG_ABS = "const T e = exp(-fabs(x));"
+_SIGMOID = "(x >= (T)0 ? (T)1 : e) / ((T)1 + e)"     # sigmoid(x) from e = exp(-|x|)
 
-_relu_forward = cupy.ElementwiseKernel(
-    "T x", "T y",
-    "y = x > (T)0 ? x : (T)0;",
-    "npgan_relu_forward")
+def _kernel(name, args, out, body):
+    """A cupy.ElementwiseKernel ``npgan_<name>``."""
+    return cupy.ElementwiseKernel(args, out, body, "npgan_" + name)
 
-_relu_backward = cupy.ElementwiseKernel(
-    "T g, T y", "T r",
-    "r = y > (T)0 ? g : (T)0;",
-    "npgan_relu_backward")
 
-_sigmoid_forward = cupy.ElementwiseKernel(
-    "T x", "T y",
-    _EXP_NEG_ABS + " y = (x >= (T)0 ? (T)1 : e) / ((T)1 + e);",
-    "npgan_sigmoid_forward")
-
-_sigmoid_backward = cupy.ElementwiseKernel(
-    "T g, T x", "T r",
-    _EXP_NEG_ABS + " r = g * (e / (((T)1 + e) * ((T)1 + e)));",
-    "npgan_sigmoid_backward")
-
-_softplus_forward = cupy.ElementwiseKernel(
-    "T x", "T y",
-    _EXP_NEG_ABS + " y = (x > (T)0 ? x : (T)0) + log1p(e);",
-    "npgan_softplus_forward")
-
-_log_sigmoid_forward = cupy.ElementwiseKernel(
-    "T x", "T y",
-    _EXP_NEG_ABS + " y = (x < (T)0 ? x : (T)0) - log1p(e);",
-    "npgan_log_sigmoid_forward")
-
+relu_forward = _kernel("relu_forward", "T x", "T y", "y = x > (T)0 ? x : (T)0;")
+relu_backward = _kernel("relu_backward", "T g, T y", "T r", "r = y > (T)0 ? g : (T)0;")
+sigmoid_forward = _kernel("sigmoid_forward", "T x", "T y", _EXP_NEG_ABS + " y = " + _SIGMOID + ";")
+sigmoid_backward = _kernel("sigmoid_backward", "T g, T x", "T r",
+                           _EXP_NEG_ABS + " r = g * (e / (((T)1 + e) * ((T)1 + e)));")
+softplus_forward = _kernel("softplus_forward", "T x", "T y",
+                           _EXP_NEG_ABS + " y = (x > (T)0 ? x : (T)0) + log1p(e);")
+log_sigmoid_forward = _kernel("log_sigmoid_forward", "T x", "T y",
+                              _EXP_NEG_ABS + " y = (x < (T)0 ? x : (T)0) - log1p(e);")
 # g * sigmoid(sign * x): softplus' (sign = +1) and log-sigmoid' (sign = -1)
-_sigmoid_times = cupy.ElementwiseKernel(
-    "T g, T x0, int32 sign", "T r",
-    """
-    const T x = sign > 0 ? x0 : -x0;
-    const T e = exp(-fabs(x));
-    r = g * ((x >= (T)0 ? (T)1 : e) / ((T)1 + e));
-    """,
-    "npgan_sigmoid_times")
+_sigmoid_times = _kernel("sigmoid_times", "T g, T x0, int32 sign", "T r",
+                         "const T x = sign > 0 ? x0 : -x0; " + _EXP_NEG_ABS
+                         + " r = g * (" + _SIGMOID + ");")
+
+
+def softplus_backward(g, x):
+    return _sigmoid_times(g, x, 1)
+
+
+def log_sigmoid_backward(g, x):
+    return _sigmoid_times(g, x, -1)
 
 
 def accepts(*arrays):
@@ -83,43 +71,6 @@ def accepts(*arrays):
     return all(isinstance(b, cupy.ndarray) and b.dtype == a.dtype and b.shape == a.shape
                for b in arrays) and a.dtype.name in FLOATS
 
-
-def relu_forward(x):
-    return _relu_forward(x)
-
-
-def relu_backward(g, y):
-    return _relu_backward(g, y)
-
-
-def sigmoid_forward(x):
-    return _sigmoid_forward(x)
-
-
-def sigmoid_backward(g, x):
-    return _sigmoid_backward(g, x)
-
-
-def softplus_forward(x):
-    return _softplus_forward(x)
-
-
-def softplus_backward(g, x):
-    return _sigmoid_times(g, x, 1)
-
-
-def log_sigmoid_forward(x):
-    return _log_sigmoid_forward(x)
-
-
-def log_sigmoid_backward(g, x):
-    return _sigmoid_times(g, x, -1)
-
-
-UNARY = {"relu_forward": relu_forward, "sigmoid_forward": sigmoid_forward,
-         "softplus_forward": softplus_forward, "log_sigmoid_forward": log_sigmoid_forward}
-BINARY = {"relu_backward": relu_backward, "sigmoid_backward": sigmoid_backward,
-          "softplus_backward": softplus_backward, "log_sigmoid_backward": log_sigmoid_backward}
 
 # ----------------------------------------------------------------------------- maxout
 # One thread per output unit i: the group x[i*pieces : (i+1)*pieces] of the flat,

@@ -10,10 +10,10 @@ sgemm/dgemm; G = -2 X S^T, i.e. in Fortran order G^T = -2 S X^T), then
 d = ||x||^2 + ||s||^2 + G clamped at 0. Every sigma is accumulated in the same
 pass over a row of d: the running max of -c_k d is -c_k * (running min of d),
 shared by all sigmas; the sums of exp(-c_k (d - dmin)) are kept in float64 and
-rescaled when the min drops. exp is a branch-free polynomial exp2 (float32 for
-float32 data, rel. error < 1.3e-7; float64 for float64 data, ~2e-16) written
-with GCC/Clang vector extensions and compiled for AVX-512, AVX2 and baseline
-x86-64 (picked at load time). Chunks of 64 distances whose terms are all below
+rescaled when the min drops. exp is a branch-free polynomial exp2 (simd.h: float32
+for float32 data, rel. error < 1.3e-7; float64 for float64 data, ~2e-16)
+written with GCC/Clang vector extensions and compiled for AVX-512, AVX2 and
+baseline x86-64 (picked at load time). Chunks of 64 distances whose terms are all below
 e^-(ln M + 18.5) of the running max (float32; ln M + 37.5 for float64) are
 skipped: together they change the sum by < 1e-8 (6e-17) relative.
 Extra memory: one (n, block_s) block + O(n + block_s). No GIL in the loops.
@@ -26,50 +26,13 @@ import numpy as np
 
 cdef extern from * nogil:
     """
-    #include <math.h>
-    #include <stddef.h>
+    #include "simd.h"
 
     #define NPG_CH 64           /* columns per skip-chunk (multiple of 16) */
     #define NPG_LOG2E 1.4426950408889634
 
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define NPG_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-    #else
-    #define NPG_CLONES
-    #endif
-
-    #if defined(__GNUC__) || defined(__clang__)
-    #pragma GCC diagnostic ignored "-Wpsabi"   /* vector helpers are always inlined */
-    /* ---- GCC/Clang vector extensions, lowered to the target's SIMD width ---- */
-    typedef float v16f __attribute__((vector_size(64)));
-    typedef int v16i __attribute__((vector_size(64)));
-    typedef float v16f_u __attribute__((vector_size(64), aligned(4)));
-    typedef float v8f __attribute__((vector_size(32)));
-    typedef double v8d __attribute__((vector_size(64)));
-    typedef long long v8l __attribute__((vector_size(64)));
-    typedef double v8d_u __attribute__((vector_size(64), aligned(8)));
+    #if NPG_HAVE_VECTORS
     typedef union { v16f v; v8f h[2]; } npg_split;
-    #define NPG_INLINE static inline __attribute__((always_inline))
-
-    NPG_INLINE v16f npg_self(v16i m, v16f a, v16f b) { return (v16f)((m & (v16i)a) | (~m & (v16i)b)); }
-    NPG_INLINE v8d npg_seld(v8l m, v8d a, v8d b) { return (v8d)((m & (v8l)a) | (~m & (v8l)b)); }
-
-    /* 2^v, float32, for v <= 0 (v < -125 is taken as -125: a term below
-       2^-125 of the running max, which cannot change the float64 sum).
-       Taylor polynomial of e^(f ln 2) of degree 6 on [-1/2, 1/2]: rel. error < 1.3e-7. */
-    NPG_INLINE v16f npg_exp2f(v16f v) {
-        const v16f magic = (v16f){0} + 12582912.0f, lo = (v16f){0} + -125.0f;
-        v = npg_self(v < lo, lo, v);
-        v16f t = v + magic, f = v - (t - magic);           /* t - magic = round(v) */
-        v16f p = (v16f){0} + 1.5403530393381606e-04f;
-        p = p * f + 1.3333558146428443e-03f;
-        p = p * f + 9.6181291076284772e-03f;
-        p = p * f + 5.5504108664821580e-02f;
-        p = p * f + 2.4022650695910071e-01f;
-        p = p * f + 6.9314718055994531e-01f;
-        p = p * f + 1.0f;
-        return (v16f)((v16i)p + (((v16i)t - (v16i)magic) << 23));
-    }
 
     /* One row of a distance block, float32 data. g: the row of G = -2 x.s (n
        values), ss: ||s_j||^2, xx: ||x||^2. d (n rounded up to 16) and cmin
@@ -126,28 +89,6 @@ cdef extern from * nogil:
             for (l = 0; l < 8; l++) sum += a[l];
             acc[k * lda] += sum;
         }
-    }
-
-    /* 2^v, float64, for v <= 0 (v < -1021 is taken as -1021); rel. error ~2e-16. */
-    NPG_INLINE v8d npg_exp2d(v8d v) {
-        const v8d magic = (v8d){0} + 6755399441055744.0, lo = (v8d){0} + -1021.0;
-        v = npg_seld(v < lo, lo, v);
-        v8d t = v + magic, n = t - magic, f = v - n;
-        v8d p = (v8d){0} + 1.3691488853904124e-12;           /* Taylor of e^(f ln2), deg 13 */
-        p = p * f + 2.5678435993488196e-11;
-        p = p * f + 4.4455382718708100e-10;
-        p = p * f + 7.0549116208011210e-09;
-        p = p * f + 1.0178086009239696e-07;
-        p = p * f + 1.3215486790144305e-06;
-        p = p * f + 1.5252733804059838e-05;
-        p = p * f + 1.5403530393381606e-04;
-        p = p * f + 1.3333558146428441e-03;
-        p = p * f + 9.6181291076284770e-03;
-        p = p * f + 5.5504108664821576e-02;
-        p = p * f + 2.4022650695910070e-01;
-        p = p * f + 6.9314718055994531e-01;
-        p = p * f + 1.0;
-        return (v8d)((v8l)p + (((v8l)t - (v8l)magic) << 52));
     }
 
     /* The same for float64 data. */

@@ -1,9 +1,9 @@
 """Plain array-module references for the compiled kernels.
 
 These are the truth the Cython kernels in ``activations.pyx`` (fused
-activations), ``layers.pyx`` (linear, maxout, dropout) and ``update.pyx`` (SGD)
-are tested against, and the path used when the kernels are absent or disabled, or when the
-backend is CuPy. All take and return arrays of one floating dtype (float32 or
+activations), ``gemm.pyx`` and ``layers.pyx`` (linear), ``maxout.pyx``,
+``dropout.pyx`` and ``update.pyx`` (SGD) are tested against, and the path
+used when the kernels are absent or disabled, or when the backend is CuPy. All take and return arrays of one floating dtype (float32 or
 float64) and are exact at large |x|: no ``1 - sigmoid(x)`` cancellation, no
 overflow of ``exp``.
 """
@@ -76,33 +76,19 @@ def maxout_backward(g, arg, pieces):
     return (onehot * g[..., None]).astype(g.dtype).reshape(g.shape[:-1] + (g.shape[-1] * pieces,))
 
 
-# --- layers (layers.pyx, update.pyx) ------------------------------------------
+# --- layers (gemm, layers, maxout, dropout, update .pyx) ----------------------
 
-def linear_forward(x, weight, bias=None, activation=None):
-    """act(x @ weight + bias) -> (y, saved): saved is y for relu, the
-    pre-activation for sigmoid, None without activation."""
+def linear_forward(x, weight, bias=None):
+    """x @ weight + bias: x (N, in), weight (in, out), bias (out,) or None."""
     z = x @ weight
     if bias is not None:
         z += bias
-    if activation is None:
-        return z, None
-    if activation == "relu":
-        y = relu_forward(z)
-        return y, y
-    if activation == "sigmoid":
-        return sigmoid_forward(z), z
-    raise ValueError(f"unknown activation {activation!r}")
+    return z
 
 
-def linear_backward(g, x, weight, saved, activation=None, need_x=True, need_weight=True,
-                    need_bias=True):
-    """(g W^T, x^T g, sum_rows g) with g first multiplied by act'; None where not needed."""
-    if activation == "relu":
-        g = relu_backward(g, saved)
-    elif activation == "sigmoid":
-        g = sigmoid_backward(g, saved)
-    elif activation is not None:
-        raise ValueError(f"unknown activation {activation!r}")
+def linear_backward(g, x, weight, need_x=True, need_weight=True, need_bias=True):
+    """(g W^T, x^T g, sum_rows g) for the gradient g (N, out) of the
+    pre-activation; None where not needed."""
     return (g @ weight.T if need_x else None,
             x.T @ g if need_weight else None,
             g.sum(axis=0) if need_bias else None)

@@ -1,4 +1,4 @@
-/* npgan's own float32 GEMM for AVX-512 machines (included by layers.pyx).
+/* npgan's own float32 GEMM for AVX-512 machines (included by gemm.pyx).
  *
  * Row-major C (m x n) = A (m x k) B (k x n), or C += A B, where element (i, p)
  * of A is a[i*rsa + p*csa] and (p, j) of B is b[p*rsb + j*csb] (so either

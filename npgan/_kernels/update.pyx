@@ -8,7 +8,7 @@ dtype, operation by operation as NumPy does it, so the results are the same
 bits as the reference's ``v *= mu; v -= lr * g; p += v`` (without its
 temporary ``lr * g`` and its three further passes over memory). Arrays of
 at least PARALLEL_MIN elements are cut into bands updated at once on the
-threads of layers.pyx's pool (an element's result does not depend on which
+threads of the kernels' pool (pool.pyx) (an element's result does not depend on which
 thread computes it). ``add``: out = a + b the same way, for the gradients a
 leaf collects from several uses (Tensor.backward). ``all_finite``: whether an
 array holds no NaN or inf, read in bands the same way (the trainer's check of
@@ -16,23 +16,18 @@ every gradient before an update: a max over the exponent bits, branch-free).
 """
 from cython cimport floating
 
-from npgan._kernels.layers cimport band, parallel_run
+from npgan._kernels.pool cimport band, parallel_run
 
 cdef extern from * nogil:
     """
-    #include <stdint.h>
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define NPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-    #else
-    #define NPU_CLONES
-    #endif
+    #include "simd.h"
     /* restrict pointers and no branches: vectorized. Each product is rounded
        before the difference (FMA contraction off), as NumPy's separate ops do. */
     #if defined(__GNUC__) && !defined(__clang__)
     #pragma GCC optimize ("fp-contract=off")
     #endif
     #define NPU_SGD(T, NAME) \
-    NPU_CLONES static void NAME(T *restrict p, T *restrict v, const T *restrict g, int64_t n, \
+    NPG_CLONES static void NAME(T *restrict p, T *restrict v, const T *restrict g, int64_t n, \
                                 T lr, T mu, int nesterov) { \
         if (nesterov) { \
             for (int64_t i = 0; i < n; i++) { \
@@ -54,7 +49,7 @@ cdef extern from * nogil:
     NPU_SGD(float, npu_sgd_f)
     NPU_SGD(double, npu_sgd_d)
     #define NPU_ADD(T, NAME) \
-    NPU_CLONES static void NAME(const T *restrict a, const T *restrict b, T *restrict out, \
+    NPG_CLONES static void NAME(const T *restrict a, const T *restrict b, T *restrict out, \
                                 int64_t n) { \
         for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i]; \
     }
@@ -63,7 +58,7 @@ cdef extern from * nogil:
     /* 1 if no element of a (n floats or doubles, as their bits) is NaN or inf:
        those, and only those, have every exponent bit set. */
     #define NPU_FINITE(U, MASK, NAME) \
-    NPU_CLONES static int NAME(const void *restrict bits, int64_t n) { \
+    NPG_CLONES static int NAME(const void *restrict bits, int64_t n) { \
         const U *restrict a = (const U *) bits; \
         U top = 0; \
         for (int64_t i = 0; i < n; i++) { U e = a[i] & MASK; top = top > e ? top : e; } \
@@ -89,9 +84,12 @@ cdef enum:
 # (the gradients a leaf collects from several uses: Tensor.backward).
 
 cdef struct Pass:
-    void *p                              # SGD: the parameter; add: out
-    void *v                              # SGD: the velocity; add: a
-    const void *g                        # SGD: the gradient; add: b
+    void *param                          # SGD: the parameter (updated)
+    void *v                              # SGD: the velocity (updated)
+    const void *g                        # SGD: the gradient
+    void *out                            # add: out = a + b
+    const void *a
+    const void *b
     Py_ssize_t n
     double lr, mu
     int nesterov, itemsize, add
@@ -104,47 +102,47 @@ cdef void _band(void *ctx, int i, int parts) noexcept nogil:
     if hi <= lo:
         return
     if s.add and s.itemsize == 4:
-        npu_add_f(<const float *> s.v + lo, <const float *> s.g + lo, <float *> s.p + lo, hi - lo)
+        npu_add_f(<const float *> s.a + lo, <const float *> s.b + lo, <float *> s.out + lo, hi - lo)
     elif s.add:
-        npu_add_d(<const double *> s.v + lo, <const double *> s.g + lo, <double *> s.p + lo,
+        npu_add_d(<const double *> s.a + lo, <const double *> s.b + lo, <double *> s.out + lo,
                   hi - lo)
     elif s.itemsize == 4:
-        npu_sgd_f(<float *> s.p + lo, <float *> s.v + lo, <const float *> s.g + lo, hi - lo,
+        npu_sgd_f(<float *> s.param + lo, <float *> s.v + lo, <const float *> s.g + lo, hi - lo,
                   <float> s.lr, <float> s.mu, s.nesterov)
     else:
-        npu_sgd_d(<double *> s.p + lo, <double *> s.v + lo, <const double *> s.g + lo, hi - lo,
+        npu_sgd_d(<double *> s.param + lo, <double *> s.v + lo, <const double *> s.g + lo, hi - lo,
                   s.lr, s.mu, s.nesterov)
 
 
-cdef void _run(Pass *s) noexcept nogil:
-    parallel_run(_band, s, 1 if s.n < PARALLEL_MIN else 4)
+cdef bint _sizes(str what, Py_ssize_t n, Py_ssize_t n1, Py_ssize_t n2) except -1:
+    """ValueError (``what``) unless n == n1 == n2; -> whether there is work (n > 0)."""
+    if n1 != n or n2 != n:
+        raise ValueError(what)
+    return n > 0
+
+
+cdef void _run(Pass *s, Py_ssize_t n, int itemsize) noexcept:
+    s.n, s.itemsize = n, itemsize
+    with nogil:
+        parallel_run(_band, s, 1 if n < PARALLEL_MIN else 4)
 
 
 def sgd_momentum(floating[::1] p, floating[::1] v, floating[::1] g, double lr, double mu,
                  bint nesterov):
-    cdef Py_ssize_t n = p.shape[0]
+    """In place: the SGD update of the module docstring (p, v updated; g read)."""
     cdef Pass s
-    if v.shape[0] != n or g.shape[0] != n:
-        raise ValueError("sgd_momentum: parameter, velocity and gradient sizes differ")
-    if n == 0:
-        return
-    s.p, s.v, s.g, s.n = &p[0], &v[0], &g[0], n
-    s.lr, s.mu, s.nesterov, s.itemsize, s.add = lr, mu, nesterov, sizeof(floating), 0
-    with nogil:
-        _run(&s)
+    if _sizes("sgd_momentum: parameter, velocity and gradient sizes differ",
+              p.shape[0], v.shape[0], g.shape[0]):
+        s.param, s.v, s.g, s.lr, s.mu, s.nesterov, s.add = &p[0], &v[0], &g[0], lr, mu, nesterov, 0
+        _run(&s, p.shape[0], sizeof(floating))
 
 
 def add(floating[::1] a, floating[::1] b, floating[::1] out):
     """out = a + b (out must not overlap a or b)."""
-    cdef Py_ssize_t n = a.shape[0]
     cdef Pass s
-    if b.shape[0] != n or out.shape[0] != n:
-        raise ValueError("add: sizes differ")
-    if n == 0:
-        return
-    s.p, s.v, s.g, s.n, s.itemsize, s.add = &out[0], &a[0], &b[0], n, sizeof(floating), 1
-    with nogil:
-        _run(&s)
+    if _sizes("add: sizes differ", a.shape[0], b.shape[0], out.shape[0]):
+        s.out, s.a, s.b, s.add = &out[0], &a[0], &b[0], 1
+        _run(&s, a.shape[0], sizeof(floating))
 
 
 cdef enum:

@@ -1,5 +1,6 @@
-"""The compiled activation kernels equal their references (npgan/_kernels/reference.py),
-on odd shapes, views and both float dtypes; the NPGAN_NO_KERNELS switch works.
+"""The activations (npgan._kernels.elementwise over activations.pyx) equal their
+references (npgan/_kernels/reference.py), on odd shapes, views and both float
+dtypes (the kernels' on/off switch: tests/test_settings.py).
 
 Comparisons with the compiled module take the ``activations_kernel`` fixture
 (skipped when the extension is disabled or not built); the rest runs on
@@ -174,35 +175,6 @@ def test_maxout_reference_against_loops():
                 want_gx[i, j, 3 * u + int(np.argmax(group))] = g[i, j, u]
     np.testing.assert_array_equal(gx, want_gx)
     assert ref.maxout_backward(g.astype(np.float32), arg, 3).dtype == np.float32
-
-
-# ----------------------------------------------------------------------------- the switch
-
-def test_no_kernels_env_switches_path(monkeypatch):
-    monkeypatch.setenv("NPGAN_NO_KERNELS", "1")
-    assert K.disabled()
-    assert K.load("activations") is None
-    assert K.available()["activations"] is False
-    calls = []
-    real = ref.sigmoid_forward
-    monkeypatch.setattr(ref, "sigmoid_forward", lambda x: calls.append(1) or real(x))
-    Tensor(np.ones(3)).sigmoid()
-    assert calls, "with NPGAN_NO_KERNELS=1 the reference must be used"
-
-
-@pytest.mark.parametrize("value,disabled", [("", False), ("0", False), ("1", True), ("yes", True)])
-def test_disabled_reads_the_variable(monkeypatch, value, disabled):
-    monkeypatch.setenv("NPGAN_NO_KERNELS", value)
-    assert K.disabled() is disabled
-
-
-def test_kernels_come_back_when_enabled(activations_kernel, monkeypatch):
-    monkeypatch.setenv("NPGAN_NO_KERNELS", "0")
-    assert K.load("activations") is activations_kernel
-    monkeypatch.setenv("NPGAN_NO_KERNELS", "1")
-    assert K.load("activations") is None
-    monkeypatch.delenv("NPGAN_NO_KERNELS")
-    assert K.load("activations") is activations_kernel
 
 
 def test_reference_kernels_fixture(reference_kernels):

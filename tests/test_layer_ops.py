@@ -1,14 +1,15 @@
-"""The layer kernels (layers.pyx: GEMM, linear, maxout, dropout; update.pyx:
-SGD) equal their references in npgan/_kernels/reference.py, and the ops built
-on them (F.linear, Tensor.maxout, F.dropout, optim.SGD) keep their gradients
-exact on whichever path is active.
+"""The layer ops (npgan._kernels.layer_ops over layers.pyx and update.pyx:
+linear, maxout, dropout, SGD, gradient sums) equal their references in
+npgan/_kernels/reference.py, and the ops built on them (F.linear,
+Tensor.maxout, F.dropout, optim.SGD) keep their gradients exact on whichever
+path is active.
 
 Tolerances we promise, compiled vs reference: float64 1e-12 relative (GEMMs
 sum in a different order than NumPy's matmul), float32 2e-5 relative + 2e-6
 absolute for anything with a GEMM in it; maxout, dropout and the SGD update do
 no reordered arithmetic and are equal bit for bit.
 
-Tests that compare with the compiled module take the ``layers_kernel`` fixture
+Tests that compare with a compiled module take its fixture (``layers_kernel``, ...)
 (conftest.py; skipped with NPGAN_NO_KERNELS=1 or when the extension is not built); the rest
 runs on the active path, so both CI runs check them.
 """
@@ -20,20 +21,40 @@ import sys
 import numpy as np
 import pytest
 
-from npgan import Tensor, functional as F, nn, optim
+from npgan import Tensor, functional as F, nn, optim, settings
 from npgan import _kernels as K
 from npgan._kernels import reference as ref
 from npgan.gradcheck import gradcheck
 
-from conftest import away_from_zero, fork_child, wait_or_kill
+from conftest import away_from_zero
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
-ACTS = [None, "relu", "sigmoid"]
 
 
 def rand(*shape, dtype=np.float64, seed=0, scale=1.0):
     return (scale * np.random.default_rng(seed).standard_normal(shape)).astype(dtype)
+ACTS = [None, "relu", "sigmoid"]
+
+
+def ref_linear(x, w, b=None, activation=None):
+    """The reference linear layer with its activation -> (y, saved), as
+    _kernels.linear_forward: saved is y for relu, the pre-activation for sigmoid."""
+    z = ref.linear_forward(x, w, b)
+    if activation is None:
+        return z, None
+    if activation == "relu":
+        y = ref.relu_forward(z)
+        return y, y
+    return ref.sigmoid_forward(z), z
+
+
+def ref_linear_backward(g, x, w, saved, activation=None, *need):
+    if activation == "relu":
+        g = ref.relu_backward(g, saved)
+    elif activation == "sigmoid":
+        g = ref.sigmoid_backward(g, saved)
+    return ref.linear_backward(g, x, w, *need)
 
 
 def close(actual, desired, dtype, what=""):
@@ -46,206 +67,6 @@ def close(actual, desired, dtype, what=""):
 # paper's first G layer at batch 3
 SHAPES = [(1, 1, 1), (7, 13, 5), (3, 0, 4), (2, 5, 1), (5, 100, 37)]
 
-
-# ----------------------------------------------------------------------------- GEMM
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_gemm_takes_c_and_f_layouts_without_copies(layers_kernel, dtype):
-    a, b = rand(7, 5, dtype=dtype), rand(5, 3, dtype=dtype, seed=1)
-    for A in (a, np.asfortranarray(a), a.T.copy().T):
-        for B in (b, np.asfortranarray(b)):
-            c = np.empty((7, 3), dtype)
-            assert layers_kernel.gemm(A, B, c) is c
-            close(c, a @ b, dtype)
-    c0 = rand(7, 3, dtype=dtype, seed=2)
-    c = c0.copy()
-    layers_kernel.gemm(a, b, c, beta=0.5)                 # accumulate: c = a b + 0.5 c
-    close(c, a @ b + 0.5 * c0, dtype)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(64, 256, 300), (300, 256, 64), (37, 1100, 203)])
-def test_gemm_split_over_threads_equals_one_call(layers_kernel, dtype, shape):
-    """Big products are cut into bands of columns (or rows) run on the
-    module's threads; every layout and beta must give the product."""
-    m, k, n = shape                                           # m*n*k >= 2**22: split
-    a, b = rand(m, k, dtype=dtype), rand(k, n, dtype=dtype, seed=1)
-    c0 = rand(m, n, dtype=dtype, seed=2)
-    truth = a.astype(np.float64) @ b.astype(np.float64)
-    threads = layers_kernel.split_threads()
-    # sums of k products of unit normals: float32 rounding grows with k
-    tol = TOL[dtype] if dtype == np.float64 else dict(rtol=2e-5, atol=1e-6 * k)
-    for A in (a, np.asfortranarray(a)):
-        for B in (b, np.asfortranarray(b)):
-            for beta in (0.0, 1.0):
-                got = c0.copy()
-                layers_kernel.gemm(A, B, got, beta)
-                np.testing.assert_allclose(got, truth + beta * c0, err_msg=f"{shape} beta {beta}",
-                                           **tol)
-    assert layers_kernel.split_threads() == threads           # BLAS's thread count restored
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("spin_us", [0.0, 100.0])
-def test_gemm2_computes_two_independent_products(layers_kernel, dtype, spin_us):
-    """A linear layer's backward pair (g W^T, x^T g) at once, on two threads
-    when both are big: each equals its own product (and gemm's), whatever the
-    pool threads do while idle (block at once, or spin first)."""
-    prev = layers_kernel.set_spin(spin_us)
-    try:
-        for n, i, o in [(100, 300, 200), (37, 1100, 203), (5, 7, 3)]:   # big pairs, and a small one
-            g, w, x = rand(n, o, dtype=dtype), rand(i, o, dtype=dtype, seed=1), rand(n, i, dtype=dtype, seed=2)
-            gx, gw = np.empty((n, i), dtype), np.empty((i, o), dtype)
-            assert layers_kernel.gemm2(g, w.T, gx, x.T, g, gw) == (gx, gw)
-            tol = TOL[dtype] if dtype == np.float64 else dict(rtol=2e-5, atol=1e-6 * max(n, o))
-            np.testing.assert_allclose(gx, g.astype(np.float64) @ w.T.astype(np.float64), **tol)
-            np.testing.assert_allclose(gw, x.T.astype(np.float64) @ g.astype(np.float64), **tol)
-            one = np.empty_like(gw)
-            np.testing.assert_allclose(layers_kernel.gemm(x.T, g, one), gw, **tol)
-    finally:
-        layers_kernel.set_spin(prev)
-
-
-def test_gemm2_checks_both_products(layers_kernel):
-    a, b = rand(4, 3, dtype=np.float32), rand(3, 2, dtype=np.float32)
-    ok = (a, b, np.empty((4, 2), np.float32))
-    with pytest.raises(ValueError, match="do not match"):
-        layers_kernel.gemm2(*ok, a, b, np.empty((4, 3), np.float32))
-    with pytest.raises(TypeError, match="one dtype"):
-        layers_kernel.gemm2(a.astype(np.float64), b, np.empty((4, 2), np.float32), *ok)
-    with pytest.raises(ValueError, match="empty"):
-        layers_kernel.gemm2(*ok, a[:0], b, np.empty((0, 2), np.float32))
-
-
-def test_blas_choice_is_checked_and_mkl_missing_is_explained(layers_kernel, monkeypatch):
-    with pytest.raises(ValueError, match="'scipy' or 'mkl'"):
-        K.use_blas("openblas")
-    with pytest.raises(ValueError, match="both addresses"):
-        layers_kernel.set_gemm(1, 0)
-    monkeypatch.setattr(K, "_blas", {"name": "scipy", "mkl": None})
-    monkeypatch.setattr(K, "_find_mkl", lambda: None)
-    with pytest.raises(RuntimeError, match=r"npgan\[mkl\]"):
-        K.use_blas("mkl")
-    assert K.blas() == "scipy"
-
-
-def test_blas_reports_the_default_before_any_product(layers_kernel):
-    """In a fresh process, blas() asked first names the GEMM the first product
-    will use (it once said "scipy" until something had loaded the layers)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("NPGAN_BLAS", "NPGAN_GEMM_SPLIT")}
-    out = subprocess.run([sys.executable, "-c", "import npgan._kernels as K; print(K.blas())"],
-                         env=env, capture_output=True, text=True, check=True).stdout.strip()
-    want = "npgan" if layers_kernel.own_sgemm_supported() else "scipy"
-    assert out.split()[0] == want, out
-
-
-def test_mkl_products_equal_the_reference(layers_kernel):
-    """With MKL installed (pip install "npgan[mkl]"): the layers' GEMMs and a
-    float64 gradcheck through them; then back to SciPy's BLAS."""
-    if K._find_mkl() is None:
-        pytest.skip("MKL (libmkl_rt) not installed")
-    prev = K.use_blas("mkl")
-    try:
-        assert K.blas().startswith("mkl")
-        for dtype in DTYPES:
-            a, b = rand(100, 300, dtype=dtype), rand(300, 1200, dtype=dtype, seed=1)
-            tol = TOL[dtype] if dtype == np.float64 else dict(rtol=2e-5, atol=3e-4)
-            np.testing.assert_allclose(layers_kernel.gemm(a, b, np.empty((100, 1200), dtype)),
-                                       a.astype(np.float64) @ b.astype(np.float64), **tol)
-        x, w, bias = rand(6, 5), rand(5, 4, seed=1), rand(4, seed=2)
-        assert gradcheck(lambda x, w, b: F.linear(x, w, b, activation="sigmoid"), x, w, bias)
-    finally:
-        K.use_blas(prev)
-    assert K.blas().startswith(prev)
-
-
-def test_gemm_split_follows_the_blas_thread_setting(layers_kernel):
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    if layers_kernel.split_threads() < 2:
-        pytest.skip("one BLAS thread (or thread functions not found): nothing is split")
-    with threadpoolctl.threadpool_limits(1):
-        assert layers_kernel.split_threads() == 1
-    assert layers_kernel.split_threads() >= 2
-
-
-def test_gemm_from_several_python_threads_at_once(layers_kernel):
-    """Callers that find the workers busy compute alone; results stay exact."""
-    import threading
-    rng = np.random.default_rng(0)
-    cases = []
-    for _ in range(24):
-        m, k, n = (int(v) for v in rng.integers(16, 300, 3))
-        k = max(k, (1 << 22) // (m * n) + 1) if rng.random() < 0.7 else k   # most are split
-        a, b = rand(m, k, dtype=np.float32, seed=m), rand(k, n, dtype=np.float32, seed=n)
-        if rng.random() < 0.5:
-            a = np.asfortranarray(a)
-        cases.append((a, b, a.astype(np.float64) @ b))
-    errors = []
-
-    def work(offset):
-        try:
-            for i in range(len(cases)):
-                a, b, want = cases[(i + offset) % len(cases)]
-                c = np.empty(want.shape, np.float32)
-                layers_kernel.gemm(a, b, c)
-                np.testing.assert_allclose(c, want, rtol=1e-4, atol=1e-5 * a.shape[1])
-        except Exception as e:                                  # pragma: no cover
-            errors.append(e)
-    threads = [threading.Thread(target=work, args=(o,)) for o in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[0]
-
-
-@pytest.mark.parametrize("chunks_per_thread", [1, 3, 8])
-def test_gemm_split_into_more_bands_than_threads(layers_kernel, chunks_per_thread):
-    a, b = rand(50, 300, dtype=np.float64), rand(300, 400, dtype=np.float64, seed=1)
-    prev = layers_kernel.set_split(True, chunks_per_thread)
-    try:
-        c = np.empty((50, 400))
-        layers_kernel.gemm(a, b, c)
-    finally:
-        layers_kernel.set_split(*prev)
-    close(c, a @ b, np.float64)
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-def test_gemm_split_works_in_a_forked_child(layers_kernel):
-    """Worker threads do not survive fork(): the child starts its own."""
-    a, b = rand(64, 256, dtype=np.float32), rand(256, 300, dtype=np.float32, seed=1)
-    c = np.empty((64, 300), np.float32)
-    layers_kernel.gemm(a, b, c)                               # workers started in the parent
-    pid = os.fork()
-    if pid == 0:                                              # child: never return into pytest
-        import signal
-        signal.alarm(20)
-        try:
-            d = np.empty_like(c)
-            layers_kernel.gemm(a, b, d)
-            os._exit(0 if np.array_equal(c, d) else 1)
-        finally:
-            os._exit(2)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
-
-
-def test_gemm_refuses_what_blas_cannot_take(layers_kernel):
-    a, b = rand(6, 4), rand(4, 3)
-    with pytest.raises(ValueError, match="contiguous"):
-        layers_kernel.gemm(a[::2], b, np.empty((3, 3)))
-    with pytest.raises(ValueError, match="output must be C-contiguous"):
-        layers_kernel.gemm(a, b, np.empty((3, 6)).T)
-    with pytest.raises(ValueError, match="do not match"):
-        layers_kernel.gemm(a, b, np.empty((6, 4)))
-    with pytest.raises(TypeError, match="one dtype"):
-        layers_kernel.gemm(a.astype(np.float32), b, np.empty((6, 3)))
-    with pytest.raises(ValueError, match="empty batch"):
-        layers_kernel.gemm(np.empty((0, 4)), b, np.empty((0, 3)))
-
-
-# ----------------------------------------------------------------------------- linear
 
 def _linear_case(n, i, o, dtype, seed=0):
     x = rand(n, i, dtype=dtype, seed=seed, scale=2.0)
@@ -261,7 +82,7 @@ def test_linear_forward_equals_reference(layers_kernel, act, dtype):
         x, w, b = _linear_case(n, i, o, dtype)
         for bias in (b, None):
             y, saved = K.linear_forward(x, w, bias, act)
-            ry, rsaved = ref.linear_forward(x, w, bias, act)
+            ry, rsaved = ref_linear(x, w, bias, act)
             close(y, ry, dtype, f"{act} {n, i, o} y")
             if act is None:
                 assert saved is None
@@ -275,14 +96,14 @@ def test_linear_forward_equals_reference(layers_kernel, act, dtype):
 def test_linear_forward_views_copied_or_taken_by_layout(layers_kernel, dtype):
     x, w, b = _linear_case(6, 9, 4, dtype)
     big = rand(12, 18, dtype=dtype, seed=5)
-    want = ref.linear_forward(big[::2, ::2], w, b, "relu")[0]
+    want = ref_linear(big[::2, ::2], w, b, "relu")[0]
     for xv in (big[::2, ::2], np.asfortranarray(big[::2, ::2])):      # strided: copied; F: as is
         close(K.linear_forward(xv, w, b, "relu")[0], want, dtype)
     wt = np.ascontiguousarray(w.T).T                                    # F-contiguous weight
-    close(K.linear_forward(x, wt, b)[0], ref.linear_forward(x, w, b)[0], dtype)
+    close(K.linear_forward(x, wt, b)[0], ref_linear(x, w, b)[0], dtype)
     wbig = rand(9, 8, dtype=dtype, seed=6)
     close(K.linear_forward(x, wbig[:, ::2], b[::-1])[0],
-          ref.linear_forward(x, wbig[:, ::2].copy(), b[::-1].copy())[0], dtype)
+          ref_linear(x, wbig[:, ::2].copy(), b[::-1].copy())[0], dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -291,7 +112,7 @@ def test_linear_without_a_backward_keeps_nothing(dtype):
     x, w, b = _linear_case(5, 7, 3, dtype)
     y, saved = K.linear_forward(x, w, b, "sigmoid", keep=False)
     assert saved is None
-    close(y, ref.linear_forward(x, w, b, "sigmoid")[0], dtype)
+    close(y, ref_linear(x, w, b, "sigmoid")[0], dtype)
     from npgan import no_grad
     with no_grad():
         out = F.linear(x, w, b, activation="sigmoid")
@@ -317,12 +138,12 @@ def test_linear_sigmoid_saves_the_pre_activation_for_an_exact_backward(layers_ke
 def test_linear_backward_equals_reference(layers_kernel, act, dtype):
     for n, i, o in SHAPES:
         x, w, b = _linear_case(n, i, o, dtype)
-        _, saved = ref.linear_forward(x, w, b, act)
+        _, saved = ref_linear(x, w, b, act)
         g = rand(o, n, dtype=dtype, seed=9).T                          # a transposed view
         for need in [(True, True, True), (True, False, False), (False, True, True),
                      (False, False, True), (False, False, False)]:
             got = K.linear_backward(g, x, w, saved, act, *need)
-            want = ref.linear_backward(g, x, w, saved, act, *need)
+            want = ref_linear_backward(g, x, w, saved, act, *need)
             for name, a, r, nd in zip(("gx", "gw", "gb"), got, want, need):
                 if not nd:
                     assert a is None, f"{name} computed though not needed"
@@ -331,7 +152,7 @@ def test_linear_backward_equals_reference(layers_kernel, act, dtype):
 
 
 @pytest.mark.parametrize("act", ACTS)
-def test_big_bias_act_and_act_backward_run_in_bands_with_the_same_bits(layers_kernel, act):
+def test_big_bias_act_and_act_backward_run_in_bands_with_the_same_bits(layers_kernel, pool_kernel, act):
     """float32 passes of >= 2**15 elements are cut into column bands on the
     pool's threads: the same bits as one pass (split off), bias sums included,
     and the reference's up to the sigmoid's rounding."""
@@ -340,7 +161,7 @@ def test_big_bias_act_and_act_backward_run_in_bands_with_the_same_bits(layers_ke
                rand(100, 1201, dtype=np.float32, seed=2))
     outs = []
     for split in (True, False):
-        prev = layers_kernel.set_split(split)
+        prev = pool_kernel.set_split(split)
         try:
             y, pre = z.copy(), np.empty_like(z)
             layers_kernel.bias_act(y, b, code, pre if act == "sigmoid" else None)
@@ -349,7 +170,7 @@ def test_big_bias_act_and_act_backward_run_in_bands_with_the_same_bits(layers_ke
             layers_kernel.act_backward(g, saved if act else None, code, gpre if act else None, gb)
             outs.append((y, gpre if act else g, gb))
         finally:
-            layers_kernel.set_split(*prev)
+            pool_kernel.set_split(*prev)
     for banded, whole in zip(*outs):
         np.testing.assert_array_equal(banded, whole)
     if act == "relu":
@@ -450,7 +271,7 @@ def _maxout_inputs(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_maxout_equals_reference_bit_for_bit(layers_kernel, dtype):
+def test_maxout_equals_reference_bit_for_bit(maxout_kernel, dtype):
     for label, x, pieces in _maxout_inputs(dtype):
         keep = x.copy()
         y, arg = K.maxout_forward(x, pieces)
@@ -466,7 +287,7 @@ def test_maxout_equals_reference_bit_for_bit(layers_kernel, dtype):
         np.testing.assert_array_equal(x, keep, err_msg=f"{label}: input modified")
 
 
-def test_big_maxout_and_dropout_run_in_bands_with_the_same_bits(layers_kernel):
+def test_big_maxout_and_dropout_run_in_bands_with_the_same_bits(maxout_kernel, dropout_kernel):
     """float32 passes of 2**15 elements or more are cut into bands on the pool:
     the same bits as the reference, a NaN in the last band included."""
     x = rand(100, 1200, dtype=np.float32)
@@ -498,14 +319,14 @@ def test_maxout_many_pieces_and_empty_take_the_reference():
         K.maxout_forward(x, 7)
 
 
-def test_compiled_maxout_refuses_empty_and_mismatched(layers_kernel):
+def test_compiled_maxout_refuses_empty_and_mismatched(maxout_kernel):
     e = np.empty(0)
     with pytest.raises(ValueError, match="empty batch"):
-        layers_kernel.maxout_forward(e, 2, e, np.empty(0, np.uint8))
+        maxout_kernel.maxout_forward(e, 2, e, np.empty(0, np.uint8))
     with pytest.raises(ValueError, match="empty batch"):
-        layers_kernel.maxout_backward(e, np.empty(0, np.uint8), 2, e)
+        maxout_kernel.maxout_backward(e, np.empty(0, np.uint8), 2, e)
     with pytest.raises(ValueError, match="sizes"):
-        layers_kernel.maxout_forward(np.zeros(6), 4, np.zeros(2), np.zeros(2, np.uint8))
+        maxout_kernel.maxout_forward(np.zeros(6), 4, np.zeros(2), np.zeros(2, np.uint8))
 
 
 def test_maxout_gradcheck():
@@ -531,7 +352,7 @@ def _old_dropout(x, u, p):
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")     # inf * 0 in the references
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("p", [0.5, 0.2, 0.3, 0.0, 0.999])
-def test_dropout_equals_reference_and_the_old_masks(layers_kernel, dtype, p):
+def test_dropout_equals_reference_and_the_old_masks(dropout_kernel, dtype, p):
     rng = np.random.default_rng(0)
     big = rand(30, 22, dtype=dtype)
     big.flat[:3] = (np.nan, np.inf, -np.inf)
@@ -613,9 +434,9 @@ def test_dropout_refuses_mismatched_draws_and_bad_p():
     assert K.dropout_forward(np.ones((0, 4)), np.ones((0, 4), np.float32), 0.5).shape == (0, 4)
 
 
-def test_compiled_dropout_refuses_empty(layers_kernel):
+def test_compiled_dropout_refuses_empty(dropout_kernel):
     with pytest.raises(ValueError, match="empty batch"):
-        layers_kernel.dropout(np.empty(0), np.empty(0, np.float32), 0.5, 2.0, np.empty(0))
+        dropout_kernel.dropout(np.empty(0), np.empty(0, np.float32), 0.5, 2.0, np.empty(0))
 
 
 def test_dropout_gradcheck_and_grad_equals_mask():
@@ -695,20 +516,20 @@ def test_without_the_extension_everything_takes_the_reference(monkeypatch):
     """load() -> None (extension not built, or SciPy missing): same results."""
     x, w, b = _linear_case(5, 6, 4, np.float32)
     want = F.linear(x, w, b, activation="relu").data
-    monkeypatch.setattr(K, "load", lambda name: None)
+    monkeypatch.setattr(K._loader, "_cache", dict.fromkeys(K.available(), None))   # none loads
     np.testing.assert_allclose(F.linear(x, w, b, activation="relu").data, want, **TOL[np.float32])
     y, arg = K.maxout_forward(rand(3, 6), 3)
     assert arg.dtype == np.int64
 
 
 def test_package_works_without_scipy():
-    """A fresh interpreter where `import scipy` fails: the layers module does not
-    load, the paper's G and D still train (reference path)."""
+    """A fresh interpreter where `import scipy` fails: the gemm module does not
+    load, the paper's G and D still train (reference path for the products)."""
     code = (
         "import sys; sys.modules['scipy'] = None\n"
         "import numpy as np\n"
         "from npgan import _kernels as K, models, optim, functional as F\n"
-        "assert K.load('layers') is None\n"
+        "assert K.load('gemm') is None\n"
         "g, d = models.Generator(z_dim=4, hidden=6, out=5), models.Discriminator(inp=5, units=3, pieces=2)\n"
         "z = np.random.default_rng(0).random((3, 4), dtype=np.float32)\n"
         "loss = F.binary_cross_entropy_with_logits(d(g(z)), 1)\n"
@@ -724,77 +545,13 @@ def test_package_works_without_scipy():
 def test_no_kernels_switch_takes_the_reference(monkeypatch):
     calls = []
     real = ref.linear_forward
-    monkeypatch.setenv("NPGAN_NO_KERNELS", "1")
     monkeypatch.setattr(ref, "linear_forward", lambda *a: calls.append(1) or real(*a))
-    F.linear(rand(2, 3), rand(3, 4))
+    with settings.override(kernels=False):
+        F.linear(rand(2, 3), rand(3, 4))
     assert calls
 
 
 # ----------------------------------------------------------------------------- fork
-
-@pytest.fixture
-def split_gemm(layers_kernel):
-    """(a, b, c = a @ b float32, truth float64) with BLAS at 2 threads and the
-    product just split on the pool (skips where nothing is split)."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    a, b = rand(512, 384, dtype=np.float32), rand(384, 512, dtype=np.float32, seed=1)
-    with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        if layers_kernel.split_threads() < 2:
-            pytest.skip("BLAS thread functions not found: nothing is split")
-        c = np.empty((512, 512), np.float32)
-        layers_kernel.gemm(a, b, c)                        # the pool has run here
-        yield a, b, c, a.astype(np.float64) @ b.astype(np.float64)
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_pool_works_in_a_child_forked_after_it_ran(layers_kernel, split_gemm):
-    """The pool's workers do not survive fork(): a child of a process whose
-    pool has run must start its own, not wait for threads that are gone."""
-    a, b, c, truth = split_gemm
-
-    def child():
-        got = np.empty_like(c)
-        layers_kernel.gemm(a, b, got)                      # split on the child's own pool
-        ok = layers_kernel.split_threads() == 2 and np.array_equal(got, c)
-        return 0 if ok else 2
-
-    code = wait_or_kill(fork_child(child))
-    assert code is not None, "the forked child hung in the pool"
-    assert code == 0, f"the forked child's product is wrong (exit code {code})"
-    np.testing.assert_allclose(c, truth, rtol=2e-5, atol=1e-6 * 384)
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_fork_during_split_gemms_leaves_the_child_a_working_pool(layers_kernel, split_gemm):
-    """Forks while another thread runs split GEMMs back to back (so most land
-    inside a job, BLAS at one thread, the pool held): each child runs its own
-    split GEMM with BLAS's thread count back (2), the same bits, no hang."""
-    import threading
-    a, b, c, _ = split_gemm
-    stop = threading.Event()
-
-    def busy():
-        out = np.empty_like(c)
-        while not stop.is_set():
-            layers_kernel.gemm(a, b, out)
-
-    def child():
-        if layers_kernel.split_threads() != 2:
-            return 3
-        got = np.empty_like(c)
-        layers_kernel.gemm(a, b, got)
-        return 0 if np.array_equal(got, c) and layers_kernel.split_threads() == 2 else 2
-
-    t = threading.Thread(target=busy, daemon=True)
-    t.start()
-    try:
-        codes = [wait_or_kill(fork_child(child)) for _ in range(12)]
-    finally:
-        stop.set()
-        t.join()
-    assert layers_kernel.split_threads() == 2
-    assert codes == [0] * len(codes), f"children's exit codes (None: hung): {codes}"
-
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_all_finite_finds_every_nan_and_inf(update_kernel, dtype):
