@@ -29,7 +29,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
 
-from npgan import backend, checkpoint, classifier, datasets, files, models, no_grad  # noqa: E402
+from npgan import checkpoint, classifier, datasets, files, models, sampling  # noqa: E402
 from npgan import sweep  # noqa: E402
 from npgan.metrics import feature_statistics, frechet_distance, parzen  # noqa: E402
 
@@ -51,19 +51,11 @@ def snapshots(run):
     return sorted(out)
 
 
-def generate(path, n, prior, seed=12345, batch=1000):
-    """(n, 784) float32 samples of the G state_dict saved at PATH."""
-    G = models.Generator()
-    with np.load(path, allow_pickle=False) as z:
-        G.load_state_dict({k: z[k] for k in z.files})
-    G.eval()
-    rng = np.random.default_rng(seed)
-    out = []
-    with no_grad():
-        for i in range(0, n, batch):
-            z = models.sample_z(min(batch, n - i), rng, prior=prior)
-            out.append(backend.to_numpy(G(z).data))
-    return np.concatenate(out).astype(np.float32)
+def generate(path, n, prior):
+    """(n, 784) float32 samples of the G state_dict saved at PATH, z from PRIOR."""
+    G = sampling.load_generator(path)
+    G.z_prior = prior               # a bare state_dict does not record the run's prior
+    return sampling.sample(G, n).astype(np.float32)
 
 
 def main(argv=None):
