@@ -83,14 +83,9 @@ def config_of(args):
 
 
 def load_data(args):
-    data_dir = args.data_dir
-    if data_dir is None and not os.environ.get("NPGAN_DATA"):
-        try:
-            datasets.find_data_dir("mnist", download=False)
-        except datasets.DatasetError:
-            data_dir = DEFAULT_DATA           # the copy this checkout carries
-    train_x, _ = datasets.load_mnist("train", data_dir=data_dir)
-    valid_x, _ = datasets.load_mnist("valid", data_dir=data_dir)
+    # DEFAULT_DATA: the copy this checkout carries, searched after NPGAN_DATA and the cache
+    train_x, _ = datasets.load_mnist("train", data_dir=args.data_dir, fallback=DEFAULT_DATA)
+    valid_x, _ = datasets.load_mnist("valid", data_dir=args.data_dir, fallback=DEFAULT_DATA)
     return train_x[:args.train_size], valid_x
 
 

@@ -138,12 +138,10 @@ def main(argv=None):
     prior = args.z or run_prior(args.run)
     label = args.label or os.path.basename(os.path.normpath(args.run))
     os.makedirs(args.out, exist_ok=True)
-    data_dir = args.data_dir
-    if data_dir is None and not os.environ.get("NPGAN_DATA"):
-        data_dir = os.path.join(HERE, "..", "data", "mnist")
-    train_x, _ = datasets.load_mnist("train", data_dir=data_dir)
-    valid_x = datasets.load_mnist("valid", data_dir=data_dir)[0][:args.n_valid]
-    test_x, _ = datasets.load_mnist("test", data_dir=data_dir)
+    where = dict(data_dir=args.data_dir, fallback=os.path.join(HERE, "..", "data", "mnist"))
+    train_x, _ = datasets.load_mnist("train", **where)
+    valid_x = datasets.load_mnist("valid", **where)[0][:args.n_valid]
+    test_x, _ = datasets.load_mnist("test", **where)
     t0 = time.time()
 
     # 1. validation curve of every generator over its snapshots

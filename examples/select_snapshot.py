@@ -71,13 +71,8 @@ def main(argv=None):
     a = p.parse_args(argv)
 
     prior = models.run_prior(checkpoint.load(os.path.join(a.run, "checkpoint.npz"))["config"])
-    data_dir = a.data_dir
-    if data_dir is None and not os.environ.get("NPGAN_DATA"):
-        try:
-            datasets.find_data_dir("mnist", download=False)
-        except datasets.DatasetError:
-            data_dir = os.path.join(os.path.dirname(HERE), "data", "mnist")   # the checkout's copy
-    valid, _ = datasets.load_mnist("valid", data_dir=data_dir)          # train[50000:]
+    valid, _ = datasets.load_mnist("valid", data_dir=a.data_dir,          # train[50000:]
+                                   fallback=os.path.join(os.path.dirname(HERE), "data", "mnist"))
     valid = np.asarray(valid, dtype=np.float32).reshape(-1, 784)
     cache_path = os.path.join(a.run, "parzen_valid_cache.json")
     cache = json.load(open(cache_path)) if os.path.exists(cache_path) else {}

@@ -155,7 +155,7 @@ def _file_in(directory, fname):
     return None
 
 
-def _candidates(name, data_dir=None):
+def _candidates(name, data_dir=None, fallback=None):
     """Directories to search, in order (duplicates removed)."""
     roots = []
     if data_dir is not None:
@@ -163,6 +163,8 @@ def _candidates(name, data_dir=None):
     if os.environ.get("NPGAN_DATA"):
         roots.append(os.environ["NPGAN_DATA"])
     roots.append(cache_dir())
+    if fallback is not None:
+        roots.append(os.fspath(fallback))
     out = []
     for r in roots:
         for d in (os.path.join(r, name), r):
@@ -177,15 +179,16 @@ def _check_name(name):
         raise ValueError(f"unknown dataset {name!r}: use one of {sorted(DATASETS)}")
 
 
-def find_data_dir(name="mnist", data_dir=None, download=None):
+def find_data_dir(name="mnist", data_dir=None, download=None, fallback=None):
     """The directory holding all four files of dataset ``name``.
 
-    Search order: ``data_dir``, ``$NPGAN_DATA``, the user cache (each as
-    ``<dir>/<name>`` then ``<dir>``); then a download into
+    Search order: ``data_dir``, ``$NPGAN_DATA``, the user cache, ``fallback``
+    (a copy that ships with the calling script), each as
+    ``<dir>/<name>`` then ``<dir>``; then a download into
     ``<cache>/<name>`` (``download=None`` means unless ``NPGAN_NO_DOWNLOAD``
     is set). Raises DatasetError listing every directory searched."""
     _check_name(name)
-    searched = _candidates(name, data_dir)
+    searched = _candidates(name, data_dir, fallback)
     for d in searched:
         if all(_file_in(d, f) for f in FILES):
             return d
@@ -238,8 +241,11 @@ _SPLITS = {"train": ("train", slice(0, 50000)), "valid": ("train", slice(50000, 
            "test": ("test", slice(None)), "train_full": ("train", slice(None))}
 
 
-def load(name, split="train", data_dir=None, dtype="float32", flatten=True, verify=True):
-    """``(images, labels)`` of dataset ``name`` ("mnist" or "fashion-mnist").
+def load(name, split="train", data_dir=None, dtype="float32", flatten=True, verify=True,
+         fallback=None):
+    """``(images, labels)`` of dataset ``name`` ("mnist" or "fashion-mnist"),
+    found by :func:`find_data_dir` (``data_dir``, ``$NPGAN_DATA``, the cache,
+    ``fallback``, a download).
 
     images: float32 in [0, 1] (pixels / 255) or uint8; shape (N, 784) if
     ``flatten`` else (N, 28, 28). labels: int64, shape (N,). ``verify`` checks
@@ -250,7 +256,7 @@ def load(name, split="train", data_dir=None, dtype="float32", flatten=True, veri
     if dtype not in ("float32", "uint8", numpy.float32, numpy.uint8):
         raise ValueError(f"dtype must be 'float32' or 'uint8', not {dtype!r}")
     part, rows = _SPLITS[split]
-    d = find_data_dir(name, data_dir)
+    d = find_data_dir(name, data_dir, fallback=fallback)
     md5s = DATASETS[name]
     img_path = _file_in(d, IMAGES[part])
     lab_path = _file_in(d, LABELS[part])
@@ -273,10 +279,11 @@ def load(name, split="train", data_dir=None, dtype="float32", flatten=True, veri
     return numpy.divide(images, numpy.float32(255), dtype=numpy.float32), labels
 
 
-def load_mnist(split="train", data_dir=None, dtype="float32", flatten=True, verify=True):
+def load_mnist(split="train", data_dir=None, dtype="float32", flatten=True, verify=True,
+               fallback=None):
     """MNIST ``(images, labels)``; see :func:`load`. Splits: train (50k),
     valid (10k), test (10k), train_full (60k)."""
-    return load("mnist", split, data_dir, dtype, flatten, verify)
+    return load("mnist", split, data_dir, dtype, flatten, verify, fallback)
 
 
 def load_fashion_mnist(split="train", data_dir=None, dtype="float32", flatten=True, verify=True):

@@ -331,14 +331,8 @@ def _data(cfg):
     key = ("mnist", cfg["data_dir"])
     if key not in _cache:
         from . import datasets
-        d = cfg["data_dir"]
-        if d is None and not os.environ.get("NPGAN_DATA"):
-            try:
-                datasets.find_data_dir("mnist", download=False)
-            except datasets.DatasetError:
-                if os.path.isdir(CHECKOUT_DATA):
-                    d = CHECKOUT_DATA          # the copy a checkout carries
-        full, _ = datasets.load_mnist("train_full", data_dir=d, dtype="uint8")
+        full, _ = datasets.load_mnist("train_full", data_dir=cfg["data_dir"], dtype="uint8",
+                                      fallback=CHECKOUT_DATA)      # the copy a checkout carries
         _cache[key] = (full, {}, _float(full[50000:]))
     full, trains, valid = _cache[key]
     n = cfg["train_size"]

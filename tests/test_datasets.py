@@ -1,6 +1,7 @@
 import gzip
 import hashlib
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -196,6 +197,24 @@ def test_search_order(tmp_path, monkeypatch):
     assert D.find_data_dir("mnist") == str(b)
     monkeypatch.delenv("NPGAN_DATA")
     assert D.find_data_dir("mnist") == str(tmp_path / "cache" / "npgan" / "mnist")
+
+
+def test_fallback_is_searched_last_before_a_download(tmp_path, monkeypatch):
+    """An example's bundled copy (fallback=) serves only when data_dir, NPGAN_DATA and
+    the cache lack the files, and is listed in the error when it lacks them too."""
+    fb, env, cache = tmp_path / "bundled", tmp_path / "env", tmp_path / "cache" / "npgan" / "mnist"
+    fake_dataset(fb, n_test=2)
+    assert D.find_data_dir("mnist", fallback=fb) == str(fb)
+    assert len(D.load_mnist("test", fallback=fb, verify=False)[0]) == 2
+    fake_dataset(cache, n_test=3)
+    assert D.find_data_dir("mnist", fallback=fb) == str(cache)
+    fake_dataset(env, n_test=4)
+    monkeypatch.setenv("NPGAN_DATA", str(env))
+    assert len(D.load_mnist("test", fallback=fb, verify=False)[0]) == 4
+    monkeypatch.delenv("NPGAN_DATA")
+    shutil.rmtree(cache)
+    with pytest.raises(DatasetError, match="elsewhere"):
+        D.find_data_dir("mnist", data_dir=tmp_path / "nothing", fallback=tmp_path / "elsewhere")
 
 
 def test_missing_everywhere_lists_dirs_and_files(tmp_path, monkeypatch):
