@@ -42,8 +42,9 @@ def read_curves(path):
     return curves
 
 
-def table(sources, every):
-    epochs = sorted({e for _, c in sources for g in c.values() for e in g if e % every == 0})
+def table(sources, every, until=None):
+    epochs = sorted({e for _, c in sources for g in c.values() for e in g
+                     if e % every == 0 and (until is None or e <= until)})
     head = "| run | generator | " + " | ".join(str(e) for e in epochs) + " |\n"
     head += "|---|---|" + "---|" * len(epochs) + "\n"
     rows = []
@@ -83,6 +84,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="+", metavar="LABEL=PATH")
     p.add_argument("--every", type=int, default=10, help="table columns: epochs divisible by this")
+    p.add_argument("--until", type=int, default=None, help="table columns: epochs up to this one")
     p.add_argument("--markdown", help="also write the table to this file")
     p.add_argument("--png", help="also draw the curves into this file")
     a = p.parse_args(argv)
@@ -92,7 +94,7 @@ def main(argv=None):
         if not sep or not label:
             p.error(f"{s!r}: give LABEL=PATH")
         sources.append((label, read_curves(path)))
-    t = table(sources, a.every)
+    t = table(sources, a.every, a.until)
     print(t)
     if a.markdown:
         files.write_text(a.markdown, t)

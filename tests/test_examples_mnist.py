@@ -173,3 +173,23 @@ def test_results_tables_are_generated_from_the_rows(tmp_path):
     (tmp_path / "other.md").write_text("no block\n")
     with pytest.raises(SystemExit, match="no <!-- results:table1"):
         rt.main([str(tmp_path / "rows.json"), "--readme", str(tmp_path / "other.md")])
+
+
+def test_compare_curves_reads_both_formats_and_bounds_the_columns(tmp_path, capsys):
+    """A metrics.jsonl and a parzen curve CSV side by side: one row per (run, generator),
+    only epochs divisible by --every and not past --until, blanks where a run has none."""
+    cc = load("compare_curves")
+    jl = tmp_path / "m.jsonl"
+    jl.write_text("\n".join(json.dumps(r) for r in [
+        {"epoch": 10, "parzen_G": 100.0, "parzen_G_ema0.999": 150.0},
+        {"epoch": 15, "parzen_G": 111.0},
+        {"epoch": 20, "parzen_G": 120.25, "d_loss": 0.6},
+        {"epoch": 30, "parzen_G": 130.0}]) + "\n")
+    csv_path = tmp_path / "c.csv"
+    csv_path.write_text("generator,epoch,valid_ll,sigma\nG,10,90.0,0.2\nG,20,95.5,0.2\n")
+    cc.main([f"a={jl}", f"b={csv_path}", "--every", "10", "--until", "20",
+             "--markdown", str(tmp_path / "t.md")])
+    lines = (tmp_path / "t.md").read_text().splitlines()
+    assert lines[0] == "| run | generator | 10 | 20 |"
+    assert lines[2:] == ["| a | G | 100.0 | 120.2 |", "| a | G_ema0.999 | 150.0 |  |",
+                         "| b | G | 90.0 | 95.5 |"]
