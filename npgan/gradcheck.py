@@ -14,7 +14,7 @@ second derivatives (create_graph=True) the same way:
 import numpy
 
 from . import backend
-from .tensor import Tensor, grad, no_grad
+from .tensor import Tensor, grad
 
 
 class GradcheckError(AssertionError):
@@ -30,7 +30,8 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, mode="full", n_direct
     """Compare the gradient of ``fn(*inputs)`` from backward() with central
     differences (f(x+eps) - f(x-eps)) / 2eps, every input in float64.
 
-    fn: takes Tensors, returns a Tensor of any shape.
+    fn: takes Tensors, returns a Tensor of any shape (it may differentiate
+    inside, e.g. a gradient penalty made with ``grad(..., create_graph=True)``).
     inputs: arrays or Tensors (converted to float64 Tensors with grad).
     mode: "full" perturbs every element of every input; "random" checks the
     directional derivative along ``n_directions`` random unit directions
@@ -64,9 +65,8 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, mode="full", n_direct
     analytic = [numpy.zeros_like(x) if t.grad is None else backend.to_numpy(t.grad).astype(numpy.float64)
                 for x, t in zip(xs, ts)]
 
-    def loss(arrays):
-        with no_grad():
-            return float(numpy.sum(backend.to_numpy(f(arrays)[1].data) * w))
+    def loss(arrays):   # not under no_grad(): fn may itself call npgan.grad (a gradient penalty)
+        return float(numpy.sum(backend.to_numpy(f(arrays)[1].data) * w))
 
     report = []
     if mode == "full":
