@@ -65,8 +65,8 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, mode="full", n_direct
     analytic = [numpy.zeros_like(x) if t.grad is None else backend.to_numpy(t.grad).astype(numpy.float64)
                 for x, t in zip(xs, ts)]
 
-    def loss(arrays):   # not under no_grad(): fn may itself call npgan.grad (a gradient penalty)
-        return float(numpy.sum(backend.to_numpy(f(arrays)[1].data) * w))
+    def loss(arrays):   # inputs with grad, not under no_grad(): fn may call npgan.grad inside
+        return float(numpy.sum(backend.to_numpy(f(arrays, tensors=True)[1].data) * w))
 
     report = []
     if mode == "full":
