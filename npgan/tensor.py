@@ -20,6 +20,7 @@ data are refused.
 """
 import contextlib
 import itertools
+import operator
 
 from . import backend
 from . import _kernels as K
@@ -88,7 +89,10 @@ def _vals(g, *tensors):
     """What an op's backward computes with: the Tensors themselves when the
     gradient ``g`` is a Tensor (create_graph: the result records a graph),
     else their arrays (the fast path)."""
-    return tensors if isinstance(g, Tensor) else tuple(t.data for t in tensors)
+    return tensors if isinstance(g, Tensor) else tuple(map(_data, tensors))
+
+
+_data = operator.attrgetter("data")
 
 
 def _keep_shape(shape, axis):
@@ -453,43 +457,46 @@ def _roots(outputs, grad_outputs, create_graph, who):
 
 def _backprop(roots, create_graph, targets):
     """The reverse sweep from ``roots`` [(tensor, gradient)]. targets: a set
-    of ids (grad(): stop there, leaves or not), or None (backward(): every
-    leaf that requires grad). Returns [(node, its summed gradient)] for the
-    targets reached, in sweep order. Only ops on a path to a target run: on
-    the fast path nodes off every such path are marked requires_grad=False
-    for the sweep, so their ops skip that gradient's work (e.g. a GEMM)."""
+    of Tensors (grad(): leaves or not), or None (backward(): every leaf that
+    requires grad). Returns [(node, its summed gradient)] for the targets
+    reached, in sweep order. Only ops on a path to a target run; on the fast
+    path the nodes off every such path are also marked requires_grad=False
+    for the sweep, so the ops above them skip that gradient's work (e.g. a
+    GEMM). (Not under create_graph: the gradient's graph must still record
+    every input that requires grad, e.g. D's weights in a gradient penalty.)
+    Nodes are keys by identity (Tensor defines no __eq__)."""
     order, seen = [], set()                   # iterative post-order DFS
     stack = [(t, False) for t, _ in reversed(roots)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
             order.append(node)
-        elif id(node) not in seen:
-            seen.add(id(node))
+        elif node not in seen:
+            seen.add(node)
             stack.append((node, True))
-            stack.extend((p, False) for p in node._parents if p.requires_grad and id(p) not in seen)
+            stack.extend((p, False) for p in node._parents if p.requires_grad and p not in seen)
 
     # needed: a target (backward(): a leaf), or an op with a needed input (parents
     # precede children in `order`; a leaf frozen since the forward pass is not in it).
-    needed = set()
+    needed, pruned = set(), []
     for n in order:
-        if (id(n) in targets if targets is not None else not n._parents) or any(
-                id(p) in needed for p in n._parents):
-            needed.add(id(n))
-    pruned = [] if create_graph else [n for n in order if id(n) not in needed]
-    for n in pruned:
-        n.requires_grad = False
+        if (n in targets if targets is not None else not n._parents) or any(
+                p in needed for p in n._parents):
+            needed.add(n)
+        elif not create_graph:
+            n.requires_grad = False
+            pruned.append(n)
     try:
         grads, found = {}, []
         for t, g in roots:
-            grads[id(t)] = g if id(t) not in grads else grads[id(t)] + g
+            grads[t] = g if t not in grads else grads[t] + g
         for node in reversed(order):
-            g = grads.pop(id(node), None)
-            if g is None or id(node) not in needed:
+            g = grads.pop(node, None)
+            if g is None or node not in needed:
                 continue
-            if node._backward is None or targets is not None and id(node) in targets:
+            if node._backward is None or targets is not None and node in targets:
                 found.append((node, g))    # a target may also lead to another one: go on
-                if node._backward is None or not any(id(p) in needed for p in node._parents):
+                if node._backward is None or not any(p in needed for p in node._parents):
                     continue
             if create_graph and not node._graph:
                 raise RuntimeError(
@@ -502,7 +509,7 @@ def _backprop(roots, create_graph, targets):
                 raise ValueError(f"backward of op {_op_name(node)} returned {len(pgs)} "
                                  f"gradients for its {len(node._parents)} inputs")
             for i, (p, pg) in enumerate(zip(node._parents, pgs)):
-                if pg is None or id(p) not in needed:
+                if pg is None or p not in needed:
                     continue
                 if create_graph and not isinstance(pg, Tensor):
                     pg = Tensor(pg)                # a constant (e.g. the zeros of x ** 0)
@@ -512,9 +519,8 @@ def _backprop(roots, create_graph, targets):
                                      f"its input {i} of shape {p.data.shape}")
                 if pg.dtype != p.data.dtype:   # float32 input of a float64 op: grad in its dtype
                     pg = pg.astype(p.data.dtype)
-                k = id(p)
-                grads[k] = pg if k not in grads else (grads[k] + pg if create_graph
-                                                      else K.add(grads[k], pg))
+                grads[p] = pg if p not in grads else (grads[p] + pg if create_graph
+                                                      else K.add(grads[p], pg))
         return found
     finally:
         for n in pruned:
@@ -550,10 +556,10 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
         if not isinstance(x, Tensor):
             raise TypeError(f"grad(): input {i} is a {type(x).__name__}, not a Tensor")
     roots = _roots(outputs, grad_outputs, create_graph, "grad()")
-    found = {id(n): g for n, g in _backprop(roots, create_graph, {id(x) for x in inputs})}
+    found = dict(_backprop(roots, create_graph, set(inputs)))
     result = []
     for i, x in enumerate(inputs):
-        g = found.get(id(x))
+        g = found.get(x)
         if g is None:
             if not allow_unused:
                 why = "does not require grad" if not x.requires_grad else "is not used by the outputs"
