@@ -532,8 +532,9 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
 
     outputs: a Tensor or a sequence of them; grad_outputs: their upstream
     gradients (arrays or Tensors of their shapes, any float dtype: cast to
-    each output's), or None for single-element outputs (ones). The gradient
-    is that of sum_i <grad_outputs[i], outputs[i]>.
+    each output's; under create_graph a Tensor keeps its history), or None
+    for single-element outputs (ones). The gradient is that of
+    sum_i <grad_outputs[i], outputs[i]>.
     inputs: a Tensor or a sequence; leaves or intermediate results.
     Returns a tuple with one Tensor per input, of its shape and dtype. Nothing
     is accumulated into any ``.grad``.
@@ -547,8 +548,7 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
     allow_unused=False: an input the outputs do not depend on (or that does
     not require grad) raises RuntimeError; True: its gradient is zeros.
     """
-    single = isinstance(inputs, Tensor)
-    inputs = [inputs] if single else list(inputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     if isinstance(grad_outputs, Tensor) or (grad_outputs is not None and hasattr(grad_outputs, "shape")):
         grad_outputs = [grad_outputs]
@@ -566,8 +566,8 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
                 raise RuntimeError(f"grad(): input {i} (shape {x.shape}) {why}, so it has no "
                                    "gradient; pass allow_unused=True for zeros")
             g = Tensor(backend.xp.zeros_like(x.data))
-        elif not isinstance(g, Tensor):
-            g = Tensor(g if g.flags.owndata else g.copy())   # not a view of the caller's array
+        elif not isinstance(g, Tensor):     # own it: not a view, nor the caller's array
+            g = Tensor(g if g.flags.owndata and not any(g is r for _, r in roots) else g.copy())
         result.append(g)
     return tuple(result)
 

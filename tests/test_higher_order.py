@@ -129,6 +129,15 @@ def test_grad_outputs_weight_the_outputs():
         grad(x * x, x)
 
 
+def test_grad_results_do_not_alias_the_callers_arrays():
+    x = Tensor(R(3), requires_grad=True)
+    y = x * 2.0
+    v = R(3, seed=1)
+    (gy,) = grad(y, y, grad_outputs=v)
+    gy.data[0] += 1.0
+    assert v[0] == R(3, seed=1)[0]
+
+
 def test_grad_wrt_an_intermediate_result_and_through_it():
     x = Tensor(R(4), requires_grad=True)
     h = x * 3.0
