@@ -224,12 +224,14 @@ class Tensor:
     def __add__(self, other):
         a, b = self, self._lift(other)
         return Tensor.make(a.data + b.data, (a, b),
-                           lambda g: (_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)), "add", True)
+                           lambda g: (_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)),
+                           "add", graph=True)
 
     def __sub__(self, other):
         a, b = self, self._lift(other)
         return Tensor.make(a.data - b.data, (a, b),
-                           lambda g: (_unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)), "sub", True)
+                           lambda g: (_unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)),
+                           "sub", graph=True)
 
     def __mul__(self, other):
         a, b = self, self._lift(other)
@@ -237,7 +239,7 @@ class Tensor:
             A, B = _vals(g, a, b)
             return (_unbroadcast(g * B, a.shape) if a.requires_grad else None,
                     _unbroadcast(g * A, b.shape) if b.requires_grad else None)
-        return Tensor.make(a.data * b.data, (a, b), backward, "mul", True)
+        return Tensor.make(a.data * b.data, (a, b), backward, "mul", graph=True)
 
     def __truediv__(self, other):
         a, b = self, self._lift(other)
@@ -245,7 +247,7 @@ class Tensor:
             A, B = _vals(g, a, b)
             return (_unbroadcast(g / B, a.shape) if a.requires_grad else None,
                     _unbroadcast(-g * A / (B * B), b.shape) if b.requires_grad else None)
-        return Tensor.make(a.data / b.data, (a, b), backward, "div", True)
+        return Tensor.make(a.data / b.data, (a, b), backward, "div", graph=True)
 
     def __radd__(self, other):
         return self._lift(other) + self
@@ -260,15 +262,17 @@ class Tensor:
         return self._lift(other) / self
 
     def __neg__(self):
-        return Tensor.make(-self.data, (self,), lambda g: (-g,), "neg", True)
+        return Tensor.make(-self.data, (self,), lambda g: (-g,), "neg", graph=True)
 
     def __pow__(self, p):
         if isinstance(p, Tensor) or not isinstance(p, (int, float)):
             raise TypeError("Tensor ** p takes a constant number p; use exp/log for a tensor exponent")
         x = self
         if p == 0:      # d/dx x**0 = 0, also at x = 0 (where p * x**(p-1) is 0 * inf)
-            return Tensor.make(x.data ** p, (x,), lambda g: (backend.xp.zeros_like(x.data),), "pow", True)
-        return Tensor.make(x.data ** p, (x,), lambda g: (g * p * _vals(g, x)[0] ** (p - 1),), "pow", True)
+            return Tensor.make(x.data ** p, (x,), lambda g: (backend.xp.zeros_like(x.data),),
+                               "pow", graph=True)
+        return Tensor.make(x.data ** p, (x,), lambda g: (g * p * _vals(g, x)[0] ** (p - 1),),
+                           "pow", graph=True)
 
     def __matmul__(self, other):
         a, b = self, self._lift(other)
@@ -279,7 +283,7 @@ class Tensor:
             A, B = _vals(g, a, b)
             return (g @ B.T if a.requires_grad else None,
                     A.T @ g if b.requires_grad else None)
-        return Tensor.make(a.data @ b.data, (a, b), backward, "matmul", True)
+        return Tensor.make(a.data @ b.data, (a, b), backward, "matmul", graph=True)
 
     def __rmatmul__(self, other):
         return self._lift(other) @ self
@@ -290,21 +294,24 @@ class Tensor:
         x = self
         def backward(g):
             g = _expand(g, x.shape, axis, keepdims)
-            return (g.broadcast_to(x.shape) if isinstance(g, Tensor) else backend.xp.broadcast_to(g, x.shape),)
-        return Tensor.make(x.data.sum(axis=axis, keepdims=keepdims), (x,), backward, "sum", True)
+            if isinstance(g, Tensor):
+                return (g.broadcast_to(x.shape),)
+            return (backend.xp.broadcast_to(g, x.shape),)
+        return Tensor.make(x.data.sum(axis=axis, keepdims=keepdims), (x,), backward, "sum", graph=True)
 
     def broadcast_to(self, shape):
         """The tensor broadcast to ``shape`` (NumPy rules); the gradient is summed back."""
         x = self
         return Tensor.make(backend.xp.broadcast_to(x.data, shape), (x,),
-                           lambda g: (_unbroadcast(g, x.shape),), "broadcast_to", True)
+                           lambda g: (_unbroadcast(g, x.shape),), "broadcast_to", graph=True)
 
     def astype(self, dtype):
         """A copy in float ``dtype``; the gradient is cast back to this tensor's dtype."""
         x, dtype = self, backend.xp.dtype(dtype)
         if dtype.kind != "f":
             raise TypeError(f"npgan.Tensor dtype must be floating point, got {dtype}")
-        return Tensor.make(x.data.astype(dtype), (x,), lambda g: (g.astype(x.dtype),), "astype", True)
+        return Tensor.make(x.data.astype(dtype), (x,), lambda g: (g.astype(x.dtype),),
+                           "astype", graph=True)
 
     def mean(self, axis=None, keepdims=False):
         """Sum / count; a mean over zero elements (an empty batch) is undefined:
@@ -330,13 +337,14 @@ class Tensor:
             mask /= mask.sum(axis=axis, keepdims=True)
             return (mask * _expand(g, x.shape, axis, keepdims),)
         out = m if keepdims else (m.reshape(()) if axis is None else m.squeeze(axis))
-        return Tensor.make(out, (x,), backward, "max", True)
+        return Tensor.make(out, (x,), backward, "max", graph=True)
 
     # -- shape ---------------------------------------------------------------------
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         x = self
-        return Tensor.make(x.data.reshape(shape), (x,), lambda g: (g.reshape(x.shape),), "reshape", True)
+        return Tensor.make(x.data.reshape(shape), (x,), lambda g: (g.reshape(x.shape),),
+                           "reshape", graph=True)
 
     def transpose(self, *axes):
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
@@ -344,37 +352,40 @@ class Tensor:
         # inverse permutation of the axes made non-negative (argsort of (0, -1, 1) is wrong)
         inv = tuple(sorted(range(len(axes)), key=lambda i: axes[i] % max(self.ndim, 1)))
         return Tensor.make(self.data.transpose(axes), (self,),
-                           lambda g: (g.transpose(inv),), "transpose", True)
+                           lambda g: (g.transpose(inv),), "transpose", graph=True)
 
     def __getitem__(self, idx):
         x = self
         if isinstance(idx, Tensor):
             raise TypeError("index a Tensor with integers, slices or integer arrays, not a Tensor")
-        return Tensor.make(x.data[idx], (x,), lambda g: (_scatter(g, idx, x.shape),), "getitem", True)
+        return Tensor.make(x.data[idx], (x,), lambda g: (_scatter(g, idx, x.shape),),
+                           "getitem", graph=True)
 
     # -- elementwise math -------------------------------------------------------
     # The kernel ops' fast backward (arrays) and their create_graph form (Tensor
     # ops on x, for a Tensor g) sit side by side.
     def exp(self):
         x, y = self, backend.xp.exp(self.data)
-        return Tensor.make(y, (x,), lambda g: (g * (x.exp() if isinstance(g, Tensor) else y),), "exp", True)
+        return Tensor.make(y, (x,), lambda g: (g * (x.exp() if isinstance(g, Tensor) else y),),
+                           "exp", graph=True)
 
     def log(self):
         x = self
-        return Tensor.make(backend.xp.log(x.data), (x,), lambda g: (g / _vals(g, x)[0],), "log", True)
+        return Tensor.make(backend.xp.log(x.data), (x,), lambda g: (g / _vals(g, x)[0],),
+                           "log", graph=True)
 
     def tanh(self):
         x, y = self, backend.xp.tanh(self.data)
         def backward(g):
             t = x.tanh() if isinstance(g, Tensor) else y
             return (g * (1 - t * t),)
-        return Tensor.make(y, (x,), backward, "tanh", True)
+        return Tensor.make(y, (x,), backward, "tanh", graph=True)
 
     def relu(self):
         y = K.relu_forward(self.data)
         def backward(g):
             return (g * (y > 0),) if isinstance(g, Tensor) else (K.relu_backward(g, y),)
-        return Tensor.make(y, (self,), backward, "relu", True)
+        return Tensor.make(y, (self,), backward, "relu", graph=True)
 
     def sigmoid(self):
         x = self
@@ -382,21 +393,23 @@ class Tensor:
             if isinstance(g, Tensor):
                 return (g * x.sigmoid() * (-x).sigmoid(),)
             return (K.sigmoid_backward(g, x.data),)
-        return Tensor.make(K.sigmoid_forward(x.data), (x,), backward, "sigmoid", True)
+        return Tensor.make(K.sigmoid_forward(x.data), (x,), backward, "sigmoid", graph=True)
 
     def softplus(self):
         """log(1 + e^x), exact for any x."""
         x = self
         def backward(g):
             return (g * x.sigmoid(),) if isinstance(g, Tensor) else (K.softplus_backward(g, x.data),)
-        return Tensor.make(K.softplus_forward(x.data), (x,), backward, "softplus", True)
+        return Tensor.make(K.softplus_forward(x.data), (x,), backward, "softplus", graph=True)
 
     def log_sigmoid(self):
         """log sigmoid(x) = -softplus(-x), exact for any x."""
         x = self
         def backward(g):
-            return (g * (-x).sigmoid(),) if isinstance(g, Tensor) else (K.log_sigmoid_backward(g, x.data),)
-        return Tensor.make(K.log_sigmoid_forward(x.data), (x,), backward, "log_sigmoid", True)
+            if isinstance(g, Tensor):
+                return (g * (-x).sigmoid(),)
+            return (K.log_sigmoid_backward(g, x.data),)
+        return Tensor.make(K.log_sigmoid_forward(x.data), (x,), backward, "log_sigmoid", graph=True)
 
     def clip(self, lo=None, hi=None):
         """Clamp to [lo, hi]; the gradient passes only where x was inside."""
@@ -408,7 +421,7 @@ class Tensor:
             if hi is not None:
                 inside &= x.data <= hi
             return (g * inside,)
-        return Tensor.make(backend.xp.clip(x.data, lo, hi), (x,), backward, "clip", True)
+        return Tensor.make(backend.xp.clip(x.data, lo, hi), (x,), backward, "clip", graph=True)
 
     def maxout(self, pieces):
         """Max over consecutive groups of ``pieces`` features of the last axis:
@@ -420,7 +433,7 @@ class Tensor:
                 return (K.maxout_backward(g, arg, pieces),)
             onehot = backend.xp.arange(pieces) == arg[..., None]       # (..., units, pieces)
             return ((g.reshape(g.shape + (1,)) * onehot).reshape(x.shape),)
-        return Tensor.make(y, (x,), backward, "maxout", True)
+        return Tensor.make(y, (x,), backward, "maxout", graph=True)
 
 
 def _roots(outputs, grad_outputs, create_graph, who):
@@ -596,4 +609,4 @@ def concatenate(tensors, axis=0):
         return tuple(g[(slice(None),) * ax + (slice(end - n, end),)]
                      for n, end in zip(sizes, itertools.accumulate(sizes)))
     return Tensor.make(backend.xp.concatenate([t.data for t in tensors], axis=axis),
-                       tuple(tensors), backward, "concatenate", True)
+                       tuple(tensors), backward, "concatenate", graph=True)
