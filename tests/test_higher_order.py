@@ -383,3 +383,20 @@ def test_gradgradcheck_refuses_float32_and_a_bad_mode():
         gradgradcheck(lambda t: t.astype(np.float32) * 2.0, R(3))
     with pytest.raises(ValueError, match="mode"):
         gradgradcheck(lambda t: t * t, R(3), mode="fast")
+
+
+# ------------------------------------------------------------------ backend neutrality
+
+@pytest.mark.parametrize("name", ["linear_sigmoid", "linear_relu", "maxout_layer", "dropout",
+                                  "bce_array_targets", "log_softmax", "cross_entropy", "getitem",
+                                  "max", "sum_mean", "concatenate", "exp_log", "tanh", "mul_div"])
+def test_double_backward_on_a_strict_device_backend(name):
+    """create_graph goes through backend.xp only (tests/strict_xp.py refuses
+    NumPy calls on device arrays, as CuPy would)."""
+    from strict_xp import strict
+    fn, *inputs = OPS[name]
+    prev = npgan.backend.set_module(strict, "strict")
+    try:
+        assert gradgradcheck(fn, *inputs, mode="random", n_directions=1)
+    finally:
+        npgan.backend.set_module(*prev)
