@@ -173,6 +173,20 @@ def test_backward_create_graph_leaves_tensors_in_grad_that_differentiate_again()
     np.testing.assert_allclose(x.grad.data, 8 * x.data)
 
 
+def test_derivatives_of_any_order():
+    """d/dx of x^4 summed, three times with create_graph, then once more: 4x^3,
+    12x^2, 24x, 24 (through pow, mul, sum, getitem, dropout's own backward)."""
+    x = Tensor(np.array([0.5, -1.5, 2.0, 1.0]), requires_grad=True)
+    keep = np.ones(4)
+    y = (F.dropout(x, 0.5, rng=np.random.default_rng(0)) * 0.5) ** 4
+    mask = (F.dropout(Tensor(keep), 0.5, rng=np.random.default_rng(0)).data > 0).astype(float)
+    g = y[np.array([0, 1, 2, 3])].sum()
+    for k, want in enumerate([4 * x.data ** 3, 12 * x.data ** 2, 24 * x.data, 24 + 0 * x.data]):
+        (g,) = grad(g, x, create_graph=k < 3)
+        np.testing.assert_allclose(g.data, want * mask, rtol=1e-12)
+        g = g.sum()
+
+
 def test_the_first_order_path_builds_no_graph():
     x = Tensor(R(3, 4), requires_grad=True)
     x.sigmoid().sum().backward()
