@@ -148,7 +148,8 @@ def gradgradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, mode="full", n_di
     Hessian, 2 first-order passes per element. mode "random": along
     ``n_directions`` random unit directions v, grad(<g, v>) against
     (g(x + eps v) - g(x - eps v)) / 2eps.
-    Returns True, or raises GradcheckError whose message gives, per pair of
+    The first derivative is differenced, not checked: run :func:`gradcheck`
+    too. Returns True, or raises GradcheckError whose message gives, per pair of
     inputs (per direction and input), the max absolute and relative error
     and the worst index, or the error create_graph raised (e.g. an op
     without a differentiable backward, by name).

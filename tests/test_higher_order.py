@@ -81,6 +81,21 @@ def test_every_op_has_a_correct_double_backward(kernel_path, name):
     assert gradgradcheck(fn, *inputs)
 
 
+def test_new_ops_first_derivatives():
+    """gradgradcheck takes the first derivative as right (it differences it):
+    the ops added for create_graph pass gradcheck themselves."""
+    w = R(2, 3, 4, seed=1)
+    assert gradcheck(lambda a: a.broadcast_to((2, 3, 4)) * w, R(3, 1))
+    assert gradcheck(lambda a: a.astype("float64") * a, R(3))
+    assert gradgradcheck(lambda a: a.broadcast_to((2, 3, 4)) ** 3, R(3, 1))
+    x = Tensor(R(3).astype(np.float32), requires_grad=True)
+    (g,) = grad((x.astype(np.float64) ** 2).sum(), x)          # float32 in, float32 gradient
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g.data, 2 * x.data, rtol=1e-6)
+    with pytest.raises(TypeError, match="floating point"):
+        x.astype(np.int32)
+
+
 @pytest.mark.parametrize("name", ["linear_sigmoid", "maxout_layer", "dropout", "bce_const_targets"])
 def test_random_direction_mode(kernel_path, name):
     fn, *inputs = OPS[name]
