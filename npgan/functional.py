@@ -80,7 +80,9 @@ def linear(x, weight, bias=None, activation=None):
             elif activation == "sigmoid":
                 z = linear(x, w, b)                  # the pre-activation, as a Tensor
                 g = g * z.sigmoid() * (-z).sigmoid()
-            gx, gw, gb = g @ w.T, x.T @ g, g.sum(axis=0)
+            gx = linear(g, w.T) if x.requires_grad else None    # linear: the compiled GEMM
+            gw = linear(x.T, g) if w.requires_grad else None
+            gb = g.sum(axis=0) if b is not None and b.requires_grad else None
         else:
             gx, gw, gb = K.linear_backward(g, x.data, w.data, saved, activation, x.requires_grad,
                                            w.requires_grad, b is not None and b.requires_grad)
