@@ -74,7 +74,7 @@ def linear(x, weight, bias=None, activation=None):
     y, saved = K.linear_forward(x.data, w.data, None if b is None else b.data, activation, keep)
 
     def backward(g):
-        if isinstance(g, Tensor):   # create_graph: the same products as Tensor ops
+        if isinstance(g, Tensor):   # create_graph: the same gradients, with differentiable ops
             if activation == "relu":
                 g = g * (saved > 0)                  # saved: y
             elif activation == "sigmoid":
