@@ -3,7 +3,7 @@
     import npgan
     from npgan import nn, optim, functional as F
 """
-from . import backend
+from . import backend, settings
 from .backend import use
 from .tensor import Tensor, tensor, no_grad, is_grad_enabled, concatenate, grad
 from . import functional, nn, optim
@@ -11,4 +11,5 @@ from .gradcheck import gradcheck, gradgradcheck, GradcheckError
 
 __version__ = "0.1.0"
 __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "concatenate", "grad", "functional",
-           "nn", "optim", "gradcheck", "gradgradcheck", "GradcheckError", "use", "backend"]
+           "nn", "optim", "gradcheck", "gradgradcheck", "GradcheckError", "use", "backend",
+           "settings"]
