@@ -127,13 +127,15 @@ class InfoDiscriminator(models.Discriminator):
 
 
 def build(seed=0, train_images=None, learn_std=False, n_cat=N_CAT, n_cont=N_CONT,
-          dtype="float32"):
-    """(G, D): the paper's G with input z_dim + n_cat + n_cont, InfoDiscriminator."""
+          dtype="float32", x_dim=784, z_dim=models.Z_DIM, g_hidden=1200, d_units=240, d_pieces=5):
+    """(G, D): the paper's G with input z_dim + n_cat + n_cont, InfoDiscriminator
+    (the sizes are the paper's unless given: the tests use small ones)."""
     rng = numpy.random.default_rng(seed)
     bias = None if train_images is None else models.pixel_logits(train_images)
-    G = models.Generator(z_dim=models.Z_DIM + n_cat + n_cont, output_bias=bias, rng=rng,
-                         dtype=dtype)
-    D = InfoDiscriminator(n_cat, n_cont, learn_std, rng=rng, dtype=dtype)
+    G = models.Generator(z_dim=z_dim + n_cat + n_cont, hidden=g_hidden, out=x_dim,
+                         output_bias=bias, rng=rng, dtype=dtype)
+    D = InfoDiscriminator(n_cat, n_cont, learn_std, rng=rng, dtype=dtype, inp=x_dim,
+                          units=d_units, pieces=d_pieces)
     return G, D
 
 
