@@ -16,6 +16,7 @@ Algorithm:
         test accuracy on the 10,000 MNIST test images
     baselines with the same labels and the same classifier: raw pixels, and the features of
     an untrained (randomly initialised) D of the same architecture.
+    --first-layer: also D's first hidden layer (h0, 240 maxout units) (rows NAME_h0).
 Results -> results/future_work/semi_supervised.json, figure -> docs/figures/future_semi_supervised.png.
 """
 import argparse
@@ -43,6 +44,8 @@ def parse_args(argv=None):
     p.add_argument("--gan-checkpoint", default=None,
                    help="checkpoint.npz of an examples/mnist_gan.py run (its state holds D)")
     p.add_argument("--infogan-d", default=None, help="D.npz of an examples/infogan.py seed")
+    p.add_argument("--first-layer", action="store_true",
+                   help="also D's first hidden layer (h0) as features (rows NAME_h0)")
     p.add_argument("--labels", type=int, nargs="+", default=[100, 1000], help="labelled images in all")
     p.add_argument("--draws", type=int, default=5, help="label draws per label count")
     p.add_argument("--steps", type=int, default=200, help="Adam steps of each logistic regression")
@@ -95,11 +98,15 @@ def feature_sets(args, train_x, test_x):
                {"note": "models.Discriminator(rng=default_rng(0)), no training"}))
     for name, D, desc in Ds:
         t0 = time.time()
-        tr = ssl.discriminator_features(D, train_x)
-        te = ssl.discriminator_features(D, test_x)
-        desc = dict(desc, dim=int(tr.shape[1]), feature_seconds=round(time.time() - t0, 1),
-                    dead_units=int((tr.std(axis=0) == 0).sum()))
-        sets[name] = (tr, te, desc)
+        tr = ssl.discriminator_features(D, train_x, layers=("h0", "h1"))
+        te = ssl.discriminator_features(D, test_x, layers=("h0", "h1"))
+        units = D.h0.units
+        for suffix, cols in (("", slice(units, None)), ("_h0", slice(0, units))):   # last, first layer
+            if suffix and not args.first_layer:
+                continue
+            d = dict(desc, layer="h1 (last hidden)" if not suffix else "h0 (first hidden)",
+                     dim=int(tr[:, cols].shape[1]), dead_units=int((tr[:, cols].std(axis=0) == 0).sum()))
+            sets[name + suffix] = (tr[:, cols], te[:, cols], d)
         print(f"{name}: features {tr.shape} in {time.time() - t0:.0f}s", flush=True)
     return sets
 

@@ -2,8 +2,9 @@
 
 "Features from the discriminator or inference net could improve performance
 of classifiers when limited labeled data is available": D is trained, without
-labels, by the GAN game; its last hidden layer (240 maxout units) then serves
-as the input of a small classifier fitted to a few labels.
+labels, by the GAN game; its last hidden layer (240 maxout units; or the first,
+``layers=("h0",)``) then serves as the input of a small classifier fitted to a
+few labels.
 
     feats = discriminator_features(D, images)          # (N, 240), eval mode
     scaler = Scaler.fit(feats_unlabelled)               # centre, one global scale
@@ -25,11 +26,16 @@ from .tensor import Tensor, no_grad
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
-def discriminator_features(D, images, batch=1000):
-    """D's last hidden layer for host ``images`` (N, 784) -> host (N, units) float32.
+def discriminator_features(D, images, batch=1000, layers=("h1",)):
+    """D's hidden layers for host ``images`` (N, 784) -> host (N, sum of units) float32.
 
     D: the paper's :class:`npgan.models.Discriminator` (or an InfoDiscriminator):
-    x -> maxout h0 -> maxout h1, in eval mode (dropout is the identity)."""
+    x -> maxout h0 -> maxout h1, in eval mode (dropout is the identity).
+    layers: which activations, concatenated in this order: "h1" (the last hidden
+    layer, the default), "h0" (the first)."""
+    for name in layers:
+        if name not in ("h0", "h1"):
+            raise ValueError(f"discriminator_features: layers are 'h0' and 'h1', got {name!r}")
     was = D.training
     D.eval()
     out = []
@@ -37,10 +43,14 @@ def discriminator_features(D, images, batch=1000):
         with no_grad():
             for i in range(0, len(images), batch):
                 x = Tensor(backend.asarray(images[i:i + batch], dtype=D.h0.linear.weight.dtype))
-                out.append(D.h1(D.h0(x)).numpy())
+                h = {"h0": D.h0(x)}
+                if "h1" in layers:
+                    h["h1"] = D.h1(h["h0"])
+                out.append(numpy.concatenate([h[n].numpy() for n in layers], axis=1))
     finally:
         D.train(was)
-    return numpy.concatenate(out) if out else numpy.zeros((0, D.h1.units), numpy.float32)
+    width = sum(D.h0.units if n == "h0" else D.h1.units for n in layers)
+    return numpy.concatenate(out) if out else numpy.zeros((0, width), numpy.float32)
 
 
 class Scaler:

@@ -94,4 +94,9 @@ def test_discriminator_features_are_the_last_hidden_layer_in_eval_mode():
     h0 = (x @ w0 + b0).reshape(5, 3, 2).max(-1)
     h1 = (h0 @ w1 + b1).reshape(5, 3, 2).max(-1)
     np.testing.assert_allclose(f, h1, rtol=1e-5)
+    both = ssl.discriminator_features(D, x, layers=("h0", "h1"))
+    np.testing.assert_allclose(both, np.hstack([h0, h1]), rtol=1e-5)
+    np.testing.assert_allclose(ssl.discriminator_features(D, x, layers=("h0",)), h0, rtol=1e-5)
+    with pytest.raises(ValueError):
+        ssl.discriminator_features(D, x, layers=("y",))
     assert D.training                                      # mode restored
