@@ -52,6 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--lr-d", type=float, default=2e-4)
     p.add_argument("--lr-g", type=float, default=1e-3)
     p.add_argument("--learn-std", action="store_true", help="Q also outputs log std of c_cont")
+    p.add_argument("--q-no-dropout", action="store_true",
+                   help="Q reads a second pass of G's samples through D's body without dropout")
     p.add_argument("--train-size", type=int, default=50000)
     p.add_argument("--eval-per-code", type=int, default=1000, help="samples per c_cat value")
     p.add_argument("--data-dir", default=None)
@@ -67,7 +69,7 @@ def parse_args(argv=None):
 
 
 def config_of(args):
-    return {k: getattr(args, k) for k in ("epochs", "max_steps", "lam", "lr_d", "lr_g", "learn_std",
+    return {k: getattr(args, k) for k in ("epochs", "max_steps", "lam", "lr_d", "lr_g", "learn_std", "q_no_dropout",
                                           "train_size", "eval_per_code")}
 
 
@@ -75,7 +77,7 @@ def config_of(args):
 def train_seed(args, seed, train_x, log=print):
     G, D = infogan.build(seed, train_x, learn_std=args.learn_std)
     trainer = infogan.InfoGANTrainer(G, D, train_x, lam=args.lam, lr_d=args.lr_d, lr_g=args.lr_g,
-                                     seed=seed)
+                                     seed=seed, q_dropout=not args.q_no_dropout)
     out = os.path.join(args.out, f"seed_{seed}")
     lines = []
     t0 = time.time()

@@ -125,6 +125,11 @@ class InfoDiscriminator(models.Discriminator):
         h = self.hidden(x)
         return self.y(self.drop2(h)), self.q(h)
 
+    def q_clean(self, x):
+        """Q's output from a pass without dropout (the layers' own weights, any mode)."""
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        return self.q(self.h1(self.h0(x)))
+
 
 def build(seed=0, train_images=None, learn_std=False, n_cat=N_CAT, n_cont=N_CONT,
           dtype="float32", x_dim=784, z_dim=models.Z_DIM, g_hidden=1200, d_units=240, d_pieces=5):
@@ -160,12 +165,16 @@ class InfoGANTrainer:
         D, Q:  minimise 0.5 [BCE(D(x), 1) + BCE(D(G(z, c)), 0)] + lam E[-log q(c | G(z, c))]
         G   :  minimise      BCE(D(G(z, c)), 1)                  + lam E[-log q(c | G(z, c))]
 
-    data: host array (N, 784) in [0, 1]. seed: the batches', codes' and z's RNG."""
+    data: host array (N, 784) in [0, 1]. seed: the batches', codes' and z's RNG.
+    q_dropout: Q reads D's last hidden layer from the same (dropout) pass as D's
+    logit (default); False: from a second pass of fake through D's body without
+    dropout (D's logit keeps its dropout), about 25 % more work per step."""
 
     def __init__(self, G, D, data, batch_size=100, lam=1.0, lr_d=2e-4, lr_g=1e-3,
-                 betas=(0.5, 0.999), d_scale=0.5, seed=0):
+                 betas=(0.5, 0.999), d_scale=0.5, seed=0, q_dropout=True):
         self.G, self.D, self.data = G, D, numpy.asarray(data)
         self.batch_size, self.lam, self.d_scale = batch_size, float(lam), float(d_scale)
+        self.q_dropout = q_dropout   # False: Q reads a second, dropout-free pass of D's body
         self.n_cat, self.n_cont, self.learn_std = D.n_cat, D.n_cont, D.learn_std
         self.z_dim = G.z_dim - self.n_cat - self.n_cont
         self.opt_d = optim.Adam(D.parameters(), lr=lr_d, betas=betas)
@@ -186,6 +195,8 @@ class InfoGANTrainer:
         fake = self.G(zc)
         l_real, _ = self.D(Tensor(backend.asarray(x)))
         l_fake, q_fake = self.D(fake)
+        if not self.q_dropout:
+            q_fake = self.D.q_clean(fake)
         mi, mi_cat, mi_cont = info_loss(q_fake, cat, cont, self.n_cat, self.n_cont, self.learn_std)
         d_gan = (F.binary_cross_entropy_with_logits(l_real, 1.0)
                  + F.binary_cross_entropy_with_logits(l_fake, 0.0)) * self.d_scale

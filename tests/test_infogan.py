@@ -139,3 +139,15 @@ def test_trainer_learns_the_code_on_a_tiny_problem():
     imgs = tr.generate(cat, cont, np.random.default_rng(1))
     q_cat, _ = tr.predict_codes(imgs)
     assert (q_cat == cat).mean() > 0.95
+
+
+def test_q_clean_is_the_dropout_free_pass():
+    rng = np.random.default_rng(9)
+    D = infogan.InfoDiscriminator(units=4, pieces=2, inp=6, rng=rng, dtype="float64")
+    x = rng.random((5, 6))
+    q_train = D.q_clean(x).numpy()                  # train mode: still no dropout
+    _, q_eval = D.eval()(x)
+    np.testing.assert_allclose(q_train, q_eval.numpy(), rtol=1e-12)
+    D.train()
+    _, q_drop = D(x)
+    assert not np.allclose(q_drop.numpy(), q_eval.numpy())    # the shared pass has dropout
