@@ -1,16 +1,18 @@
 """InfoGAN (Chen et al., 2016) with the paper's MNIST networks (issue #18, item 2).
 
-    python examples/infogan.py                          # 5 seeds x 5 epochs, then the summary
+    python examples/infogan.py --epochs 6 --q-no-dropout   # what was run: 5 seeds, then the summary
     python examples/infogan.py --seeds 0 --epochs 1     # one short run
     python examples/infogan.py --summarize-only         # re-read OUT/seed_*/result.json
 
 Algorithm (per seed):
     G: [z ~ N(0, I_100), c_cat ~ Cat(10) one-hot, c_cont ~ U(-1, 1)^2] -> 1200 -> 1200 -> 784
     D: the paper's maxout D; Q: a linear head on D's last hidden layer (240 units)
-       -> logits of q(c_cat | x), means of q(c_cont | x) (std 1, or learned: --learn-std)
+       -> logits of q(c_cat | x), means of q(c_cont | x) (std 1, or learned: --learn-std);
+       --q-no-dropout: Q reads a second pass of G(z, c) through D's body without dropout
     for each minibatch x of 100 MNIST images (train[:50000]), one simultaneous update:
-        D, Q:  0.5 [BCE(D(x), 1) + BCE(D(G(z, c)), 0)] + lam E[-log q(c | G(z, c))]   (Adam 2e-4)
-        G   :  BCE(D(G(z, c)), 1)                        + lam E[-log q(c | G(z, c))]   (Adam 1e-3)
+        D, Q:  0.5 [BCE(D(x), 1) + BCE(D(G(z, c)), 0)] + lam E[-log q(c | G(z, c))]
+        G   :  BCE(D(G(z, c)), 1)                        + lam E[-log q(c | G(z, c))]
+        (lam = 1; SGD lr 0.1, momentum 0.5 for both, the paper's; --optimizer adam: InfoGAN's)
     evaluate: 1,000 samples per value of c_cat (c_cont ~ U(-1, 1)); the reference classifier
        labels them; agreement = fraction of samples whose c_cat maps to their label under the
        best one-to-one map of code values to classes (Hungarian, npgan.infogan.best_assignment);
@@ -21,7 +23,8 @@ traversals of c_cont (rows = c_cat value ordered by its matched class, columns =
 to 2, the other code 0, z fixed per row) -> docs/figures/future_infogan_traversal.png.
 
 Each seed's run directory (OUT/seed_S) holds G.npz, D.npz, metrics.jsonl, result.json,
-samples.png and traversal.png; a finished seed is not retrained (delete its result.json).
+samples.png, traversal.png and epoch_EEE/{G,D}.npz after every epoch; a finished seed is not
+retrained (delete its result.json); --evaluate-epoch E scores the seeds' epoch-E weights.
 """
 import argparse
 import json
@@ -49,8 +52,12 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--max-steps", type=int, default=None, help="steps per epoch (default: all)")
     p.add_argument("--lam", type=float, default=1.0, help="weight of the mutual-information term")
-    p.add_argument("--lr-d", type=float, default=2e-4)
-    p.add_argument("--lr-g", type=float, default=1e-3)
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
+                   help="sgd: the paper's (lr 0.1, momentum 0.5); adam: InfoGAN's (use --lr-d 2e-4 "
+                        "--lr-g 1e-3; with these networks it broke G, see docs/future_work.d/infogan.md)")
+    p.add_argument("--lr-d", type=float, default=0.1)
+    p.add_argument("--lr-g", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.5, help="SGD momentum")
     p.add_argument("--learn-std", action="store_true", help="Q also outputs log std of c_cont")
     p.add_argument("--q-no-dropout", action="store_true",
                    help="Q reads a second pass of G's samples through D's body without dropout")
@@ -63,13 +70,15 @@ def parse_args(argv=None):
     p.add_argument("--figure-seed", type=int, default=None,
                    help="seed whose traversal goes to --figure (default: the first of --seeds)")
     p.add_argument("--summarize-only", action="store_true")
+    p.add_argument("--evaluate-epoch", type=int, default=None,
+                   help="no training: evaluate the G, D each seed saved after this epoch")
     p.add_argument("--no-summary", action="store_true", help="train/evaluate the seeds only")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
 
 def config_of(args):
-    return {k: getattr(args, k) for k in ("epochs", "max_steps", "lam", "lr_d", "lr_g", "learn_std", "q_no_dropout",
+    return {k: getattr(args, k) for k in ("epochs", "max_steps", "lam", "optimizer", "lr_d", "lr_g", "momentum", "learn_std", "q_no_dropout",
                                           "train_size", "eval_per_code")}
 
 
@@ -77,7 +86,8 @@ def config_of(args):
 def train_seed(args, seed, train_x, log=print):
     G, D = infogan.build(seed, train_x, learn_std=args.learn_std)
     trainer = infogan.InfoGANTrainer(G, D, train_x, lam=args.lam, lr_d=args.lr_d, lr_g=args.lr_g,
-                                     seed=seed, q_dropout=not args.q_no_dropout)
+                                     seed=seed, q_dropout=not args.q_no_dropout,
+                                     optimizer=args.optimizer, momentum=args.momentum)
     out = os.path.join(args.out, f"seed_{seed}")
     lines = []
     t0 = time.time()
@@ -93,6 +103,9 @@ def train_seed(args, seed, train_x, log=print):
         rec["agreement_1000"] = agree
         lines.append(json.dumps(rec) + "\n")
         files.write_text(os.path.join(out, "metrics.jsonl"), "".join(lines))
+        snap = os.path.join(out, f"epoch_{trainer.epoch:03d}")     # every epoch: --evaluate-epoch
+        save_npz(os.path.join(snap, "G.npz"), G.state_dict())
+        save_npz(os.path.join(snap, "D.npz"), D.state_dict())
         log(f"seed {seed} epoch {rec['epoch']}: D {rec['d_loss']:.3f} G {rec['g_loss']:.3f} "
             f"D(x) {rec['d_real']:.2f} D(G(z)) {rec['d_fake']:.2f} -log q(cat) {rec['mi_cat']:.3f} "
             f"-log q(cont) {rec['mi_cont']:.3f} MI bound {rec['mi_lower_bound']:.2f} nats, "
@@ -189,13 +202,31 @@ def save_npz(path, arrays):
         np.savez(f, **arrays)
 
 
+def load_seed(args, seed, epoch, train_x):
+    """A trainer holding the G and D a run saved after ``epoch`` (OUT/seed_S/epoch_EEE)."""
+    snap = os.path.join(args.out, f"seed_{seed}", f"epoch_{epoch:03d}")
+    G, D = infogan.build(seed, train_x[:100], learn_std=args.learn_std)
+    for module, name in ((G, "G.npz"), (D, "D.npz")):
+        with np.load(os.path.join(snap, name)) as z:
+            module.load_state_dict({k: z[k] for k in z.files})
+    trainer = infogan.InfoGANTrainer(G, D, train_x[:100], seed=seed)
+    with open(os.path.join(args.out, f"seed_{seed}", "metrics.jsonl")) as f:
+        trainer.history = [json.loads(line) for line in f][:epoch]
+    trainer.epoch = epoch
+    return trainer, sum(h.get("seconds", 0) for h in trainer.history[-1:])
+
+
 def run_seed(args, seed, train_x, test):
     out = os.path.join(args.out, f"seed_{seed}")
     res_path = os.path.join(out, "result.json")
-    if os.path.exists(res_path):
+    if os.path.exists(res_path) and args.evaluate_epoch is None:
         print(f"seed {seed}: {res_path} exists, kept")
         return
-    trainer, seconds = train_seed(args, seed, train_x)
+    if args.evaluate_epoch is not None:        # a run stopped early: score its saved epoch
+        trainer, seconds = load_seed(args, seed, args.evaluate_epoch, train_x)
+        args.epochs = args.evaluate_epoch
+    else:
+        trainer, seconds = train_seed(args, seed, train_x)
     res, samples = evaluate_seed(trainer, *test, args.eval_per_code)
     res.update(seed=seed, train_seconds=round(seconds, 1), config=config_of(args),
                history=trainer.history)
@@ -268,10 +299,13 @@ def figure_from_seed(args, seed, train_x):
     out = os.path.join(args.out, f"seed_{seed}")
     with open(os.path.join(out, "result.json")) as f:
         res = json.load(f)
-    G, D = infogan.build(seed, train_x[:100], learn_std=args.learn_std)
-    with np.load(os.path.join(out, "G.npz")) as z:
-        G.load_state_dict({k: z[k] for k in z.files})
-    trainer = infogan.InfoGANTrainer(G, D, train_x[:100], seed=seed)
+    if args.evaluate_epoch is not None:
+        trainer = load_seed(args, seed, args.evaluate_epoch, train_x)[0]
+    else:
+        G, D = infogan.build(seed, train_x[:100], learn_std=args.learn_std)
+        with np.load(os.path.join(out, "G.npz")) as z:
+            G.load_state_dict({k: z[k] for k in z.files})
+        trainer = infogan.InfoGANTrainer(G, D, train_x[:100], seed=seed)
     traversal_figure(trainer, res["mapping_code_to_class"], args.figure,
                      f"InfoGAN (seed {seed}, {res['config']['epochs']} epochs): agreement "
                      f"{res['agreement']:.3f}; rows: c_cat value -> matched class")

@@ -166,19 +166,28 @@ class InfoGANTrainer:
         G   :  minimise      BCE(D(G(z, c)), 1)                  + lam E[-log q(c | G(z, c))]
 
     data: host array (N, 784) in [0, 1]. seed: the batches', codes' and z's RNG.
+    optimizer: "adam" (InfoGAN's: lr_d 2e-4, lr_g 1e-3, betas) or "sgd" (the
+    paper's: lr 0.1 for both, ``momentum``).
     q_dropout: Q reads D's last hidden layer from the same (dropout) pass as D's
     logit (default); False: from a second pass of fake through D's body without
     dropout (D's logit keeps its dropout), about 25 % more work per step."""
 
     def __init__(self, G, D, data, batch_size=100, lam=1.0, lr_d=2e-4, lr_g=1e-3,
-                 betas=(0.5, 0.999), d_scale=0.5, seed=0, q_dropout=True):
+                 betas=(0.5, 0.999), d_scale=0.5, seed=0, q_dropout=True, optimizer="adam",
+                 momentum=0.5):
         self.G, self.D, self.data = G, D, numpy.asarray(data)
         self.batch_size, self.lam, self.d_scale = batch_size, float(lam), float(d_scale)
         self.q_dropout = q_dropout   # False: Q reads a second, dropout-free pass of D's body
         self.n_cat, self.n_cont, self.learn_std = D.n_cat, D.n_cont, D.learn_std
         self.z_dim = G.z_dim - self.n_cat - self.n_cont
-        self.opt_d = optim.Adam(D.parameters(), lr=lr_d, betas=betas)
-        self.opt_g = optim.Adam(G.parameters(), lr=lr_g, betas=betas)
+        if optimizer == "adam":
+            self.opt_d = optim.Adam(D.parameters(), lr=lr_d, betas=betas)
+            self.opt_g = optim.Adam(G.parameters(), lr=lr_g, betas=betas)
+        elif optimizer == "sgd":
+            self.opt_d = optim.SGD(D.parameters(), lr=lr_d, momentum=momentum)
+            self.opt_g = optim.SGD(G.parameters(), lr=lr_g, momentum=momentum)
+        else:
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
         self.rng = numpy.random.default_rng(seed)
         self.step_count, self.epoch, self.history = 0, 0, []
 
