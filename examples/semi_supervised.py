@@ -46,6 +46,9 @@ def parse_args(argv=None):
     p.add_argument("--infogan-d", default=None, help="D.npz of an examples/infogan.py seed")
     p.add_argument("--first-layer", action="store_true",
                    help="also D's first hidden layer (h0) as features (rows NAME_h0)")
+    p.add_argument("--no-baselines", action="store_true",
+                   help="only the Ds given (no pixels, no untrained D): their rows are the same "
+                        "numbers in every run, the label draws being fixed")
     p.add_argument("--labels", type=int, nargs="+", default=[100, 1000], help="labelled images in all")
     p.add_argument("--draws", type=int, default=5, help="label draws per label count")
     p.add_argument("--steps", type=int, default=200, help="Adam steps of each logistic regression")
@@ -88,14 +91,15 @@ def infogan_discriminator(path):
 
 def feature_sets(args, train_x, test_x):
     """name -> (train features, test features, description): pixels, each D given, an untrained D."""
-    sets = {"pixels": (train_x, test_x, {"dim": 784})}
+    sets = {} if args.no_baselines else {"pixels": (train_x, test_x, {"dim": 784})}
     Ds = []
     if args.gan_checkpoint:
         Ds.append(("gan_D",) + gan_discriminator(args.gan_checkpoint))
     if args.infogan_d:
         Ds.append(("infogan_D",) + infogan_discriminator(args.infogan_d))
-    Ds.append(("untrained_D", models.Discriminator(rng=np.random.default_rng(0)),
-               {"note": "models.Discriminator(rng=default_rng(0)), no training"}))
+    if not args.no_baselines:
+        Ds.append(("untrained_D", models.Discriminator(rng=np.random.default_rng(0)),
+                   {"note": "models.Discriminator(rng=default_rng(0)), no training"}))
     for name, D, desc in Ds:
         t0 = time.time()
         tr = ssl.discriminator_features(D, train_x, layers=("h0", "h1"))
