@@ -1,0 +1,346 @@
+"""InfoGAN (Chen et al., 2016) on the paper's MNIST networks.
+
+G's input is widened from z (100) to [z, c_cat, c_cont] (100 + 10 + 2): a
+10-way categorical code c_cat (one-hot, uniform) and 2 continuous codes c_cont
+~ U(-1, 1). D is the paper's maxout D with an auxiliary head Q: one linear
+layer on D's last hidden layer (240 maxout units, before D's last dropout)
+that outputs the logits of q(c_cat | x) and the mean (and, with
+``learn_std``, the log std) of a Gaussian q(c_cont | x). The mutual
+information I(c; G(z, c)) has the variational lower bound
+
+    L_I = H(c) - E[-log q(c | G(z, c))]  <=  I(c; G(z, c)),
+
+and both players add lambda x E[-log q(c | G(z, c))] to their losses (D's
+side trains Q and D's body, G's side trains G), lambda = 1:
+
+    categorical: softmax cross-entropy      (F.cross_entropy)
+    continuous : Gaussian NLL, summed over the code's dimensions
+                 0.5 ((c - mu) / s)^2 + log s + 0.5 log 2 pi  (s = 1 fixed, or learned)
+
+The game itself is the paper's (D's loss 0.5 (BCE real + BCE fake), the
+non-saturating G loss, one minibatch for both players); the optimizers are
+InfoGAN's (Adam, D 2e-4, G 1e-3, beta1 0.5).
+
+Also here: :func:`best_assignment` (the Hungarian method, in NumPy) and
+:func:`cluster_agreement`, which score an unsupervised code against labels
+under the best one-to-one matching of code values to classes.
+"""
+import math
+
+import numpy  # host side: the codes' RNG, the assignment, the evaluation tables
+
+from . import backend, models, nn, optim
+from . import functional as F
+from .tensor import Tensor, no_grad
+
+N_CAT = 10          #: values of the categorical code
+N_CONT = 2          #: continuous codes, each U(-1, 1)
+LOG_2PI = math.log(2 * math.pi)
+
+
+# -- the codes -------------------------------------------------------------------------
+def sample_codes(n, rng, n_cat=N_CAT, n_cont=N_CONT):
+    """(cat (n,) int64 uniform on {0..n_cat-1}, cont (n, n_cont) float32 U(-1, 1)), host arrays."""
+    cat = rng.integers(0, n_cat, n)
+    cont = rng.uniform(-1.0, 1.0, (n, n_cont)).astype(numpy.float32)
+    return cat, cont
+
+
+def generator_input(z, cat, cont, n_cat=N_CAT):
+    """[z, one_hot(cat), cont] as one backend array (n, z_dim + n_cat + n_cont)."""
+    z = backend.to_numpy(z.data if isinstance(z, Tensor) else z)
+    cat = numpy.asarray(cat)
+    one_hot = numpy.zeros((len(cat), n_cat), dtype=z.dtype)
+    one_hot[numpy.arange(len(cat)), cat] = 1
+    return backend.asarray(numpy.concatenate([z, one_hot, numpy.asarray(cont, z.dtype)], axis=1))
+
+
+# -- the losses ----------------------------------------------------------------------------
+def gaussian_nll(mean, target, log_std=None, reduction="mean"):
+    """-log N(target; mean, diag(exp(log_std))^2), summed over the last axis.
+
+    mean: Tensor (N, K); target: array (N, K); log_std: None (std 1), a number
+    (a fixed std for all) or a Tensor (N, K) (learned). reduction "mean" (over
+    rows, a scalar) or "none" ((N,)). Per element: 0.5 ((t - m) / s)^2 + log s
+    + 0.5 log 2 pi."""
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    mean = mean if isinstance(mean, Tensor) else Tensor(mean)
+    t = Tensor(backend.asarray(target.data if isinstance(target, Tensor) else target,
+                               dtype=mean.dtype))
+    if t.shape != mean.shape:
+        raise ValueError(f"gaussian_nll: target {t.shape} and mean {mean.shape} differ in shape")
+    diff = mean - t
+    if log_std is None:
+        per = diff * diff * 0.5 + 0.5 * LOG_2PI
+    elif isinstance(log_std, (int, float)):
+        per = diff * diff * (0.5 * math.exp(-2.0 * log_std)) + (log_std + 0.5 * LOG_2PI)
+    else:
+        log_std = log_std if isinstance(log_std, Tensor) else Tensor(log_std)
+        per = diff * diff * (log_std * -2.0).exp() * 0.5 + log_std + 0.5 * LOG_2PI
+    nll = per.sum(axis=1)
+    return nll.mean() if reduction == "mean" else nll
+
+
+def info_loss(q_out, cat, cont, n_cat=N_CAT, n_cont=N_CONT, learn_std=False):
+    """E[-log q(c | x)] over a batch: (total, categorical part, continuous part).
+
+    q_out: Q's output (N, n_cat + n_cont (+ n_cont with learn_std)): the
+    categorical logits, the continuous means, then their log stds."""
+    logits = q_out[:, :n_cat]
+    mean = q_out[:, n_cat:n_cat + n_cont]
+    log_std = q_out[:, n_cat + n_cont:n_cat + 2 * n_cont].clip(-5.0, 3.0) if learn_std else None
+    l_cat = F.cross_entropy(logits, backend.asarray(numpy.asarray(cat, dtype=numpy.int64)))
+    l_cont = gaussian_nll(mean, cont, log_std)
+    return l_cat + l_cont, l_cat, l_cont
+
+
+def code_entropy(n_cat=N_CAT, n_cont=N_CONT):
+    """H(c) in nats: log n_cat + n_cont log 2 (differential entropy of U(-1, 1) is log 2)."""
+    return math.log(n_cat) + n_cont * math.log(2.0)
+
+
+# -- the networks ---------------------------------------------------------------------------
+class InfoDiscriminator(models.Discriminator):
+    """The paper's D (same layers, same names: a plain D's state_dict loads into
+    its body) plus Q, a linear head on the last hidden layer.
+
+    forward(x) -> (D's logit (N, 1), Q's output (N, q_dim))."""
+
+    def __init__(self, n_cat=N_CAT, n_cont=N_CONT, learn_std=False, rng=None, q_irange=0.05,
+                 dtype="float32", **kw):
+        rng = rng if rng is not None else numpy.random.default_rng()
+        super().__init__(rng=rng, dtype=dtype, **kw)
+        self.n_cat, self.n_cont, self.learn_std = n_cat, n_cont, learn_std
+        units = self.h1.units
+        self.q = nn.Linear(units, n_cat + n_cont * (2 if learn_std else 1), irange=q_irange,
+                           rng=rng, dtype=dtype)
+
+    def hidden(self, x):
+        """The last hidden layer (N, 240) (dropout active in train mode only)."""
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        return self.h1(self.drop1(self.h0(self.drop0(x))))
+
+    def forward(self, x):
+        h = self.hidden(x)
+        return self.y(self.drop2(h)), self.q(h)
+
+    def q_clean(self, x):
+        """Q's output from a pass without dropout (the layers' own weights, any mode)."""
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        return self.q(self.h1(self.h0(x)))
+
+
+def build(seed=0, train_images=None, learn_std=False, n_cat=N_CAT, n_cont=N_CONT,
+          dtype="float32", x_dim=784, z_dim=models.Z_DIM, g_hidden=1200, d_units=240, d_pieces=5):
+    """(G, D): the paper's G with input z_dim + n_cat + n_cont, InfoDiscriminator
+    (the sizes are the paper's unless given: the tests use small ones)."""
+    rng = numpy.random.default_rng(seed)
+    bias = None if train_images is None else models.pixel_logits(train_images)
+    G = models.Generator(z_dim=z_dim + n_cat + n_cont, hidden=g_hidden, out=x_dim,
+                         output_bias=bias, rng=rng, dtype=dtype)
+    D = InfoDiscriminator(n_cat, n_cont, learn_std, rng=rng, dtype=dtype, inp=x_dim,
+                          units=d_units, pieces=d_pieces)
+    return G, D
+
+
+class _frozen:
+    """These parameters take no gradient in backward() calls within."""
+
+    def __init__(self, params):
+        self.params = list(params)
+
+    def __enter__(self):
+        for p in self.params:
+            p.requires_grad = False
+
+    def __exit__(self, *exc):
+        for p in self.params:
+            p.requires_grad = True
+
+
+class InfoGANTrainer:
+    """One simultaneous update of D (+Q) and G per minibatch, as the paper's code:
+
+        D, Q:  minimise 0.5 [BCE(D(x), 1) + BCE(D(G(z, c)), 0)] + lam E[-log q(c | G(z, c))]
+        G   :  minimise      BCE(D(G(z, c)), 1)                  + lam E[-log q(c | G(z, c))]
+
+    data: host array (N, 784) in [0, 1]. seed: the batches', codes' and z's RNG.
+    optimizer: "adam" (InfoGAN's: lr_d 2e-4, lr_g 1e-3, betas) or "sgd" (the
+    paper's: lr 0.1 for both, ``momentum``).
+    q_dropout: Q reads D's last hidden layer from the same (dropout) pass as D's
+    logit (default); False: from a second pass of fake through D's body without
+    dropout (D's logit keeps its dropout), about 25 % more work per step."""
+
+    def __init__(self, G, D, data, batch_size=100, lam=1.0, lr_d=2e-4, lr_g=1e-3,
+                 betas=(0.5, 0.999), d_scale=0.5, seed=0, q_dropout=True, optimizer="adam",
+                 momentum=0.5):
+        self.G, self.D, self.data = G, D, numpy.asarray(data)
+        self.batch_size, self.lam, self.d_scale = batch_size, float(lam), float(d_scale)
+        self.q_dropout = q_dropout   # False: Q reads a second, dropout-free pass of D's body
+        self.n_cat, self.n_cont, self.learn_std = D.n_cat, D.n_cont, D.learn_std
+        self.z_dim = G.z_dim - self.n_cat - self.n_cont
+        if optimizer == "adam":
+            self.opt_d = optim.Adam(D.parameters(), lr=lr_d, betas=betas)
+            self.opt_g = optim.Adam(G.parameters(), lr=lr_g, betas=betas)
+        elif optimizer == "sgd":
+            self.opt_d = optim.SGD(D.parameters(), lr=lr_d, momentum=momentum)
+            self.opt_g = optim.SGD(G.parameters(), lr=lr_g, momentum=momentum)
+        else:
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        self.rng = numpy.random.default_rng(seed)
+        self.step_count, self.epoch, self.history = 0, 0, []
+
+    def inputs(self, n, rng):
+        """(G's input, cat, cont) for n fresh draws of z ~ N(0, I) and c."""
+        z = rng.standard_normal((n, self.z_dim), dtype=numpy.float32)
+        cat, cont = sample_codes(n, rng, self.n_cat, self.n_cont)
+        return generator_input(z, cat, cont, self.n_cat), cat, cont
+
+    def step(self, x):
+        """One update from the real batch x (m, 784) -> dict of batch statistics."""
+        m = len(x)
+        zc, cat, cont = self.inputs(m, self.rng)
+        fake = self.G(zc)
+        l_real, _ = self.D(Tensor(backend.asarray(x)))
+        l_fake, q_fake = self.D(fake)
+        if not self.q_dropout:
+            q_fake = self.D.q_clean(fake)
+        mi, mi_cat, mi_cont = info_loss(q_fake, cat, cont, self.n_cat, self.n_cont, self.learn_std)
+        d_gan = (F.binary_cross_entropy_with_logits(l_real, 1.0)
+                 + F.binary_cross_entropy_with_logits(l_fake, 0.0)) * self.d_scale
+        g_gan = F.binary_cross_entropy_with_logits(l_fake, 1.0)
+        self.opt_d.zero_grad()
+        self.opt_g.zero_grad()
+        with _frozen(self.G.parameters()):
+            (d_gan + mi * self.lam).backward()
+        with _frozen(self.D.parameters()):
+            (g_gan + mi * self.lam).backward()
+        self.opt_d.step()
+        self.opt_g.step()
+        self.step_count += 1
+        xp = backend.xp
+        stats = {"d_loss": float(d_gan.item()), "g_loss": float(g_gan.item()),
+                 "mi_cat": float(mi_cat.item()), "mi_cont": float(mi_cont.item()),
+                 "d_real": float(xp.mean(1 / (1 + xp.exp(-l_real.data)))),
+                 "d_fake": float(xp.mean(1 / (1 + xp.exp(-l_fake.data))))}
+        for k in ("mi_cat", "mi_cont", "d_loss", "g_loss"):
+            if not math.isfinite(stats[k]):
+                raise FloatingPointError(f"step {self.step_count}: {k} = {stats[k]}")
+        return stats
+
+    def train_epoch(self, on_step=None, max_steps=None):
+        """One pass over a fresh permutation (or its first ``max_steps`` batches)
+        -> the epoch's mean statistics (also appended to ``history``)."""
+        order = self.rng.permutation(len(self.data))
+        n = len(self.data) // self.batch_size
+        n = n if max_steps is None else min(n, max_steps)
+        sums = {}
+        for i in range(n):
+            stats = self.step(self.data[order[i * self.batch_size:(i + 1) * self.batch_size]])
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if on_step is not None:
+                on_step(self, stats)
+        self.epoch += 1
+        rec = {"epoch": self.epoch, "step": self.step_count, **{k: v / n for k, v in sums.items()}}
+        rec["mi_lower_bound"] = code_entropy(self.n_cat, self.n_cont) - rec["mi_cat"] - rec["mi_cont"]
+        self.history.append(rec)
+        return rec
+
+    def generate(self, cat, cont, rng, z=None):
+        """Host images (n, 784) from G at the given codes (z drawn by ``rng`` unless given)."""
+        cat = numpy.asarray(cat)
+        if z is None:
+            z = rng.standard_normal((len(cat), self.z_dim), dtype=numpy.float32)
+        was = self.G.training
+        self.G.eval()
+        try:
+            with no_grad():
+                out = self.G(generator_input(z, cat, cont, self.n_cat)).numpy()
+        finally:
+            self.G.train(was)
+        return out
+
+    def predict_codes(self, images, batch=1000):
+        """Q's argmax of the categorical code and mean of the continuous ones (eval mode)."""
+        was = self.D.training
+        self.D.eval()
+        cats, conts = [], []
+        try:
+            with no_grad():
+                for i in range(0, len(images), batch):
+                    _, q = self.D(Tensor(backend.asarray(images[i:i + batch])))
+                    q = q.numpy()
+                    cats.append(q[:, :self.n_cat].argmax(axis=1))
+                    conts.append(q[:, self.n_cat:self.n_cat + self.n_cont])
+        finally:
+            self.D.train(was)
+        return numpy.concatenate(cats), numpy.concatenate(conts)
+
+
+# -- scoring an unsupervised code ---------------------------------------------------------------
+def best_assignment(cost):
+    """The Hungarian method (Kuhn-Munkres, O(n^3) with potentials) on a square
+    or wide cost matrix (n rows <= m columns): -> cols (n,) int, row i assigned
+    column cols[i], distinct columns, sum of cost[i, cols[i]] minimal.
+    NumPy only (SciPy's ``linear_sum_assignment`` gives the same minimum)."""
+    c = numpy.asarray(cost, dtype=numpy.float64)
+    if c.ndim != 2 or c.shape[0] > c.shape[1]:
+        raise ValueError(f"best_assignment: need a cost matrix (n, m) with n <= m, got {c.shape}")
+    if not numpy.isfinite(c).all():
+        raise ValueError("best_assignment: the cost matrix holds NaN or inf")
+    n, m = c.shape
+    u, v = numpy.zeros(n + 1), numpy.zeros(m + 1)   # potentials (1-based, 0 is a sentinel)
+    match = numpy.zeros(m + 1, dtype=numpy.int64)   # match[j]: the row holding column j
+    way = numpy.zeros(m + 1, dtype=numpy.int64)
+    for i in range(1, n + 1):
+        match[0], j0 = i, 0
+        minv = numpy.full(m + 1, numpy.inf)
+        used = numpy.zeros(m + 1, dtype=bool)
+        while True:                        # grow an alternating tree until a free column
+            used[j0] = True
+            i0 = match[j0]
+            free = ~used[1:]
+            cur = c[i0 - 1] - u[i0] - v[1:]
+            better = free & (cur < minv[1:])
+            minv[1:][better] = cur[better]
+            way[1:][better] = j0
+            cand = numpy.where(free, minv[1:], numpy.inf)
+            j1 = int(cand.argmin()) + 1
+            delta = cand[j1 - 1]
+            u[match[used]] += delta
+            v[used] -= delta
+            minv[1:][free] -= delta
+            j0 = j1
+            if match[j0] == 0:
+                break
+        while j0:                          # flip the augmenting path
+            j1 = way[j0]
+            match[j0] = match[j1]
+            j0 = j1
+    cols = numpy.empty(n, dtype=numpy.int64)
+    for j in range(1, m + 1):
+        if match[j]:
+            cols[match[j] - 1] = j - 1
+    return cols
+
+
+def confusion(codes, labels, n_codes, n_labels):
+    """counts (n_codes, n_labels): how often code value i met label j."""
+    codes, labels = numpy.asarray(codes), numpy.asarray(labels)
+    if codes.shape != labels.shape or codes.ndim != 1:
+        raise ValueError(f"confusion: codes {codes.shape} and labels {labels.shape} must be equal 1-D")
+    out = numpy.zeros((n_codes, n_labels), dtype=numpy.int64)
+    numpy.add.at(out, (codes, labels), 1)
+    return out
+
+
+def cluster_agreement(codes, labels, n_codes=N_CAT, n_labels=N_CAT):
+    """Fraction of samples whose code maps to their label under the best
+    one-to-one map of code values to labels (Hungarian), and that map
+    (mapping[code] = label). n_codes <= n_labels."""
+    counts = confusion(codes, labels, n_codes, n_labels)
+    mapping = best_assignment(-counts)
+    agree = counts[numpy.arange(n_codes), mapping].sum() / max(counts.sum(), 1)
+    return float(agree), mapping

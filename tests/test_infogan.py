@@ -1,0 +1,153 @@
+"""InfoGAN pieces (npgan.infogan): the MI loss against closed forms, gradients against
+finite differences, the Hungarian assignment, the agreement score, one tiny training run."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from npgan import gradcheck, infogan
+from npgan import functional as F
+from npgan.tensor import Tensor
+
+
+def test_gaussian_nll_closed_form():
+    mu = np.array([[0.0, 1.0], [2.0, -1.0]])
+    t = np.array([[0.5, 1.0], [0.0, 0.0]])
+    # std 1: 0.5 (t - mu)^2 + 0.5 log 2 pi per element, summed over the 2 codes
+    rows = [0.5 * 0.25 + 0.5 * 0 + math.log(2 * math.pi), 0.5 * 4 + 0.5 * 1 + math.log(2 * math.pi)]
+    got = infogan.gaussian_nll(Tensor(mu), t, reduction="none").numpy()
+    np.testing.assert_allclose(got, rows, rtol=1e-12)
+    assert infogan.gaussian_nll(Tensor(mu), t).item() == pytest.approx(np.mean(rows), rel=1e-12)
+    # learned std: the same as SciPy-free N(t; mu, s^2) by hand
+    log_s = np.array([[0.3, -0.2], [0.0, 1.0]])
+    s = np.exp(log_s)
+    want = (0.5 * ((t - mu) / s) ** 2 + log_s + 0.5 * math.log(2 * math.pi)).sum(1)
+    got = infogan.gaussian_nll(Tensor(mu), t, Tensor(log_s), reduction="none").numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    # a fixed std given as a number matches the tensor form
+    fixed = infogan.gaussian_nll(Tensor(mu), t, 0.3, reduction="none").numpy()
+    np.testing.assert_allclose(fixed, infogan.gaussian_nll(Tensor(mu), t, Tensor(np.full_like(mu, 0.3)),
+                                                           reduction="none").numpy(), rtol=1e-12)
+
+
+def test_info_loss_closed_form_and_bound():
+    # uniform Q (all logits equal, mean 0): -log q(cat) = log 10, and for c ~ U(-1, 1) the
+    # expected Gaussian NLL is 0.5 E[c^2] + 0.5 log 2 pi = 1/6 + 0.5 log 2 pi per code
+    rng = np.random.default_rng(0)
+    cat, cont = infogan.sample_codes(200000, rng)
+    q = Tensor(np.zeros((len(cat), 12)))
+    total, l_cat, l_cont = infogan.info_loss(q, cat, cont)
+    assert l_cat.item() == pytest.approx(math.log(10), rel=1e-12)
+    assert l_cont.item() == pytest.approx(2 * (1 / 6 + 0.5 * math.log(2 * math.pi)), rel=2e-3)
+    assert total.item() == pytest.approx(l_cat.item() + l_cont.item())
+    # a perfect categorical Q (logit 30 on the true code) makes -log q(cat) ~ 0, so the
+    # categorical part of the bound reaches H(c_cat) = log 10
+    logits = np.full((len(cat), 12), 0.0)
+    logits[np.arange(len(cat)), cat] = 30.0
+    _, l_cat, _ = infogan.info_loss(Tensor(logits), cat, cont)
+    assert l_cat.item() < 1e-11
+    assert infogan.code_entropy() == pytest.approx(math.log(10) + 2 * math.log(2))
+
+
+def test_info_loss_gradients_match_finite_differences():
+    rng = np.random.default_rng(1)
+    cat, cont = infogan.sample_codes(6, rng)
+    for learn_std in (False, True):
+        q = rng.standard_normal((6, 14 if learn_std else 12))
+        assert gradcheck(lambda t: infogan.info_loss(t, cat, cont, learn_std=learn_std)[0], q)
+    mu, t, ls = rng.standard_normal((3, 5, 2))
+    assert gradcheck(lambda m, s: infogan.gaussian_nll(m, t, s), mu, ls)
+
+
+def test_q_head_gradient_through_discriminator():
+    rng = np.random.default_rng(2)
+    D = infogan.InfoDiscriminator(units=3, pieces=2, inp=5, rng=rng, dtype="float64").eval()
+    cat, cont = infogan.sample_codes(4, rng)
+    x = rng.random((4, 5))
+    def loss(x, w):
+        D.q.weight = w
+        logit, q = D(x)
+        return infogan.info_loss(q, cat, cont)[0] + F.binary_cross_entropy_with_logits(logit, 0.0)
+    assert gradcheck(loss, x, rng.standard_normal((3, 12)))
+
+
+def test_generator_input_layout():
+    z = np.arange(6, dtype=np.float32).reshape(2, 3)
+    out = np.asarray(infogan.generator_input(z, [2, 0], np.array([[0.5, -0.5], [1, -1]]), n_cat=4))
+    np.testing.assert_array_equal(out, [[0, 1, 2, 0, 0, 1, 0, .5, -.5], [3, 4, 5, 1, 0, 0, 0, 1, -1]])
+
+
+def test_best_assignment_is_optimal():
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        n = int(rng.integers(1, 6))
+        m = n + int(rng.integers(0, 2))
+        c = rng.integers(0, 4, (n, m)).astype(float) if trial % 2 else rng.standard_normal((n, m))
+        cols = infogan.best_assignment(c)
+        assert len(set(cols.tolist())) == n
+        brute = min(sum(c[i, p[i]] for i in range(n)) for p in itertools.permutations(range(m), n))
+        assert c[np.arange(n), cols].sum() == pytest.approx(brute, abs=1e-12)
+    with pytest.raises(ValueError):
+        infogan.best_assignment(np.zeros((3, 2)))
+    with pytest.raises(ValueError):
+        infogan.best_assignment([[np.nan]])
+
+
+def test_best_assignment_matches_scipy_on_10x10():
+    scipy_opt = pytest.importorskip("scipy.optimize")
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        c = rng.integers(0, 100, (10, 10)).astype(float)
+        r, s = scipy_opt.linear_sum_assignment(c)
+        assert c[np.arange(10), infogan.best_assignment(c)].sum() == c[r, s].sum()
+
+
+def test_cluster_agreement_permuted_and_random():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 10, 20000)
+    perm = rng.permutation(10)
+    agree, mapping = infogan.cluster_agreement(perm[labels], labels)
+    assert agree == 1.0
+    np.testing.assert_array_equal(mapping[perm], np.arange(10))    # code perm[k] -> class k
+    # 10 % of the codes replaced by random values: agreement 0.9 + 0.1 x 0.1
+    codes = perm[labels].copy()
+    swap = rng.random(len(codes)) < 0.1
+    codes[swap] = rng.integers(0, 10, swap.sum())
+    assert infogan.cluster_agreement(codes, labels)[0] == pytest.approx(0.91, abs=0.01)
+    # independent codes: chance, 0.1 plus the small gain the best matching squeezes out
+    agree, _ = infogan.cluster_agreement(rng.integers(0, 10, 20000), labels)
+    assert 0.1 <= agree < 0.115
+
+
+def test_trainer_learns_the_code_on_a_tiny_problem():
+    # 3 well-separated "digits" (prototypes + noise) in 16-D; with lam = 1 the categorical
+    # code's -log q falls far below log 3 within a few hundred small steps
+    rng = np.random.default_rng(6)
+    protos = rng.random((3, 16)) > 0.5
+    data = np.clip(protos[rng.integers(0, 3, 600)] * 0.9 + rng.random((600, 16)) * 0.1, 0, 1)
+    G, D = infogan.build(0, data.astype(np.float32), n_cat=3, n_cont=1, x_dim=16, z_dim=4,
+                         g_hidden=32, d_units=16, d_pieces=2)
+    tr = infogan.InfoGANTrainer(G, D, data.astype(np.float32), batch_size=50, lr_d=5e-3, lr_g=5e-3)
+    first = tr.train_epoch()
+    for _ in range(14):
+        rec = tr.train_epoch()
+    assert first["mi_cat"] > 0.9 * math.log(3)
+    assert rec["mi_cat"] < 0.35 * math.log(3)
+    assert rec["mi_lower_bound"] > first["mi_lower_bound"] + 0.5
+    cat, cont = infogan.sample_codes(300, np.random.default_rng(0), 3, 1)
+    imgs = tr.generate(cat, cont, np.random.default_rng(1))
+    q_cat, _ = tr.predict_codes(imgs)
+    assert (q_cat == cat).mean() > 0.95
+
+
+def test_q_clean_is_the_dropout_free_pass():
+    rng = np.random.default_rng(9)
+    D = infogan.InfoDiscriminator(units=4, pieces=2, inp=6, rng=rng, dtype="float64")
+    x = rng.random((5, 6))
+    q_train = D.q_clean(x).numpy()                  # train mode: still no dropout
+    _, q_eval = D.eval()(x)
+    np.testing.assert_allclose(q_train, q_eval.numpy(), rtol=1e-12)
+    D.train()
+    _, q_drop = D(x)
+    assert not np.allclose(q_drop.numpy(), q_eval.numpy())    # the shared pass has dropout
