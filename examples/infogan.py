@@ -230,7 +230,7 @@ def run_seed(args, seed, train_x, test):
     res, samples = evaluate_seed(trainer, *test, args.eval_per_code)
     res.update(seed=seed, train_seconds=round(seconds, 1), config=config_of(args),
                history=trainer.history)
-    images.save_grid(samples[::args.eval_per_code // 10][:100], os.path.join(out, "samples.png"), 10)
+    images.save_grid(samples[::max(args.eval_per_code // 10, 1)][:100], os.path.join(out, "samples.png"), 10)
     traversal_figure(trainer, res["mapping_code_to_class"], os.path.join(out, "traversal.png"),
                      f"InfoGAN seed {seed}: agreement {res['agreement']:.3f}")
     files.write_text(res_path, json.dumps(res, indent=1))
