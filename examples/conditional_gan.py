@@ -52,11 +52,14 @@ def parse_args(argv=None):
     p.add_argument("--ema", type=float, nargs="*", default=[0.999])
     p.add_argument("--train-size", type=int, default=50000)
     p.add_argument("--per-class", type=int, default=1000, help="evaluation samples per class")
+    p.add_argument("--n-ref", type=int, default=10000,
+                   help="real images compared with: the first N test (and validation) images")
     p.add_argument("--out", default="runs/cond")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--checkpoint-minutes", type=float, default=3.0)
     p.add_argument("--results", default=os.path.join(ROOT, "results", "future_work", "conditional_gan.json"))
     p.add_argument("--figure", default=os.path.join(ROOT, "docs", "figures", "future_conditional_grid.png"))
+    p.add_argument("--skip-eval", action="store_true", help="train only")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.lr is None:
@@ -98,8 +101,15 @@ def train_loop(args, trainer, ck_path):
     def on_signal(signum, frame):
         stop["flag"] = True
         print("\nstopping: saving a checkpoint after this step", flush=True)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _epochs(args, trainer, ck_path, cfg, stop)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _epochs(args, trainer, ck_path, cfg, stop):
     last = {"t": time.time()}
 
     def save():
@@ -177,13 +187,14 @@ def main(argv=None):
     print(f"npgan {npgan.__version__}, backend {npgan.backend.name}; conditional GAN, {args.optimizer} "
           f"lr {args.lr}, {trainer.batches_per_epoch()} steps per epoch, until epoch {args.epochs} -> {args.out}")
     with files.lock_dir(args.out):
-        if not train_loop(args, trainer, ck_path):
+        if not train_loop(args, trainer, ck_path) or args.skip_eval:
             return None
 
     print("evaluating with the reference classifier ...", flush=True)
     model = classifier.load_classifier()
     test_x, test_y = datasets.load_mnist("test", fallback=DEFAULT_DATA)
     valid_x, valid_y = datasets.load_mnist("valid", fallback=DEFAULT_DATA)
+    test_x, test_y, valid_x, valid_y = (a[:args.n_ref] for a in (test_x, test_y, valid_x, valid_y))
     test_out = classifier.classify(model, test_x)
     results = {"command": "python examples/conditional_gan.py " + " ".join(sys.argv[1:] if argv is None else argv),
                "config": config_of(args), "epochs": trainer.epoch, "steps": trainer.step_count,

@@ -84,8 +84,15 @@ def train(args, G):
     elif os.path.exists(ck):
         sys.exit(f"{ck} exists: pass --resume, or choose another --out")
     stop = {"flag": False}
-    signal.signal(signal.SIGTERM, lambda *a: stop.update(flag=True))
-    signal.signal(signal.SIGINT, lambda *a: stop.update(flag=True))
+    old = {s: signal.signal(s, lambda *a: stop.update(flag=True)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _train(args, G, E, opt, rng, cfg, ck, state, stop)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _train(args, G, E, opt, rng, cfg, ck, state, stop):
     t0 = time.time()
 
     def save():
