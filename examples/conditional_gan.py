@@ -14,6 +14,11 @@ Algorithm (npgan.conditional; GANTrainer plays the game on pairs unchanged):
         D: minimise 0.5 [BCE(D(x, y), 1) + BCE(D(G(z, y'), y'), 0)]
         G: minimise BCE(D(G(z, y'), y'), 1)                 (non-saturating)
 
+--init-from CHECKPOINT starts G and D from a trained unconditional pair
+(examples/mnist_gan.py), the label's input weights zero: the pair then
+computes the unconditional game exactly, and training only has to teach D to
+check the label and G to follow it (fine-tuning; what the measured run did).
+
 Evaluation (after the last epoch): 1,000 samples per class (10,000 in all) are
 classified by the reference classifier (npgan.classifier): accuracy against the
 label asked for; Fréchet distance in its features, per class (against the test
@@ -49,6 +54,9 @@ def parse_args(argv=None):
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
                    help="adam: Adam(lr, betas (0.5, 0.999)); sgd: the paper's SGD lr 0.1, momentum .5->.7, decay")
     p.add_argument("--lr", type=float, default=None, help="default 2e-4 (adam) or 0.1 (sgd)")
+    p.add_argument("--init-from", default=None,
+                   help="a trainer checkpoint of the unconditional paper GAN (examples/mnist_gan.py): start "
+                        "from its G and D, the label's input weights zero (fine-tuning)")
     p.add_argument("--ema", type=float, nargs="*", default=[0.999])
     p.add_argument("--train-size", type=int, default=50000)
     p.add_argument("--per-class", type=int, default=1000, help="evaluation samples per class")
@@ -68,11 +76,23 @@ def parse_args(argv=None):
 
 
 def config_of(args):
-    return {k: getattr(args, k) for k in ("seed", "optimizer", "lr", "ema", "train_size")}
+    cfg = {k: getattr(args, k) for k in ("seed", "optimizer", "lr", "ema", "train_size")}
+    if args.init_from:
+        cfg["init_from"] = args.init_from
+    return cfg
+
+
+def sha256(path):
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def build(args, train_x, train_y):
     G, D = conditional.paper_conditional(args.seed, train_x)
+    if args.init_from:
+        state = checkpoint.load(args.init_from)["state"]
+        conditional.from_unconditional(G, D, state["G"], state["D"])
     if args.optimizer == "adam":
         opt_g = optim.Adam(G.parameters(), lr=args.lr, betas=(0.5, 0.999))
         opt_d = optim.Adam(D.parameters(), lr=args.lr, betas=(0.5, 0.999))
@@ -197,7 +217,8 @@ def main(argv=None):
     test_x, test_y, valid_x, valid_y = (a[:args.n_ref] for a in (test_x, test_y, valid_x, valid_y))
     test_out = classifier.classify(model, test_x)
     results = {"command": "python examples/conditional_gan.py " + " ".join(sys.argv[1:] if argv is None else argv),
-               "config": config_of(args), "epochs": trainer.epoch, "steps": trainer.step_count,
+               "config": config_of(args), "init_from_sha256": sha256(args.init_from) if args.init_from else None,
+               "epochs": trainer.epoch, "steps": trainer.step_count,
                "train_seconds": float(sum(h.get("seconds", 0) for h in trainer.history)),
                "history": trainer.history, "real_valid_vs_test": real_floor(model, test_out, test_y, valid_x, valid_y)}
     for name, G in generators(trainer).items():

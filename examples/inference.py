@@ -181,7 +181,7 @@ def main(argv=None):
     if k:
         for name, r in res["subset"].items():
             print(f"  first {k}: {name:14s} pixel MSE {r['pixel_mse']:.4f}  = label {r['acc_vs_label']:.4f}")
-    cols = 12
+    cols = min(12, len(ref))
     images.save_grid(np.concatenate([x[:cols], rec[:cols], ref[:cols], nn[:cols]]), args.figure, 4, cols)
     os.makedirs(os.path.dirname(args.results), exist_ok=True)
     files.write_text(args.results, json.dumps(res, indent=1) + "\n")

@@ -143,3 +143,20 @@ def test_example_end_to_end(tmp_path):
     assert r["real_valid_vs_test"]["accuracy"] > 0.95     # the classifier on real digits
     assert r["real_valid_vs_test"]["fd"] < r["G"]["fd"]   # an untrained G is far from the data
     assert json.load(open(res))["steps"] == 4 and os.path.exists(fig)
+
+
+def test_widened_unconditional_pair_computes_the_unconditional_game():
+    from npgan import models
+    rng = np.random.default_rng(6)
+    g = models.Generator(z_dim=4, hidden=8, out=6, irange=0.5, rng=rng)
+    d = models.Discriminator(inp=6, units=5, pieces=2, irange=0.5, rng=rng)
+    G, D = small()
+    C.from_unconditional(G, D, g.state_dict(), d.state_dict())
+    d.eval(), D.eval()
+    z = np.random.default_rng(7).standard_normal((3, 4)).astype(np.float32)
+    for label in (0, 2):
+        zy = np.concatenate([z, C.one_hot(np.full(3, label), 3)], 1)
+        assert np.allclose(G.images(zy).numpy(), g(Tensor(z)).numpy(), atol=1e-6)
+        x = g(Tensor(z)).numpy()
+        assert np.allclose(D(Tensor(C.pack(x, np.full(3, label), 3))).numpy(), d(Tensor(x)).numpy(), atol=1e-6)
+    assert np.array_equal(G.h0.weight.numpy()[4:], np.zeros((3, 8)))   # the label rows start at zero
