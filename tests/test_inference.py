@@ -111,3 +111,15 @@ def test_inference_example_end_to_end(tmp_path, tiny_generator):
     assert json.load(open(res))["encoder_steps"] == 4 and os.path.exists(str(tmp_path / "f.png"))
     with pytest.raises(SystemExit, match="--resume"):
         mod.main(args)
+
+
+def test_inpainting_example_end_to_end(tmp_path, tiny_generator):
+    mod = _load("inpainting")
+    res = str(tmp_path / "r.json")
+    r = mod.main(["--generator", tiny_generator, "--n", "12", "--steps", "5", "--results", res,
+                  "--figure", str(tmp_path / "f.png")])
+    assert r["n"] == 12 and r["z0"] == "prior"
+    assert r["fit_loss_first_last"][1] < r["fit_loss_first_last"][0]       # descent on z works
+    assert r["original"]["bottom_pixel_mse"] == 0 and r["original"]["acc_vs_label"] > 0.9
+    assert r["nearest_top_half"]["bottom_pixel_mse"] < r["gan"]["bottom_pixel_mse"]   # a random G is no help
+    assert os.path.exists(res) and os.path.exists(str(tmp_path / "f.png"))
