@@ -57,6 +57,8 @@ def parse_args(argv=None):
     p.add_argument("--init-from", default=None,
                    help="a trainer checkpoint of the unconditional paper GAN (examples/mnist_gan.py): start "
                         "from its G and D, the label's input weights zero (fine-tuning)")
+    p.add_argument("--label-scale", type=float, default=1.0,
+                   help="the one-hot label enters G's and D's first layer as S*y (10: about a digit's norm)")
     p.add_argument("--ema", type=float, nargs="*", default=[0.999])
     p.add_argument("--train-size", type=int, default=50000)
     p.add_argument("--per-class", type=int, default=1000, help="evaluation samples per class")
@@ -79,6 +81,8 @@ def config_of(args):
     cfg = {k: getattr(args, k) for k in ("seed", "optimizer", "lr", "ema", "train_size")}
     if args.init_from:
         cfg["init_from"] = args.init_from
+    if args.label_scale != 1.0:
+        cfg["label_scale"] = args.label_scale
     return cfg
 
 
@@ -90,6 +94,7 @@ def sha256(path):
 
 def build(args, train_x, train_y):
     G, D = conditional.paper_conditional(args.seed, train_x)
+    G.label_scale = D.label_scale = args.label_scale
     if args.init_from:
         state = checkpoint.load(args.init_from)["state"]
         conditional.from_unconditional(G, D, state["G"], state["D"])
@@ -110,7 +115,9 @@ def build(args, train_x, train_y):
 def generators(trainer):
     gs = {"G": trainer.G}
     for d in trainer.emas:
-        gs[f"G_ema{d}"] = trainer.averaged_generator(d, conditional.ConditionalGenerator())
+        g = conditional.ConditionalGenerator()
+        g.label_scale = trainer.G.label_scale
+        gs[f"G_ema{d}"] = trainer.averaged_generator(d, g)
     return gs
 
 

@@ -3,7 +3,9 @@
 A conditional GAN is a GAN over *pairs* (x, y): the real pairs are (image,
 one-hot label); the generated pairs are (G(z, y), y) with y drawn from the
 label prior. G sees [z, y] (100 + 10 inputs), D sees [x, y] (784 + 10 inputs);
-nothing else changes, so :class:`npgan.train.GANTrainer` plays the game
+the label may enter the first layers scaled (``label_scale`` s: s y instead of
+y; s = 10 gives it about the norm of a digit, ||x|| ~ 9, so that under SGD its
+input weights learn at the pixels' pace). Nothing else changes, so :class:`npgan.train.GANTrainer` plays the game
 unchanged on packed rows:
 
     "z" row  = [z (100) | y (10)]      ->  ConditionalGenerator  ->  [G(z, y) (784) | y (10)]
@@ -77,16 +79,24 @@ class ConditionalGenerator(models.Generator):
         self.noise_dim, self.n_classes = noise_dim, n_classes
 
     block = None    # the label pass-through needs the whole row; no blocked no-grad path
+    label_scale = 1.0   # the one-hot label enters the first layer as label_scale * y
+
+    def _scaled(self, zy):
+        if self.label_scale == 1.0:
+            return zy
+        d = zy.data.copy()
+        d[:, self.noise_dim:] *= self.label_scale
+        return Tensor(d)
 
     def forward(self, zy, logits=False):
         zy = zy if isinstance(zy, Tensor) else Tensor(zy)
-        x = self._forward(zy, logits)
+        x = self._forward(self._scaled(zy), logits)
         return concatenate([x, Tensor(zy.data[:, self.noise_dim:])], axis=1)
 
     def images(self, zy, logits=False):
         """Only the images (N, out) of rows [z | y] (host or backend array / Tensor)."""
         zy = zy if isinstance(zy, Tensor) else Tensor(backend.asarray(zy))
-        return self._forward(zy, logits)
+        return self._forward(self._scaled(zy), logits)
 
 
 class ConditionalDiscriminator(models.Discriminator):
@@ -100,9 +110,12 @@ class ConditionalDiscriminator(models.Discriminator):
                          dtype=dtype)
         self.image_dim, self.n_classes = inp, n_classes
 
+    label_scale = 1.0   # the one-hot label enters the first layer as label_scale * y
+
     def forward(self, xy):
         xy = xy if isinstance(xy, Tensor) else Tensor(xy)
-        x, y = xy[:, :self.image_dim], Tensor(xy.data[:, self.image_dim:])
+        y = xy.data[:, self.image_dim:]
+        x, y = xy[:, :self.image_dim], Tensor(y * self.label_scale if self.label_scale != 1.0 else y)
         h = concatenate([self.drop0(x), y], axis=1)
         return self.y(self.drop2(self.h1(self.drop1(self.h0(h)))))
 

@@ -160,3 +160,17 @@ def test_widened_unconditional_pair_computes_the_unconditional_game():
         x = g(Tensor(z)).numpy()
         assert np.allclose(D(Tensor(C.pack(x, np.full(3, label), 3))).numpy(), d(Tensor(x)).numpy(), atol=1e-6)
     assert np.array_equal(G.h0.weight.numpy()[4:], np.zeros((3, 8)))   # the label rows start at zero
+
+
+def test_label_scale_is_a_scaling_of_the_label_rows():
+    G, D = small()
+    G2, D2 = small()
+    G2.label_scale = D2.label_scale = 10.0
+    G.h0.weight.data[4:] *= 10.0                        # the same as scaling the input
+    D.h0.linear.weight.data[6:] *= 10.0
+    D.eval(), D2.eval()
+    zy = np.concatenate([np.random.default_rng(8).standard_normal((3, 4)), C.one_hot(np.array([0, 1, 2]), 3)], 1)
+    a, b = G(Tensor(zy.astype(np.float32))).numpy(), G2(Tensor(zy.astype(np.float32))).numpy()
+    assert np.allclose(a, b, atol=1e-5) and np.array_equal(b[:, 6:], zy[:, 4:])   # the label passes unscaled
+    xy = C.pack(a[:, :6], np.array([2, 0, 1]), 3)
+    assert np.allclose(D(Tensor(xy)).numpy(), D2(Tensor(xy)).numpy(), atol=1e-5)
