@@ -131,17 +131,16 @@ def test_example_end_to_end(tmp_path):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     out, res, fig = str(tmp_path / "run"), str(tmp_path / "r.json"), str(tmp_path / "g.png")
-    args = ["--train-size", "200", "--per-class", "20", "--n-ref", "500", "--ema", "--no-progress", "--out", out, "--results", res,
+    args = ["--train-size", "200", "--per-class", "20", "--n-ref", "500", "--ema", "--no-real-floor", "--no-progress", "--out", out, "--results", res,
             "--figure", fig]
     assert mod.main(args + ["--epochs", "1", "--skip-eval"]) is None
     with pytest.raises(SystemExit, match="--resume"):          # never overwrite a run silently
         mod.main(args + ["--epochs", "2"])
     r = mod.main(args + ["--epochs", "2", "--resume"])
-    assert r["epochs"] == 2 and r["steps"] == 4 and r["G"]["n"] == 200 and r["real_valid_vs_test"]["n"] == 500
+    assert r["epochs"] == 2 and r["steps"] == 4 and r["G"]["n"] == 200
     assert len(r["G"]["fd_per_class"]) == 10 and all(np.isfinite(r["G"]["fd_per_class"]))
-    assert set(r) >= {"G", "real_valid_vs_test"} and "G_ema0.999" not in r
-    assert r["real_valid_vs_test"]["accuracy"] > 0.95     # the classifier on real digits
-    assert r["real_valid_vs_test"]["fd"] < r["G"]["fd"]   # an untrained G is far from the data
+    assert "G" in r and "G_ema0.999" not in r and "real_valid_vs_test" not in r
+    assert r["G"]["fd"] > 50 and r["G"]["accuracy"] < 0.5   # an untrained G is far from the data
     assert json.load(open(res))["steps"] == 4 and os.path.exists(fig)
 
 
