@@ -54,7 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--lam", type=float, default=1.0, help="weight of the mutual-information term")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="adam",
                    help="adam: InfoGAN's (beta1 .5; D 2e-4, G 1e-3); sgd: the paper's (give --lr-d 0.1 "
-                        "--lr-g 0.1; the code stayed unused, see docs/future_work.d/infogan.md)")
+                        "--lr-g 0.1; the code stayed unused, see docs/future_work.md)")
     p.add_argument("--lr-d", type=float, default=2e-4)
     p.add_argument("--lr-g", type=float, default=1e-3)
     p.add_argument("--momentum", type=float, default=0.5, help="SGD momentum")
