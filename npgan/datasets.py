@@ -20,7 +20,7 @@ import zlib
 
 import numpy
 
-from . import files
+from . import files, settings
 
 __all__ = ["DatasetError", "read_idx", "find_data_dir", "load_mnist",
            "load_fashion_mnist", "load", "DATASETS"]
@@ -142,7 +142,7 @@ def write_idx(path, array, compress=None):
 
 def cache_dir():
     """The per-user cache: ``$XDG_CACHE_HOME/npgan`` or ``~/.cache/npgan``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = settings.data_environment()["cache_home"] or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "npgan")
 
 
@@ -160,8 +160,9 @@ def _candidates(name, data_dir=None, fallback=None):
     roots = []
     if data_dir is not None:
         roots.append(os.fspath(data_dir))
-    if os.environ.get("NPGAN_DATA"):
-        roots.append(os.environ["NPGAN_DATA"])
+    env_dir = settings.data_environment()["data"]
+    if env_dir:
+        roots.append(env_dir)
     roots.append(cache_dir())
     if fallback is not None:
         roots.append(os.fspath(fallback))
@@ -193,7 +194,7 @@ def find_data_dir(name="mnist", data_dir=None, download=None, fallback=None):
         if all(_file_in(d, f) for f in FILES):
             return d
     if download is None:
-        download = os.environ.get("NPGAN_NO_DOWNLOAD", "") in ("", "0")
+        download = settings.data_environment()["download"]
     errors = []
     if download:
         target = os.path.join(cache_dir(), name)

@@ -17,7 +17,9 @@ The BLAS thread count starts as BLAS's own (OPENBLAS_NUM_THREADS /
 OMP_NUM_THREADS, read by OpenBLAS itself); ``blas_threads=n`` sets it at run
 time for every BLAS in the process (threadpoolctl where installed, else the
 OpenBLAS behind SciPy), ``blas_threads=None`` gives back the original counts.
-The data location (``NPGAN_DATA``, ``NPGAN_NO_DOWNLOAD``) is npgan.datasets'.
+The data search's variables (``NPGAN_DATA``, ``XDG_CACHE_HOME``, ``NPGAN_NO_DOWNLOAD``) are
+read here too, but at each search (:func:`data_environment`), not once: a user may point
+``NPGAN_DATA`` somewhere after importing npgan.
 
     from npgan import settings
     settings.configure(blas_threads=1, gemm_split=False)    # a script's first lines
@@ -53,6 +55,15 @@ def _from_environment(env):
 
 _values = _from_environment(os.environ)
 _hooks = []          # fn(changed: dict) of the modules that apply a setting (npgan._kernels)
+
+
+def data_environment():
+    """What npgan.datasets' search reads from the environment, now: {"data": NPGAN_DATA
+    or None, "cache_home": XDG_CACHE_HOME or None, "download": False if
+    NPGAN_NO_DOWNLOAD is set to anything but "" or "0", else True}."""
+    return {"data": os.environ.get("NPGAN_DATA") or None,
+            "cache_home": os.environ.get("XDG_CACHE_HOME") or None,
+            "download": not _flag(os.environ.get("NPGAN_NO_DOWNLOAD", ""))}
 
 
 def get(name):

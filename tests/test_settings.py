@@ -104,3 +104,15 @@ def test_blas_threads_sets_and_gives_back_the_count(pool_kernel):
             assert pool_kernel.split_threads() == 2
         assert pool_kernel.split_threads() == 1
     assert pool_kernel.split_threads() == before
+
+
+def test_data_environment_is_read_at_each_call(monkeypatch):
+    """The data search's variables are read when asked (not frozen at import)."""
+    monkeypatch.setenv("NPGAN_DATA", "/somewhere")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("NPGAN_NO_DOWNLOAD", "1")
+    assert settings.data_environment() == {"data": "/somewhere", "cache_home": None, "download": False}
+    monkeypatch.setenv("NPGAN_NO_DOWNLOAD", "0")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/cache")
+    monkeypatch.setenv("NPGAN_DATA", "")
+    assert settings.data_environment() == {"data": None, "cache_home": "/cache", "download": True}
