@@ -87,12 +87,6 @@ def config_of(args):
     return cfg
 
 
-def sha256(path):
-    import hashlib
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def build(args, train_x, train_y):
     G, D = conditional.paper_conditional(args.seed, train_x)
     G.label_scale = D.label_scale = args.label_scale
@@ -225,7 +219,7 @@ def main(argv=None):
     test_x, test_y, valid_x, valid_y = (a[:args.n_ref] for a in (test_x, test_y, valid_x, valid_y))
     test_out = classifier.classify(model, test_x)
     results = {"command": "python examples/conditional_gan.py " + " ".join(sys.argv[1:] if argv is None else argv),
-               "config": config_of(args), "init_from_sha256": sha256(args.init_from) if args.init_from else None,
+               "config": config_of(args), "init_from_sha256": files.sha256(args.init_from) if args.init_from else None,
                "epochs": trainer.epoch, "steps": trainer.step_count,
                "train_seconds": float(sum(h.get("seconds", 0) for h in trainer.history)),
                "history": trainer.history}

@@ -21,7 +21,6 @@ Results: results/future_work/inference.json; figure (rows: x, G(E(x)), G(z*),
 nearest training image): docs/figures/future_inference.png.
 """
 import argparse
-import hashlib
 import json
 import os
 import signal
@@ -55,11 +54,6 @@ def parse_args(argv=None):
     p.add_argument("--results", default=os.path.join(ROOT, "results", "future_work", "inference.json"))
     p.add_argument("--figure", default=os.path.join(ROOT, "docs", "figures", "future_inference.png"))
     return p.parse_args(argv)
-
-
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def lr_schedule(args):
@@ -133,7 +127,7 @@ def main(argv=None):
     x, y = test_x[:args.n_test], test_y[:args.n_test]
     pred_x = classifier.classify(model, x).log_probs.argmax(1)
     res = {"command": "python examples/inference.py " + " ".join(sys.argv[1:] if argv is None else argv),
-           "generator": {"path": args.generator, "which": args.which, "sha256": sha256(args.generator)},
+           "generator": {"path": args.generator, "which": args.which, "sha256": files.sha256(args.generator)},
            "encoder_steps": state["step"], "encoder_train_seconds": seconds,
            "encoder_final_mse": float(np.mean(state["losses"][-100:])), "n_test": len(x),
            "classifier_on_x_acc": float((pred_x == y).mean())}

@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout
 import npgan  # noqa: E402
-from npgan import classifier, datasets, files, images, infogan, plots  # noqa: E402
+from npgan import classifier, datasets, files, images, infogan, plots, settings  # noqa: E402
 from npgan import metrics  # noqa: E402
 from npgan.progress import Progress  # noqa: E402
 
@@ -273,26 +273,13 @@ def summarize(args):
                                         "agreement_q_on_test_images", "q_recovers_cat",
                                         "q_cont_correlation", "classifier_score", "classes_covered",
                                         "frechet_distance", "train_seconds")} for r in per],
-        "machine": machine(),
+        "machine": settings.machine(),
     }
     files.write_text(args.results, json.dumps(summary, indent=1))
     a = summary["agreement"]
     print(f"agreement over {len(per)} seeds: {a['mean']:.3f} +- {a['std']:.3f} (std), "
           f"min {a['min']:.3f}, max {a['max']:.3f}; per seed {a['per_seed']} -> {args.results}")
     return summary
-
-
-def machine():
-    import platform
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
-            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"), "npgan": npgan.__version__}
 
 
 def figure_from_seed(args, seed, train_x):

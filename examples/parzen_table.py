@@ -23,7 +23,6 @@ import sys
 import glob
 import json
 import os
-import platform
 import re
 import time
 
@@ -32,8 +31,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
 
-import npgan  # noqa: E402
-from npgan import datasets, files, images, models, sampling  # noqa: E402
+from npgan import datasets, files, images, models, sampling, settings  # noqa: E402
 from npgan.metrics import parzen  # noqa: E402
 
 PAPER_SIGMAS = np.logspace(-1, 0, 10)
@@ -192,20 +190,10 @@ def main(argv=None):
               "real": {"sigma": float(sig_r), "test_ll": float(mr), "test_se": float(ser)},
               "epochs": metrics[-1]["epoch"], "steps": metrics[-1]["step"],
               "train_seconds": sum(m.get("seconds", 0) for m in metrics),
-              "eval_seconds": time.time() - t0, "machine": machine()}
+              "eval_seconds": time.time() - t0, "machine": settings.machine()}
     files.write_text(os.path.join(args.out, f"table1_{label}.json"), json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
     return result
-
-
-def machine():
-    cpu = ""
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "npgan": npgan.__version__}
 
 
 def plot_curve(curve, path, label):

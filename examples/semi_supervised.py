@@ -20,7 +20,6 @@ Algorithm:
 Results -> results/future_work/semi_supervised.json, figure -> docs/figures/future_semi_supervised.png.
 """
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout
 import npgan  # noqa: E402
-from npgan import checkpoint, datasets, files, infogan, models, plots  # noqa: E402
+from npgan import checkpoint, datasets, files, infogan, models, plots, settings  # noqa: E402
 from npgan import semisupervised as ssl  # noqa: E402
 from npgan.progress import Progress  # noqa: E402
 
@@ -62,20 +61,12 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def gan_discriminator(path):
     """The paper's D from an examples/mnist_gan.py checkpoint -> (D, description)."""
     ck = checkpoint.load(path)
     D = models.Discriminator(rng=np.random.default_rng(0))
     D.load_state_dict(ck["state"]["D"])
-    return D, {"path": os.path.abspath(path), "sha256": sha256(path), "epoch": ck["state"]["epoch"],
+    return D, {"path": os.path.abspath(path), "sha256": files.sha256(path), "epoch": ck["state"]["epoch"],
                "step": ck["state"]["step"], "config": ck["config"]}
 
 
@@ -86,7 +77,7 @@ def infogan_discriminator(path):
     learn_std = state["q.weight"].shape[1] > infogan.N_CAT + infogan.N_CONT
     D = infogan.InfoDiscriminator(learn_std=learn_std, rng=np.random.default_rng(0))
     D.load_state_dict(state)
-    return D, {"path": os.path.abspath(path), "sha256": sha256(path)}
+    return D, {"path": os.path.abspath(path), "sha256": files.sha256(path)}
 
 
 def feature_sets(args, train_x, test_x):
@@ -163,26 +154,13 @@ def main(argv=None):
               "features": {name: desc for name, (_, _, desc) in sets.items()},
               "summary": summary, "fits": rows, "steps": args.steps, "folds": args.folds,
               "l2_grid": list(ssl.L2_GRID), "seconds": round(time.time() - t_start, 1),
-              "machine": machine()}
+              "machine": settings.machine()}
     files.write_text(args.results, json.dumps(result, indent=1))
     print(f"-> {args.results}")
     if args.figure:
         figure(summary, list(sets), args.labels, args.draws, args.figure)
         print(f"-> {args.figure}")
     return result
-
-
-def machine():
-    import platform
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
-            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"), "npgan": npgan.__version__}
 
 
 def figure(summary, names, labels, draws, path):

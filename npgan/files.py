@@ -13,6 +13,7 @@ no longer running) is removed by the next write of the same file and by
 when the process ends, however it ends, so a ``kill -9`` leaves no stale lock.
 """
 import contextlib
+import hashlib
 import itertools
 import os
 import re
@@ -175,3 +176,13 @@ def lock_dir(directory):
         yield path
     finally:
         f.close()                       # closing the file drops the lock
+
+
+def sha256(path):
+    """Hex SHA-256 of the file at ``path``, read in 1 MiB chunks (records which
+    weights a result came from)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -127,3 +127,23 @@ def on_change(hook):
     changed {name: value} (npgan._kernels applies them to loaded modules)."""
     _hooks.append(hook)
     return hook
+
+
+def machine():
+    """What a result should record about where it was measured: CPU model, cores,
+    Python, NumPy and npgan versions, the OpenBLAS variables that change its speed
+    (OPENBLAS_NUM_THREADS, OPENBLAS_CORETYPE), and npgan's kernels and BLAS choice."""
+    import platform
+    import numpy
+    from . import __version__
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu or platform.processor() or "?", "cores": os.cpu_count(),
+            "python": platform.python_version(), "numpy": numpy.__version__, "npgan": __version__,
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+            "kernels": _values["kernels"], "blas": _values["blas"]}

@@ -352,3 +352,15 @@ def test_config_mismatch_names_every_differing_key(tmp_path):
     assert "seed: checkpoint 0 vs now 1" in msg and "lr: checkpoint 0.1 vs now 0.2" in msg
     assert "new: checkpoint None vs now 'x'" in msg and "k:" not in msg
     assert checkpoint.load(path, {"k": 1})["state"]["step"] == 5                 # a subset is checked
+
+
+def test_files_sha256_matches_hashlib_across_chunks(tmp_path):
+    """files.sha256 reads in 1 MiB chunks: a file of 2.5 MiB spans three."""
+    import hashlib
+    from npgan import files
+    data = np.random.default_rng(0).integers(0, 256, size=(5 << 19), dtype=np.uint8).tobytes()
+    p = tmp_path / "blob"
+    p.write_bytes(data)
+    assert files.sha256(p) == hashlib.sha256(data).hexdigest()
+    p.write_bytes(data[:-1])
+    assert files.sha256(p) != hashlib.sha256(data).hexdigest()

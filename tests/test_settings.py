@@ -116,3 +116,15 @@ def test_data_environment_is_read_at_each_call(monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", "/cache")
     monkeypatch.setenv("NPGAN_DATA", "")
     assert settings.data_environment() == {"data": None, "cache_home": "/cache", "download": True}
+
+
+def test_machine_records_versions_and_settings():
+    import platform
+    import numpy
+    import npgan
+    m = settings.machine()
+    assert m["numpy"] == numpy.__version__ and m["npgan"] == npgan.__version__
+    assert m["python"] == platform.python_version() and m["cores"] >= 1 and m["cpu"]
+    with settings.override(kernels=False):
+        assert settings.machine()["kernels"] is False
+    assert {"OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "blas"} <= set(m)
