@@ -19,6 +19,7 @@ import numpy  # host-side: initialisation, RNGs, the neighbour search's results
 
 from . import backend, models, nn, optim
 from .tensor import Tensor, no_grad
+from .train import frozen
 
 __all__ = ["Encoder", "mse_loss", "train_encoder", "encode", "reconstruct", "fit_z",
            "nearest_rows"]
@@ -52,6 +53,21 @@ class Encoder(nn.Module):
         return self.y(self.h1(self.h0(x, activation="relu"), activation="relu"))
 
 
+def _minimise(opt, loss, steps, on_step=None):
+    """For t in ``steps``: loss(t) -> a scalar Tensor, one optimizer step on it,
+    on_step(t + 1, value). Returns the list of loss values."""
+    losses = []
+    for t in steps:
+        value = loss(t)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+        losses.append(float(value.item()))
+        if on_step is not None:
+            on_step(t + 1, losses[-1])
+    return losses
+
+
 def train_encoder(E, G, steps, batch_size=100, opt=None, rng=0, sample_z=None, lr_schedule=None,
                   on_step=None, start=0):
     """Train E to predict z from x = G(z) (MSE), ``steps`` minibatches of fresh
@@ -63,21 +79,14 @@ def train_encoder(E, G, steps, batch_size=100, opt=None, rng=0, sample_z=None, l
     rng = rng if isinstance(rng, numpy.random.Generator) else numpy.random.default_rng(rng)
     if sample_z is None:
         sample_z = models.z_sampler(getattr(G, "z_prior", "gaussian"), getattr(G, "z_dim", models.Z_DIM))
-    losses = []
-    for t in range(start, start + steps):
+    def loss(t):
         if lr_schedule is not None:
             opt.lr = lr_schedule(t)
         z = sample_z(batch_size, rng)
         with no_grad():
             x = G(z).data
-        loss = mse_loss(E(x), z)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.item()))
-        if on_step is not None:
-            on_step(t + 1, losses[-1])
-    return losses
+        return mse_loss(E(x), z)
+    return _minimise(opt, loss, range(start, start + steps), on_step)
 
 
 def encode(E, x, batch=1000):
@@ -112,25 +121,11 @@ def fit_z(G, x, mask, z0, steps=200, lr=0.05, prior_weight=0.0, on_step=None):
     mask = numpy.broadcast_to(numpy.asarray(mask, dtype=numpy.float32), x.shape)
     target = Tensor(backend.asarray(x, dtype="float32"))
     opt = optim.Adam([z], lr=lr)
-    params = G.parameters()
-    flags = [p.requires_grad for p in params]
-    losses = []
-    try:
-        for p in params:
-            p.requires_grad = False
-        for t in range(steps):
-            loss = mse_loss(G(z), target, mask)
-            if prior_weight:
-                loss = loss + (z * z).mean() * prior_weight
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.item()))
-            if on_step is not None:
-                on_step(t + 1, losses[-1])
-    finally:
-        for p, f in zip(params, flags):
-            p.requires_grad = f
+    def loss(t):
+        fit = mse_loss(G(z), target, mask)
+        return fit + (z * z).mean() * prior_weight if prior_weight else fit
+    with frozen(G.parameters()):
+        losses = _minimise(opt, loss, range(steps), on_step)
     return backend.to_numpy(z.data).copy(), losses
 
 

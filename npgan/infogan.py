@@ -32,6 +32,7 @@ import numpy  # host side: the codes' RNG, the assignment, the evaluation tables
 from . import backend, models, nn, optim
 from . import functional as F
 from .tensor import Tensor, no_grad
+from .train import frozen
 
 N_CAT = 10          #: values of the categorical code
 N_CONT = 2          #: continuous codes, each U(-1, 1)
@@ -144,21 +145,6 @@ def build(seed=0, train_images=None, learn_std=False, n_cat=N_CAT, n_cont=N_CONT
     return G, D
 
 
-class _frozen:
-    """These parameters take no gradient in backward() calls within."""
-
-    def __init__(self, params):
-        self.params = list(params)
-
-    def __enter__(self):
-        for p in self.params:
-            p.requires_grad = False
-
-    def __exit__(self, *exc):
-        for p in self.params:
-            p.requires_grad = True
-
-
 class InfoGANTrainer:
     """One simultaneous update of D (+Q) and G per minibatch, as the paper's code:
 
@@ -212,9 +198,9 @@ class InfoGANTrainer:
         g_gan = F.binary_cross_entropy_with_logits(l_fake, 1.0)
         self.opt_d.zero_grad()
         self.opt_g.zero_grad()
-        with _frozen(self.G.parameters()):
+        with frozen(self.G.parameters()):
             (d_gan + mi * self.lam).backward()
-        with _frozen(self.D.parameters()):
+        with frozen(self.D.parameters()):
             (g_gan + mi * self.lam).backward()
         self.opt_d.step()
         self.opt_g.step()

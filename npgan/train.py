@@ -39,21 +39,21 @@ def _positive_int(name, v):
     return int(v)
 
 
-class _frozen:
-    """Context: these parameters take no gradient in backward() calls within
-    (PyTorch's ``requires_grad_(False)`` idiom), so their weight-gradient
-    GEMMs are skipped rather than computed and thrown away."""
+class frozen:
+    """``with frozen(params):`` these parameters take no gradient in backward()
+    calls within; their ``requires_grad`` flags are restored on exit."""
 
     def __init__(self, params):
         self.params = list(params)
 
     def __enter__(self):
+        self.flags = [p.requires_grad for p in self.params]
         for p in self.params:
             p.requires_grad = False
 
     def __exit__(self, *exc):
-        for p in self.params:
-            p.requires_grad = True
+        for p, f in zip(self.params, self.flags):
+            p.requires_grad = f
 
 
 class EMA:
@@ -240,12 +240,12 @@ class GANTrainer:
                 d_loss, g_loss = self._d_loss(l_real, l_fake), self._g_loss(l_fake)
                 self.opt_d.zero_grad()
                 self.opt_g.zero_grad()
-                with _frozen(self.G.parameters()):
+                with frozen(self.G.parameters()):
                     d_loss.backward()                          # D's gradients; G's part is pruned
                 stats = self._stats(d_loss, l_real, l_fake)
                 stats["g_loss"] = float(g_loss.item())
                 self._refuse_non_finite(stats, self.D, self.opt_d.params)   # while in cache
-                with _frozen(self.D.parameters()):
+                with frozen(self.D.parameters()):
                     g_loss.backward()                          # G's gradients, through D
                 self._refuse_non_finite(stats, self.G, self.opt_g.params)
                 g_updated = True
@@ -264,7 +264,7 @@ class GANTrainer:
                 self.opt_d.step()
                 if g_updated:
                     z = self.sample_z(m, self.rng_z)           # fresh noise for G's step
-                    with _frozen(self.D.parameters()):
+                    with frozen(self.D.parameters()):
                         l_gen = self.D(self.G(z))
                         g_loss = self._g_loss(l_gen)
                         self.opt_g.zero_grad()
