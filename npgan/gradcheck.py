@@ -26,6 +26,25 @@ def _as_input(x):
     return numpy.array(backend.to_numpy(x.data if isinstance(x, Tensor) else x), dtype=numpy.float64)
 
 
+def _call(fn, arrays, requires_grad, who):
+    """fn on fresh Tensors of ``arrays``: (the Tensors, fn's output); TypeError naming
+    ``who`` if fn returns something else than a Tensor."""
+    ts = [Tensor(backend.asarray(a), requires_grad=requires_grad) for a in arrays]
+    out = fn(*ts)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"{who}: fn must return a Tensor, got {type(out).__name__}")
+    return ts, out
+
+
+def _verdict(report, what, eps, atol, rtol):
+    """True if every (ok, line) of ``report`` is ok, else GradcheckError: WHAT, then
+    every line marked FAIL or ok."""
+    if all(ok for ok, _ in report):
+        return True
+    raise GradcheckError(f"{what} (eps={eps}, atol={atol}, rtol={rtol}):\n" + "\n".join(
+        ("  FAIL " if not ok else "  ok   ") + r for ok, r in report))
+
+
 def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, mode="full", n_directions=3, seed=0):
     """Compare the gradient of ``fn(*inputs)`` from backward() with central
     differences (f(x+eps) - f(x-eps)) / 2eps, every input in float64.
@@ -47,11 +66,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, mode="full", n_direct
     xs = _checked_inputs(inputs)
 
     def f(arrays, tensors=False):
-        ts = [Tensor(backend.asarray(a), requires_grad=tensors) for a in arrays]
-        out = fn(*ts)
-        if not isinstance(out, Tensor):
-            raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
-        return ts, out
+        return _call(fn, arrays, tensors, "gradcheck")
 
     ts, out = f(xs, tensors=True)
     _checked_output(out)
@@ -92,12 +107,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, mode="full", n_direct
             numeric = numpy.array([(fp - fm) / (2 * eps)])
             exact = numpy.array([sum(numpy.sum(a * v) for a, v in zip(analytic, vs))])
             report.append(_compare(f"direction {d}", exact, numeric, atol, rtol))
-    bad = [r for ok, r in report if not ok]
-    if bad:
-        raise GradcheckError("backward() disagrees with finite differences "
-                             f"(eps={eps}, atol={atol}, rtol={rtol}):\n" + "\n".join(
-                                 ("  FAIL " if not ok else "  ok   ") + r for ok, r in report))
-    return True
+    return _verdict(report, "backward() disagrees with finite differences", eps, atol, rtol)
 
 
 def _checked_inputs(inputs):
@@ -161,10 +171,7 @@ def gradgradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, mode="full", n_di
 
     def first(arrays, create_graph=False):
         """(input Tensors, g: one gradient per input; Tensors with create_graph, else arrays)."""
-        ts = [Tensor(backend.asarray(a), requires_grad=True) for a in arrays]
-        out = fn(*ts)
-        if not isinstance(out, Tensor):
-            raise TypeError(f"gradgradcheck: fn must return a Tensor, got {type(out).__name__}")
+        ts, out = _call(fn, arrays, True, "gradgradcheck")
         if w is None:
             return ts, out
         try:
@@ -223,9 +230,5 @@ def gradgradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, mode="full", n_di
             s = sum((g * backend.asarray(v)).sum() for g, v in zip(gs, vs))
             for k, (h, c) in enumerate(zip(hess_rows(s), difference(vs))):
                 report.append(_compare(f"direction {d}, input {k} {xs[k].shape}", h, c, atol, rtol))
-    bad = [r for ok, r in report if not ok]
-    if bad:
-        raise GradcheckError("second derivatives (create_graph=True) disagree with finite differences "
-                             f"of the first (eps={eps}, atol={atol}, rtol={rtol}):\n" + "\n".join(
-                                 ("  FAIL " if not ok else "  ok   ") + r for ok, r in report))
-    return True
+    return _verdict(report, "second derivatives (create_graph=True) disagree with finite "
+                    "differences of the first", eps, atol, rtol)
