@@ -5,10 +5,10 @@
 """
 from . import backend
 from .backend import use
-from .tensor import Tensor, tensor, no_grad, is_grad_enabled, concatenate
+from .tensor import Tensor, tensor, no_grad, is_grad_enabled, concatenate, grad
 from . import functional, nn, optim
 from .gradcheck import gradcheck, GradcheckError
 
 __version__ = "0.1.0"
-__all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "concatenate", "functional", "nn",
-           "optim", "gradcheck", "GradcheckError", "use", "backend"]
+__all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "concatenate", "grad", "functional",
+           "nn", "optim", "gradcheck", "GradcheckError", "use", "backend"]

@@ -2,6 +2,10 @@
 
 All losses are computed from logits (softplus / log-sigmoid), never as
 ``log(clip(sigmoid(x)))``, so confident samples keep their gradient.
+
+Every op here has a differentiable backward (create_graph=True): the fused
+ones (linear, dropout, log_softmax) spell theirs with Tensor ops beside the
+compiled fast path; the losses are compositions of Tensor ops.
 """
 from . import backend
 from . import _kernels as K
@@ -70,10 +74,18 @@ def linear(x, weight, bias=None, activation=None):
     y, saved = K.linear_forward(x.data, w.data, None if b is None else b.data, activation, keep)
 
     def backward(g):
-        gx, gw, gb = K.linear_backward(g, x.data, w.data, saved, activation, x.requires_grad,
-                                       w.requires_grad, b is not None and b.requires_grad)
+        if isinstance(g, Tensor):   # create_graph: the same products as Tensor ops
+            if activation == "relu":
+                g = g * (saved > 0)                  # saved: y
+            elif activation == "sigmoid":
+                z = linear(x, w, b)                  # the pre-activation, as a Tensor
+                g = g * z.sigmoid() * (-z).sigmoid()
+            gx, gw, gb = g @ w.T, x.T @ g, g.sum(axis=0)
+        else:
+            gx, gw, gb = K.linear_backward(g, x.data, w.data, saved, activation, x.requires_grad,
+                                           w.requires_grad, b is not None and b.requires_grad)
         return (gx, gw) if b is None else (gx, gw, gb)
-    return Tensor.make(y, parents, backward, "linear")
+    return Tensor.make(y, parents, backward, "linear", graph=True)
 
 
 def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
@@ -115,8 +127,15 @@ def dropout(x, p, training=True, rng=None):
         import numpy
         rng = numpy.random.default_rng()
     u = backend.asarray(K.uniform_draws(rng, x.shape))   # the draws (or their words) are the mask
-    return Tensor.make(K.dropout_forward(x.data, u, p), (x,),
-                       lambda g: (K.dropout_backward(g, u, p),), "dropout")
+    return _dropout(x, u, p)
+
+
+def _dropout(x, u, p):
+    """x * mask(u) / (1-p) as an op: linear in x, its own backward (the same
+    mask), so create_graph applies it to the Tensor g."""
+    def backward(g):
+        return (_dropout(g, u, p),) if isinstance(g, Tensor) else (K.dropout_backward(g, u, p),)
+    return Tensor.make(K.dropout_forward(x.data, u, p), (x,), backward, "dropout", graph=True)
 
 
 def log_softmax(x, axis=-1):
@@ -127,8 +146,9 @@ def log_softmax(x, axis=-1):
     shifted = x.data - x.data.max(axis=axis, keepdims=True)
     out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
     def backward(g):
-        return (g - xp.exp(out) * g.sum(axis=axis, keepdims=True),)
-    return Tensor.make(out, (x,), backward, "log_softmax")
+        p = log_softmax(x, axis).exp() if isinstance(g, Tensor) else xp.exp(out)
+        return (g - p * g.sum(axis=axis, keepdims=True),)
+    return Tensor.make(out, (x,), backward, "log_softmax", graph=True)
 
 
 def cross_entropy(logits, labels, reduction="mean"):
