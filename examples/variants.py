@@ -132,13 +132,21 @@ def summary(entry):
 
 
 def save_results(path, entry):
-    """Merge ``entry`` into the JSON at ``path`` (under its key), atomically."""
-    data = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            data = json.load(f)
-    data[key(entry["method"], entry["k"])] = entry
-    files.write_text(path, json.dumps(data, indent=1, sort_keys=True))
+    """Merge ``entry`` into the JSON at ``path`` (under its key), atomically, under
+    the directory's lock (runs of other methods may finish at the same moment)."""
+    for _ in range(300):
+        try:
+            with files.lock_dir(os.path.dirname(path) or "."):
+                data = {}
+                if os.path.exists(path):
+                    with open(path) as f:
+                        data = json.load(f)
+                data[key(entry["method"], entry["k"])] = entry
+                files.write_text(path, json.dumps(data, indent=1, sort_keys=True))
+                return
+        except files.DirectoryLocked:
+            time.sleep(1)
+    raise RuntimeError(f"{path}: its directory stayed locked for 5 minutes")
 
 
 ORDER = ["vanilla k=1", "vanilla k=5", "wgan k=5", "wgan-gp k=5", "unrolled k=1",
