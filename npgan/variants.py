@@ -178,6 +178,23 @@ class WassersteinTrainer:
             clip_weights_(self.opt_d.params, self.clip)
         return stats
 
+    def state_dict(self):
+        """G, D, both optimizers, the generator's state and the G-step count (for
+        npgan.checkpoint: a run continues bit for bit)."""
+        return {"G": self.G.state_dict(), "D": self.D.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "rng": self.rng.bit_generator.state, "g_steps": self.g_steps}
+
+    def load_state_dict(self, s):
+        self.opt_g.check_state_dict(s["opt_g"])
+        self.opt_d.check_state_dict(s["opt_d"])
+        self.G.load_state_dict(s["G"])
+        self.D.load_state_dict(s["D"])
+        self.opt_g.load_state_dict(s["opt_g"])
+        self.opt_d.load_state_dict(s["opt_d"])
+        self.rng.bit_generator.state = s["rng"]
+        self.g_steps = int(s["g_steps"])
+
     def step(self):
         """n_critic critic steps, then one G step; returns the last stats."""
         for _ in range(self.n_critic):
