@@ -47,10 +47,11 @@ def load_train(data_dir, n):
     return datasets.load_mnist("train", data_dir=data_dir)[0][:n]
 
 
-def build(train_x, seed=0, lr=1e-4, betas=(0.0, 0.9), n_critic=5, gp_weight=10.0, batch=64):
+def build(train_x, seed=0, lr=1e-4, betas=(0.0, 0.9), n_critic=5, gp_weight=10.0, batch=64,
+          hidden=1200, units=240):
     rng = np.random.default_rng(seed)
-    G = models.Generator(output_bias=models.pixel_logits(train_x), rng=rng)
-    D = models.Discriminator(p_input=0.0, p_hidden=0.0, rng=rng)      # the critic: no dropout
+    G = models.Generator(hidden=hidden, output_bias=models.pixel_logits(train_x), rng=rng)
+    D = models.Discriminator(units=units, p_input=0.0, p_hidden=0.0, rng=rng)   # critic: no dropout
     data = lambda m, r: train_x[r.integers(0, len(train_x), m)]       # noqa: E731
     return WassersteinTrainer(G, D, data, models.z_sampler("gaussian"),
                               optim.Adam(G.parameters(), lr, betas), optim.Adam(D.parameters(), lr, betas),
@@ -70,13 +71,15 @@ def main(argv=None):
     ap.add_argument("--log-every", type=int, default=100)
     ap.add_argument("--save-minutes", type=float, default=5.0)
     ap.add_argument("--blas-threads", type=int, default=1)
+    ap.add_argument("--hidden", type=int, default=1200, help="G's hidden width (the paper's: 1200)")
+    ap.add_argument("--units", type=int, default=240, help="critic's maxout units (the paper's: 240)")
     a = ap.parse_args(argv)
     npgan.settings.configure(blas_threads=a.blas_threads)
     train_x = load_train(a.data_dir, a.train_size)
-    tr = build(train_x, a.seed, lr=a.lr, batch=a.batch)
+    tr = build(train_x, a.seed, lr=a.lr, batch=a.batch, hidden=a.hidden, units=a.units)
     config = {"method": "wgan-gp", "seed": a.seed, "batch": a.batch, "lr": a.lr, "betas": [0.0, 0.9],
               "n_critic": 5, "gp_weight": 10.0, "critic": "maxout 240x5 x2, no dropout, no sigmoid",
-              "z": "gaussian", "train_size": a.train_size}
+              "z": "gaussian", "train_size": a.train_size, "hidden": a.hidden, "units": a.units}
     os.makedirs(a.out, exist_ok=True)
     ck = os.path.join(a.out, "checkpoint.npz")
     seconds = 0.0

@@ -290,3 +290,26 @@ def test_variants_example_runs_every_method_and_writes_results(tmp_path):
     pytest.importorskip("matplotlib")
     ex.main(["--plot-only", "--out", str(tmp_path), "--figure", str(tmp_path / "f.png")])
     assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_wgan_gp_mnist_example_steps_resumes_exactly_and_its_g_loads(tmp_path, monkeypatch):
+    ex = load_example("wgan_gp_mnist")
+    fake = np.random.default_rng(0).random((200, 784), dtype=np.float32)   # MNIST-shaped, no I/O
+    monkeypatch.setattr(ex, "load_train", lambda data_dir, n: fake[:n])
+    args = ["--train-size", "200", "--batch", "8", "--log-every", "1", "--seed", "2",
+            "--hidden", "32", "--units", "8"]
+    tr = ex.main(args + ["--steps", "1", "--out", str(tmp_path / "a")])
+    assert tr.g_steps == 1 and tr.opt_d.steps == 5
+    # the critic: the paper's maxout D without dropout, its output no probability
+    assert tr.D.drop0.p == tr.D.drop1.p == tr.D.drop2.p == 0
+    tr2 = ex.main(args + ["--steps", "2", "--out", str(tmp_path / "a")])        # continues
+    ref = ex.main(args + ["--steps", "2", "--out", str(tmp_path / "b")])
+    assert tr2.g_steps == 2
+    for p, q in zip(tr2.G.parameters() + tr2.D.parameters(), ref.G.parameters() + ref.D.parameters()):
+        np.testing.assert_array_equal(p.data, q.data)
+    G = npgan.sampling.load_generator(str(tmp_path / "a" / "checkpoint.npz"),
+                                      G=npgan.models.Generator(hidden=32))
+    np.testing.assert_array_equal(G.y.bias.data, tr2.G.y.bias.data)
+    assert G.z_prior == "gaussian"
+    log = [l for l in open(tmp_path / "a" / "log.jsonl")]
+    assert len(log) == 2
