@@ -153,6 +153,25 @@ ORDER = ["vanilla k=1", "vanilla k=5", "wgan k=5", "wgan-gp k=5", "unrolled k=1"
          "unrolled k=5", "unrolled k=10"]
 
 
+def table(results):
+    """Markdown: one row per method with mean +- std over seeds, then the per-seed values."""
+    keys = [k for k in ORDER if k in results] + sorted(k for k in results if k not in ORDER)
+    seeds = sorted({r["seed"] for k in keys for r in results[k]["runs"]})
+    head = ("| method | lr | G steps | modes covered (of 8), mean +- std [min, max] | "
+            "high-quality fraction, mean +- std | ms per G step (median) | "
+            + " | ".join(f"seed {s}: modes / HQ" for s in seeds) + " |\n"
+            + "|---" * (6 + len(seeds)) + "|\n")
+    rows = []
+    for k in keys:
+        e, sm = results[k], summary(results[k])
+        per = {r["seed"]: f"{r['modes']} / {r['hq']:.2f}" for r in e["runs"]}
+        rows.append(f"| {k} | {e['lr']:g} | {e['steps']} | {sm['modes_mean']:.1f} +- "
+                    f"{sm['modes_std']:.1f} [{sm['modes_min']:.0f}, {sm['modes_max']:.0f}] | "
+                    f"{sm['hq_mean']:.2f} +- {sm['hq_std']:.2f} | {sm['sec_per_g_step'] * 1e3:.1f} | "
+                    + " | ".join(per.get(s, "-") for s in seeds) + " |")
+    return head + "\n".join(rows) + "\n"
+
+
 def plot(results, path, seed=0):
     plt = plots.pyplot()
     keys = [k for k in ORDER if k in results] + sorted(k for k in results if k not in ORDER)
@@ -206,10 +225,15 @@ def main(argv=None):
     ap.add_argument("--out", default="results/variants", help="directory of ring.json")
     ap.add_argument("--figure", default="docs/figures/variants_ring.png")
     ap.add_argument("--label", default=None, help="key suffix, e.g. for a non-default lr")
-    ap.add_argument("--plot-only", action="store_true")
+    ap.add_argument("--plot-only", action="store_true", help="only draw the figure from ring.json")
+    ap.add_argument("--table", action="store_true", help="only print ring.json as a markdown table")
     ap.add_argument("--no-plot", action="store_true")
     args = ap.parse_args(argv)
     path = os.path.join(args.out, "ring.json")
+    if args.table:
+        with open(path) as f:
+            print(table(json.load(f)), end="")
+        return
     if not args.plot_only:
         k = DEFAULT_K[args.method] if args.k is None else args.k
         lr = DEFAULT_LR[args.method] if args.lr is None else args.lr

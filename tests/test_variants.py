@@ -287,6 +287,9 @@ def test_variants_example_runs_every_method_and_writes_results(tmp_path):
         assert e["steps"] == 3 and [r["seed"] for r in e["runs"]] == [0, 1]
         for r in e["runs"]:
             assert 0 <= r["modes"] <= 8 and 0 <= r["hq"] <= 1 and r["sec_per_g_step"] > 0
+    ex.main(["--table", "--out", str(tmp_path)])
+    md = ex.table(res)
+    assert md.count("\n") == 2 + 4 and "| vanilla k=2 |" in md and "seed 1: modes / HQ" in md
     pytest.importorskip("matplotlib")
     ex.main(["--plot-only", "--out", str(tmp_path), "--figure", str(tmp_path / "f.png")])
     assert (tmp_path / "f.png").stat().st_size > 1000
