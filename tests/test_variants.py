@@ -16,6 +16,8 @@ from npgan.metrics.modes import sample_ring
 from npgan.tensor import Tensor
 from npgan.train import GANTrainer
 
+pytestmark = pytest.mark.usefixtures("one_blas_thread")   # tiny matrices, busy shared cores
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
