@@ -157,8 +157,8 @@ def save_results(path, entry):
     raise RuntimeError(f"{path}: its directory stayed locked for 5 minutes")
 
 
-ORDER = ["vanilla k=1", "vanilla k=5", "wgan k=5", "wgan-gp k=5", "unrolled k=1",
-         "unrolled k=5", "unrolled k=10"]
+ORDER = ["vanilla k=1", "vanilla k=5", "wgan k=5", "wgan (lr 1e-3) k=5", "wgan-gp k=5",
+         "wgan-gp (lr 1e-3) k=5", "unrolled k=1", "unrolled k=5", "unrolled k=10"]
 
 
 def table(results):
