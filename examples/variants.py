@@ -189,7 +189,8 @@ def plot(results, path, seed=0):
     gs = fig.add_gridspec(2, n, height_ratios=[1, 1.1])
     for i, kk in enumerate(keys):
         e = results[kk]
-        r = next((r for r in e["runs"] if r["seed"] == seed), e["runs"][0])
+        kept = [r for r in e["runs"] if "samples" in r] or e["runs"]
+        r = next((r for r in kept if r["seed"] == seed), kept[0])
         ax = fig.add_subplot(gs[0, i])
         ax.scatter(centers[:, 0], centers[:, 1], s=25, marker="x", color="0.5", lw=1)
         if "samples" in r:
