@@ -131,6 +131,21 @@ def summary(entry):
             "sec_per_g_step": float(np.median(t))}
 
 
+def dumps(data):
+    """JSON with indent 1, but each run's samples and history on one line each."""
+    inline = {}
+
+    def mark(v):
+        inline[f"@{len(inline)}@"] = json.dumps(v, separators=(",", ":"))
+        return f"@{len(inline) - 1}@"
+    out = {kk: dict(e, runs=[dict(r, **{f: mark(r[f]) for f in ("samples", "history") if f in r})
+                             for r in e["runs"]]) for kk, e in data.items()}
+    text = json.dumps(out, indent=1, sort_keys=True)
+    for m, v in inline.items():
+        text = text.replace(f'"{m}"', v, 1)
+    return text
+
+
 def save_results(path, entry):
     """Merge ``entry`` into the JSON at ``path`` (under its key), atomically, under
     the directory's lock (runs of other methods may finish at the same moment)."""
@@ -150,7 +165,7 @@ def save_results(path, entry):
                     entry = dict(entry, runs=[runs[sd] for sd in sorted(runs)])
                     entry["summary"] = summary(entry)
                 data[kk] = entry
-                files.write_text(path, json.dumps(data, indent=1, sort_keys=True))
+                files.write_text(path, dumps(data))
                 return
         except files.DirectoryLocked:
             time.sleep(1)
