@@ -74,13 +74,15 @@ def linear(x, weight, bias=None, activation=None):
     y, saved = K.linear_forward(x.data, w.data, None if b is None else b.data, activation, keep)
 
     def backward(g):
-        if isinstance(g, Tensor):   # create_graph: the same products as Tensor ops
+        if isinstance(g, Tensor):   # create_graph: the same gradients, with differentiable ops
             if activation == "relu":
                 g = g * (saved > 0)                  # saved: y
             elif activation == "sigmoid":
                 z = linear(x, w, b)                  # the pre-activation, as a Tensor
                 g = g * z.sigmoid() * (-z).sigmoid()
-            gx, gw, gb = g @ w.T, x.T @ g, g.sum(axis=0)
+            gx = linear(g, w.T) if x.requires_grad else None    # linear: the compiled GEMM
+            gw = linear(x.T, g) if w.requires_grad else None
+            gb = g.sum(axis=0) if b is not None and b.requires_grad else None
         else:
             gx, gw, gb = K.linear_backward(g, x.data, w.data, saved, activation, x.requires_grad,
                                            w.requires_grad, b is not None and b.requires_grad)

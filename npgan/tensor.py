@@ -20,6 +20,7 @@ data are refused.
 """
 import contextlib
 import itertools
+import operator
 
 from . import backend
 from . import _kernels as K
@@ -88,7 +89,10 @@ def _vals(g, *tensors):
     """What an op's backward computes with: the Tensors themselves when the
     gradient ``g`` is a Tensor (create_graph: the result records a graph),
     else their arrays (the fast path)."""
-    return tensors if isinstance(g, Tensor) else tuple(t.data for t in tensors)
+    return tensors if isinstance(g, Tensor) else tuple(map(_data, tensors))
+
+
+_data = operator.attrgetter("data")
 
 
 def _keep_shape(shape, axis):
@@ -220,12 +224,14 @@ class Tensor:
     def __add__(self, other):
         a, b = self, self._lift(other)
         return Tensor.make(a.data + b.data, (a, b),
-                           lambda g: (_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)), "add", True)
+                           lambda g: (_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)),
+                           "add", graph=True)
 
     def __sub__(self, other):
         a, b = self, self._lift(other)
         return Tensor.make(a.data - b.data, (a, b),
-                           lambda g: (_unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)), "sub", True)
+                           lambda g: (_unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)),
+                           "sub", graph=True)
 
     def __mul__(self, other):
         a, b = self, self._lift(other)
@@ -233,7 +239,7 @@ class Tensor:
             A, B = _vals(g, a, b)
             return (_unbroadcast(g * B, a.shape) if a.requires_grad else None,
                     _unbroadcast(g * A, b.shape) if b.requires_grad else None)
-        return Tensor.make(a.data * b.data, (a, b), backward, "mul", True)
+        return Tensor.make(a.data * b.data, (a, b), backward, "mul", graph=True)
 
     def __truediv__(self, other):
         a, b = self, self._lift(other)
@@ -241,7 +247,7 @@ class Tensor:
             A, B = _vals(g, a, b)
             return (_unbroadcast(g / B, a.shape) if a.requires_grad else None,
                     _unbroadcast(-g * A / (B * B), b.shape) if b.requires_grad else None)
-        return Tensor.make(a.data / b.data, (a, b), backward, "div", True)
+        return Tensor.make(a.data / b.data, (a, b), backward, "div", graph=True)
 
     def __radd__(self, other):
         return self._lift(other) + self
@@ -256,15 +262,17 @@ class Tensor:
         return self._lift(other) / self
 
     def __neg__(self):
-        return Tensor.make(-self.data, (self,), lambda g: (-g,), "neg", True)
+        return Tensor.make(-self.data, (self,), lambda g: (-g,), "neg", graph=True)
 
     def __pow__(self, p):
         if isinstance(p, Tensor) or not isinstance(p, (int, float)):
             raise TypeError("Tensor ** p takes a constant number p; use exp/log for a tensor exponent")
         x = self
         if p == 0:      # d/dx x**0 = 0, also at x = 0 (where p * x**(p-1) is 0 * inf)
-            return Tensor.make(x.data ** p, (x,), lambda g: (backend.xp.zeros_like(x.data),), "pow", True)
-        return Tensor.make(x.data ** p, (x,), lambda g: (g * p * _vals(g, x)[0] ** (p - 1),), "pow", True)
+            return Tensor.make(x.data ** p, (x,), lambda g: (backend.xp.zeros_like(x.data),),
+                               "pow", graph=True)
+        return Tensor.make(x.data ** p, (x,), lambda g: (g * p * _vals(g, x)[0] ** (p - 1),),
+                           "pow", graph=True)
 
     def __matmul__(self, other):
         a, b = self, self._lift(other)
@@ -275,7 +283,7 @@ class Tensor:
             A, B = _vals(g, a, b)
             return (g @ B.T if a.requires_grad else None,
                     A.T @ g if b.requires_grad else None)
-        return Tensor.make(a.data @ b.data, (a, b), backward, "matmul", True)
+        return Tensor.make(a.data @ b.data, (a, b), backward, "matmul", graph=True)
 
     def __rmatmul__(self, other):
         return self._lift(other) @ self
@@ -286,21 +294,24 @@ class Tensor:
         x = self
         def backward(g):
             g = _expand(g, x.shape, axis, keepdims)
-            return (g.broadcast_to(x.shape) if isinstance(g, Tensor) else backend.xp.broadcast_to(g, x.shape),)
-        return Tensor.make(x.data.sum(axis=axis, keepdims=keepdims), (x,), backward, "sum", True)
+            if isinstance(g, Tensor):
+                return (g.broadcast_to(x.shape),)
+            return (backend.xp.broadcast_to(g, x.shape),)
+        return Tensor.make(x.data.sum(axis=axis, keepdims=keepdims), (x,), backward, "sum", graph=True)
 
     def broadcast_to(self, shape):
         """The tensor broadcast to ``shape`` (NumPy rules); the gradient is summed back."""
         x = self
         return Tensor.make(backend.xp.broadcast_to(x.data, shape), (x,),
-                           lambda g: (_unbroadcast(g, x.shape),), "broadcast_to", True)
+                           lambda g: (_unbroadcast(g, x.shape),), "broadcast_to", graph=True)
 
     def astype(self, dtype):
         """A copy in float ``dtype``; the gradient is cast back to this tensor's dtype."""
         x, dtype = self, backend.xp.dtype(dtype)
         if dtype.kind != "f":
             raise TypeError(f"npgan.Tensor dtype must be floating point, got {dtype}")
-        return Tensor.make(x.data.astype(dtype), (x,), lambda g: (g.astype(x.dtype),), "astype", True)
+        return Tensor.make(x.data.astype(dtype), (x,), lambda g: (g.astype(x.dtype),),
+                           "astype", graph=True)
 
     def mean(self, axis=None, keepdims=False):
         """Sum / count; a mean over zero elements (an empty batch) is undefined:
@@ -326,13 +337,14 @@ class Tensor:
             mask /= mask.sum(axis=axis, keepdims=True)
             return (mask * _expand(g, x.shape, axis, keepdims),)
         out = m if keepdims else (m.reshape(()) if axis is None else m.squeeze(axis))
-        return Tensor.make(out, (x,), backward, "max", True)
+        return Tensor.make(out, (x,), backward, "max", graph=True)
 
     # -- shape ---------------------------------------------------------------------
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         x = self
-        return Tensor.make(x.data.reshape(shape), (x,), lambda g: (g.reshape(x.shape),), "reshape", True)
+        return Tensor.make(x.data.reshape(shape), (x,), lambda g: (g.reshape(x.shape),),
+                           "reshape", graph=True)
 
     def transpose(self, *axes):
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
@@ -340,37 +352,40 @@ class Tensor:
         # inverse permutation of the axes made non-negative (argsort of (0, -1, 1) is wrong)
         inv = tuple(sorted(range(len(axes)), key=lambda i: axes[i] % max(self.ndim, 1)))
         return Tensor.make(self.data.transpose(axes), (self,),
-                           lambda g: (g.transpose(inv),), "transpose", True)
+                           lambda g: (g.transpose(inv),), "transpose", graph=True)
 
     def __getitem__(self, idx):
         x = self
         if isinstance(idx, Tensor):
             raise TypeError("index a Tensor with integers, slices or integer arrays, not a Tensor")
-        return Tensor.make(x.data[idx], (x,), lambda g: (_scatter(g, idx, x.shape),), "getitem", True)
+        return Tensor.make(x.data[idx], (x,), lambda g: (_scatter(g, idx, x.shape),),
+                           "getitem", graph=True)
 
     # -- elementwise math -------------------------------------------------------
     # The kernel ops' fast backward (arrays) and their create_graph form (Tensor
     # ops on x, for a Tensor g) sit side by side.
     def exp(self):
         x, y = self, backend.xp.exp(self.data)
-        return Tensor.make(y, (x,), lambda g: (g * (x.exp() if isinstance(g, Tensor) else y),), "exp", True)
+        return Tensor.make(y, (x,), lambda g: (g * (x.exp() if isinstance(g, Tensor) else y),),
+                           "exp", graph=True)
 
     def log(self):
         x = self
-        return Tensor.make(backend.xp.log(x.data), (x,), lambda g: (g / _vals(g, x)[0],), "log", True)
+        return Tensor.make(backend.xp.log(x.data), (x,), lambda g: (g / _vals(g, x)[0],),
+                           "log", graph=True)
 
     def tanh(self):
         x, y = self, backend.xp.tanh(self.data)
         def backward(g):
             t = x.tanh() if isinstance(g, Tensor) else y
             return (g * (1 - t * t),)
-        return Tensor.make(y, (x,), backward, "tanh", True)
+        return Tensor.make(y, (x,), backward, "tanh", graph=True)
 
     def relu(self):
         y = K.relu_forward(self.data)
         def backward(g):
             return (g * (y > 0),) if isinstance(g, Tensor) else (K.relu_backward(g, y),)
-        return Tensor.make(y, (self,), backward, "relu", True)
+        return Tensor.make(y, (self,), backward, "relu", graph=True)
 
     def sigmoid(self):
         x = self
@@ -378,21 +393,23 @@ class Tensor:
             if isinstance(g, Tensor):
                 return (g * x.sigmoid() * (-x).sigmoid(),)
             return (K.sigmoid_backward(g, x.data),)
-        return Tensor.make(K.sigmoid_forward(x.data), (x,), backward, "sigmoid", True)
+        return Tensor.make(K.sigmoid_forward(x.data), (x,), backward, "sigmoid", graph=True)
 
     def softplus(self):
         """log(1 + e^x), exact for any x."""
         x = self
         def backward(g):
             return (g * x.sigmoid(),) if isinstance(g, Tensor) else (K.softplus_backward(g, x.data),)
-        return Tensor.make(K.softplus_forward(x.data), (x,), backward, "softplus", True)
+        return Tensor.make(K.softplus_forward(x.data), (x,), backward, "softplus", graph=True)
 
     def log_sigmoid(self):
         """log sigmoid(x) = -softplus(-x), exact for any x."""
         x = self
         def backward(g):
-            return (g * (-x).sigmoid(),) if isinstance(g, Tensor) else (K.log_sigmoid_backward(g, x.data),)
-        return Tensor.make(K.log_sigmoid_forward(x.data), (x,), backward, "log_sigmoid", True)
+            if isinstance(g, Tensor):
+                return (g * (-x).sigmoid(),)
+            return (K.log_sigmoid_backward(g, x.data),)
+        return Tensor.make(K.log_sigmoid_forward(x.data), (x,), backward, "log_sigmoid", graph=True)
 
     def clip(self, lo=None, hi=None):
         """Clamp to [lo, hi]; the gradient passes only where x was inside."""
@@ -404,7 +421,7 @@ class Tensor:
             if hi is not None:
                 inside &= x.data <= hi
             return (g * inside,)
-        return Tensor.make(backend.xp.clip(x.data, lo, hi), (x,), backward, "clip", True)
+        return Tensor.make(backend.xp.clip(x.data, lo, hi), (x,), backward, "clip", graph=True)
 
     def maxout(self, pieces):
         """Max over consecutive groups of ``pieces`` features of the last axis:
@@ -416,7 +433,7 @@ class Tensor:
                 return (K.maxout_backward(g, arg, pieces),)
             onehot = backend.xp.arange(pieces) == arg[..., None]       # (..., units, pieces)
             return ((g.reshape(g.shape + (1,)) * onehot).reshape(x.shape),)
-        return Tensor.make(y, (x,), backward, "maxout", True)
+        return Tensor.make(y, (x,), backward, "maxout", graph=True)
 
 
 def _roots(outputs, grad_outputs, create_graph, who):
@@ -453,43 +470,46 @@ def _roots(outputs, grad_outputs, create_graph, who):
 
 def _backprop(roots, create_graph, targets):
     """The reverse sweep from ``roots`` [(tensor, gradient)]. targets: a set
-    of ids (grad(): stop there, leaves or not), or None (backward(): every
-    leaf that requires grad). Returns [(node, its summed gradient)] for the
-    targets reached, in sweep order. Only ops on a path to a target run: on
-    the fast path nodes off every such path are marked requires_grad=False
-    for the sweep, so their ops skip that gradient's work (e.g. a GEMM)."""
+    of Tensors (grad(): leaves or not), or None (backward(): every leaf that
+    requires grad). Returns [(node, its summed gradient)] for the targets
+    reached, in sweep order. Only ops on a path to a target run; on the fast
+    path the nodes off every such path are also marked requires_grad=False
+    for the sweep, so the ops above them skip that gradient's work (e.g. a
+    GEMM). (Not under create_graph: the gradient's graph must still record
+    every input that requires grad, e.g. D's weights in a gradient penalty.)
+    Nodes are keys by identity (Tensor defines no __eq__)."""
     order, seen = [], set()                   # iterative post-order DFS
     stack = [(t, False) for t, _ in reversed(roots)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
             order.append(node)
-        elif id(node) not in seen:
-            seen.add(id(node))
+        elif node not in seen:
+            seen.add(node)
             stack.append((node, True))
-            stack.extend((p, False) for p in node._parents if p.requires_grad and id(p) not in seen)
+            stack.extend((p, False) for p in node._parents if p.requires_grad and p not in seen)
 
     # needed: a target (backward(): a leaf), or an op with a needed input (parents
     # precede children in `order`; a leaf frozen since the forward pass is not in it).
-    needed = set()
+    needed, pruned = set(), []
     for n in order:
-        if (id(n) in targets if targets is not None else not n._parents) or any(
-                id(p) in needed for p in n._parents):
-            needed.add(id(n))
-    pruned = [] if create_graph else [n for n in order if id(n) not in needed]
-    for n in pruned:
-        n.requires_grad = False
+        if (n in targets if targets is not None else not n._parents) or any(
+                p in needed for p in n._parents):
+            needed.add(n)
+        elif not create_graph:
+            n.requires_grad = False
+            pruned.append(n)
     try:
         grads, found = {}, []
         for t, g in roots:
-            grads[id(t)] = g if id(t) not in grads else grads[id(t)] + g
+            grads[t] = g if t not in grads else grads[t] + g
         for node in reversed(order):
-            g = grads.pop(id(node), None)
-            if g is None or id(node) not in needed:
+            g = grads.pop(node, None)
+            if g is None or node not in needed:
                 continue
-            if node._backward is None or targets is not None and id(node) in targets:
+            if node._backward is None or targets is not None and node in targets:
                 found.append((node, g))    # a target may also lead to another one: go on
-                if node._backward is None or not any(id(p) in needed for p in node._parents):
+                if node._backward is None or not any(p in needed for p in node._parents):
                     continue
             if create_graph and not node._graph:
                 raise RuntimeError(
@@ -502,7 +522,7 @@ def _backprop(roots, create_graph, targets):
                 raise ValueError(f"backward of op {_op_name(node)} returned {len(pgs)} "
                                  f"gradients for its {len(node._parents)} inputs")
             for i, (p, pg) in enumerate(zip(node._parents, pgs)):
-                if pg is None or id(p) not in needed:
+                if pg is None or p not in needed:
                     continue
                 if create_graph and not isinstance(pg, Tensor):
                     pg = Tensor(pg)                # a constant (e.g. the zeros of x ** 0)
@@ -512,9 +532,8 @@ def _backprop(roots, create_graph, targets):
                                      f"its input {i} of shape {p.data.shape}")
                 if pg.dtype != p.data.dtype:   # float32 input of a float64 op: grad in its dtype
                     pg = pg.astype(p.data.dtype)
-                k = id(p)
-                grads[k] = pg if k not in grads else (grads[k] + pg if create_graph
-                                                      else K.add(grads[k], pg))
+                grads[p] = pg if p not in grads else (grads[p] + pg if create_graph
+                                                      else K.add(grads[p], pg))
         return found
     finally:
         for n in pruned:
@@ -526,8 +545,9 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
 
     outputs: a Tensor or a sequence of them; grad_outputs: their upstream
     gradients (arrays or Tensors of their shapes, any float dtype: cast to
-    each output's), or None for single-element outputs (ones). The gradient
-    is that of sum_i <grad_outputs[i], outputs[i]>.
+    each output's; under create_graph a Tensor keeps its history), or None
+    for single-element outputs (ones). The gradient is that of
+    sum_i <grad_outputs[i], outputs[i]>.
     inputs: a Tensor or a sequence; leaves or intermediate results.
     Returns a tuple with one Tensor per input, of its shape and dtype. Nothing
     is accumulated into any ``.grad``.
@@ -541,8 +561,7 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
     allow_unused=False: an input the outputs do not depend on (or that does
     not require grad) raises RuntimeError; True: its gradient is zeros.
     """
-    single = isinstance(inputs, Tensor)
-    inputs = [inputs] if single else list(inputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     if isinstance(grad_outputs, Tensor) or (grad_outputs is not None and hasattr(grad_outputs, "shape")):
         grad_outputs = [grad_outputs]
@@ -550,18 +569,18 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
         if not isinstance(x, Tensor):
             raise TypeError(f"grad(): input {i} is a {type(x).__name__}, not a Tensor")
     roots = _roots(outputs, grad_outputs, create_graph, "grad()")
-    found = {id(n): g for n, g in _backprop(roots, create_graph, {id(x) for x in inputs})}
+    found = dict(_backprop(roots, create_graph, set(inputs)))
     result = []
     for i, x in enumerate(inputs):
-        g = found.get(id(x))
+        g = found.get(x)
         if g is None:
             if not allow_unused:
                 why = "does not require grad" if not x.requires_grad else "is not used by the outputs"
                 raise RuntimeError(f"grad(): input {i} (shape {x.shape}) {why}, so it has no "
                                    "gradient; pass allow_unused=True for zeros")
             g = Tensor(backend.xp.zeros_like(x.data))
-        elif not isinstance(g, Tensor):
-            g = Tensor(g if g.flags.owndata else g.copy())   # not a view of the caller's array
+        elif not isinstance(g, Tensor):     # own it: not a view, nor the caller's array
+            g = Tensor(g if g.flags.owndata and not any(g is r for _, r in roots) else g.copy())
         result.append(g)
     return tuple(result)
 
@@ -590,4 +609,4 @@ def concatenate(tensors, axis=0):
         return tuple(g[(slice(None),) * ax + (slice(end - n, end),)]
                      for n, end in zip(sizes, itertools.accumulate(sizes)))
     return Tensor.make(backend.xp.concatenate([t.data for t in tensors], axis=axis),
-                       tuple(tensors), backward, "concatenate", True)
+                       tuple(tensors), backward, "concatenate", graph=True)
