@@ -113,7 +113,7 @@ def run(method, k, seed, steps, lr=None, eval_every=500, n_eval=2000, progress=T
                 s, m = evaluate(step)
     return {"seed": seed, "modes": m["modes_covered"], "hq": m["high_quality_fraction"],
             "counts": m["counts"].tolist(), "sec_per_g_step": train_s / steps, "history": hist,
-            "samples": np.round(s[:1000], 3).tolist()}
+            "samples": np.round(s[:1000].astype(np.float64), 3).tolist()}
 
 
 # ---- results file and figure -------------------------------------------------------------

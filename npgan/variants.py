@@ -27,7 +27,7 @@ import numpy  # host-side: the interpolation weights
 
 from . import backend, optim
 from .tensor import Tensor, no_grad
-from .train import GANTrainer, NonFiniteError, _frozen
+from .train import GANTrainer, NonFiniteError, frozen
 
 __all__ = ["critic_loss", "generator_loss", "clip_weights_", "interpolate", "gradient_penalty",
            "unrolled_parameters", "WassersteinTrainer", "UnrolledTrainer"]
@@ -200,7 +200,7 @@ class WassersteinTrainer:
         for _ in range(self.n_critic):
             stats = self.critic_step()
         z = self.sample_z(self.batch_size, self.rng)
-        with _frozen(self.D.parameters()):
+        with frozen(self.D.parameters()):
             g_loss = generator_loss(self.D(self.G(z)))
             self.opt_g.zero_grad()
             g_loss.backward()
