@@ -44,16 +44,7 @@ from npgan.metrics.modes import RADIUS, STD, mode_metrics, ring_centers, sample_
 
 
 # ---- models and Algorithm 1 ---------------------------------------------------
-class MLP(nn.Module):
-    """in -> hidden -> hidden -> out, ReLU between (fused into the Linear ops)."""
-
-    def __init__(self, sizes, rng):
-        self.l0 = nn.Linear(sizes[0], sizes[1], init="kaiming", rng=rng)
-        self.l1 = nn.Linear(sizes[1], sizes[2], init="kaiming", rng=rng)
-        self.l2 = nn.Linear(sizes[2], sizes[3], init="xavier", rng=rng)
-
-    def forward(self, x):
-        return self.l2(self.l1(self.l0(x, activation="relu"), activation="relu"))
+MLP = toys.ReLUMLP      # in -> hidden -> hidden -> out, ReLU between (one home: npgan.toys)
 
 
 def train(k, steps, seed=0, batch=256, lr=1e-3, hidden=64, z_dim=16, eval_every=100,

@@ -3,6 +3,7 @@
 Weights are stored (in_features, out_features), as in the paper's pylearn2
 code, so a layer computes ``x @ W + b`` with no transpose.
 """
+import contextlib
 import math
 import numbers
 from collections import OrderedDict
@@ -89,6 +90,47 @@ class Module:
 
     def num_parameters(self):
         return sum(p.size for p in self.parameters())
+
+    @contextlib.contextmanager
+    def substituted(self, params):
+        """Context: within it, the parameters named in ``params`` ({name: Tensor},
+        names as :meth:`named_parameters` gives them) are replaced by those
+        Tensors, which may carry history (e.g. D's weights after differentiable
+        update steps: the unrolled GAN), so a forward pass builds its graph on
+        them; the module's own Parameters come back on exit, untouched. An
+        unknown name, or a shape that differs from the parameter's: KeyError /
+        ValueError before anything is swapped."""
+        own = dict(self.named_parameters())
+        unknown = [k for k in params if k not in own]
+        if unknown:
+            raise KeyError(f"{type(self).__name__}.substituted: unknown parameter names {unknown}")
+        slots = {}
+        for name, t in params.items():
+            if not isinstance(t, Tensor):
+                raise TypeError(f"substituted: '{name}' must be a Tensor, got {type(t).__name__}")
+            if t.shape != own[name].shape:
+                raise ValueError(f"substituted: '{name}' has shape {t.shape}, the parameter has "
+                                 f"shape {own[name].shape}")
+            owner, attr = self, name
+            while "." in attr:
+                head, attr = attr.split(".", 1)
+                owner = getattr(owner, head)
+            slots[name] = (owner, attr)
+        saved = [(owner, attr, getattr(owner, attr)) for owner, attr in slots.values()]
+        try:
+            for name, (owner, attr) in slots.items():
+                setattr(owner, attr, params[name])
+            yield self
+        finally:
+            for owner, attr, p in saved:
+                setattr(owner, attr, p)
+
+    def functional_call(self, params, *args, **kwargs):
+        """``forward(*args, **kwargs)`` with the parameters named in ``params``
+        replaced by those Tensors (see :meth:`substituted`); others stay the
+        module's own. PyTorch's ``torch.func.functional_call(module, params, args)``."""
+        with self.substituted(params):
+            return self(*args, **kwargs)
 
     def state_dict(self):
         """Ordered {name: host NumPy copy of the parameter}."""

@@ -1,4 +1,4 @@
-"""Optimizers (SGD with momentum, Adam) and the paper's schedules.
+"""Optimizers (SGD with momentum, Adam, RMSprop) and the paper's schedules.
 
 SGD update rule (pylearn2's, which the paper's code used):
 
@@ -221,6 +221,49 @@ class Adam(Optimizer):
             v += (1 - b2) * (g * g)
             p.data -= (self.lr / c1) * m / (xp.sqrt(v / c2) + self.eps)
         self.steps = t
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Tieleman & Hinton, 2012), as torch.optim.RMSprop without momentum
+    or centering (the optimizer of WGAN, Arjovsky et al. 2017, Algorithm 1):
+    v <- alpha v + (1-alpha) g^2;  p <- p - lr * g / (sqrt(v) + eps), v starting at 0.
+    lr >= 0, alpha in [0, 1), eps > 0."""
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8):
+        super().__init__(params)
+        self._set_hyper(lr=lr, alpha=alpha, eps=eps)
+        self.v = [None] * len(self.params)
+
+    @staticmethod
+    def _check_hyper(lr=1e-2, alpha=0.99, eps=1e-8):
+        return {"lr": _real("RMSprop lr", lr, low=0.0, high=None),
+                "alpha": _real("RMSprop alpha", alpha, low=0.0, high=1.0),
+                "eps": _real("RMSprop eps", eps, low=0.0, low_open=True, high=None)}
+
+    def _check_buffer(self, name, a):
+        if not bool(backend.xp.all(a >= 0)):
+            raise ValueError("optimizer state 'v' (RMSprop's mean square) has negative values")
+
+    def _hyper(self):
+        return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps}
+
+    def _state_arrays(self):
+        return {"v": self.v}
+
+    def step(self):
+        a = self.alpha
+        xp = backend.xp
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if g is None:
+                continue
+            if self.v[i] is None:
+                self.v[i] = xp.zeros_like(p.data)
+            v = self.v[i]
+            v *= a
+            v += (1 - a) * (g * g)
+            p.data -= self.lr * g / (xp.sqrt(v) + self.eps)
+        self.steps += 1
 
 
 class ExponentialDecay:

@@ -7,6 +7,8 @@ one step of G; both players on Adam, D 4x faster than G, both rates decaying lin
 to zero over the second half of the run (docs/figures.md says why).
 
 Used by examples/gaussian_gan.py, fig1_toy.py and saturation.py.
+
+:class:`ReLUMLP`: the ring's G and D (examples/mode_collapse.py, examples/variants.py).
 """
 import numpy as np  # host-side: the game's samplers
 
@@ -16,7 +18,7 @@ from .tensor import no_grad
 
 DATA_MEAN, DATA_STD = 4.0, 1.25
 
-__all__ = ["DATA_MEAN", "DATA_STD", "mlp", "gaussian", "noise", "lr_factor", "gaussian_gan",
+__all__ = ["DATA_MEAN", "DATA_STD", "mlp", "ReLUMLP", "gaussian", "noise", "lr_factor", "gaussian_gan",
            "discriminate"]
 
 
@@ -28,6 +30,20 @@ def mlp(sizes, rng):
         if i < len(sizes) - 2:
             layers.append(nn.Tanh())
     return nn.Sequential(*layers)
+
+
+class ReLUMLP(nn.Module):
+    """in -> hidden -> hidden -> out, ReLU between (fused into the Linear ops), He
+    (kaiming) init for the hidden layers, Glorot for the last; no activation at the
+    end (D's output is a logit, or a critic's real value). ``sizes``: 4 widths."""
+
+    def __init__(self, sizes, rng):
+        self.l0 = nn.Linear(sizes[0], sizes[1], init="kaiming", rng=rng)
+        self.l1 = nn.Linear(sizes[1], sizes[2], init="kaiming", rng=rng)
+        self.l2 = nn.Linear(sizes[2], sizes[3], init="xavier", rng=rng)
+
+    def forward(self, x):
+        return self.l2(self.l1(self.l0(x, activation="relu"), activation="relu"))
 
 
 def gaussian(mean=DATA_MEAN, std=DATA_STD):

@@ -316,3 +316,58 @@ def test_linear_ramp_degenerate_and_refusal():
     assert r(4) == 0.1 and r(5) == 0.9
     with pytest.raises(ValueError):
         optim.LinearRamp(start_epoch=3, end_epoch=2)
+
+
+# ----------------------------------------------------------------------------- RMSprop
+def test_rmsprop_three_steps_by_hand():
+    # v <- .9 v + .1 g^2; p <- p - .01 g / (sqrt(v) + eps), eps tiny
+    # coordinate 0: g = 1, -1, .5
+    #   v1 = .1              p1 = 1 - .01/sqrt(.1)
+    #   v2 = .09 + .1 = .19  p2 = p1 + .01/sqrt(.19)
+    #   v3 = .171 + .025     p3 = p2 - .005/sqrt(.196)
+    ps, opt = run(optim.RMSprop, G, lr=0.01, alpha=0.9, eps=1e-12)
+    p1 = 1 - 0.01 / math.sqrt(0.1)
+    p2 = p1 + 0.01 / math.sqrt(0.19)
+    p3 = p2 - 0.005 / math.sqrt(0.196)
+    np.testing.assert_allclose([q[0] for q in ps], [p1, p2, p3], rtol=1e-12)
+    # the first step is -lr sign(g) / sqrt(1 - alpha) (+ eps) in every coordinate
+    np.testing.assert_allclose(ps[0][1], -2.0 - 0.01 / math.sqrt(0.1), rtol=1e-12)
+    np.testing.assert_allclose(opt.v[0], [0.196, 0.9 * (0.9 * 0.4 + 0.025) + 0.025], rtol=1e-12)
+    assert opt.steps == 3
+
+
+def test_rmsprop_closed_form_constant_gradient():
+    # constant g: v_t = (1 - alpha^t) g^2, so p_t = p0 - lr sum_s sign(g) / sqrt(1 - alpha^s)
+    alpha, lr, t = 0.99, 1e-3, 50
+    ps, _ = run(optim.RMSprop, [[0.3, -2.0]] * t, lr=lr, alpha=alpha, eps=1e-30)
+    steps = sum(1 / math.sqrt(1 - alpha ** s) for s in range(1, t + 1))
+    np.testing.assert_allclose(ps[-1], [1.0 - lr * steps, -2.0 + lr * steps], rtol=1e-10)
+
+
+def test_rmsprop_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    grads = [rng.standard_normal(3) for _ in range(6)]
+    ps, _ = run(optim.RMSprop, grads, p0=(0.5, -1.0, 2.0), lr=5e-3, alpha=0.95, eps=1e-6)
+    t = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.RMSprop([t], lr=5e-3, alpha=0.95, eps=1e-6)
+    for g in grads:
+        t.grad = torch.tensor(g)
+        opt.step()
+    np.testing.assert_allclose(ps[-1], t.detach().numpy(), rtol=1e-12)
+
+
+def test_rmsprop_state_dict_round_trip_and_refusals():
+    test_state_dict_round_trip_continues_identically(optim.RMSprop, {"lr": 0.01, "alpha": 0.9})
+    opt = _stepped(optim.RMSprop, lr=0.01)
+    before = opt.state_dict()
+    s = opt.state_dict()
+    s["v"][0][0, 0] = -1.0
+    with pytest.raises(ValueError, match="negative"):
+        opt.load_state_dict(s)
+    with pytest.raises(ValueError, match="RMSprop state has keys"):
+        opt.load_state_dict(_stepped(optim.Adam, lr=0.1).state_dict())
+    _same(opt.state_dict(), before)
+    for kw, name in [({"lr": -1.0}, "lr"), ({"alpha": 1.0}, "alpha"), ({"eps": 0.0}, "eps")]:
+        with pytest.raises(ValueError, match=name):
+            optim.RMSprop([nn.Parameter(np.ones(2))], **kw)
