@@ -125,7 +125,7 @@ class Value:
 # Let us differentiate  f(x, y) = Σ tanh(x·y + x) · exp(y)  (x, y arrays of
 # the same shape). By hand, with u = x·y + x and t = tanh(u):
 #
-XX
+# * ∂f/∂x = (1 − t²)(y + 1) exp(y)
 # * ∂f/∂y = (1 − t²) x exp(y) + t exp(y)
 #
 # Note that `x` is used twice and `y` three times: the accumulation in
