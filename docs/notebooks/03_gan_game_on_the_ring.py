@@ -114,7 +114,7 @@ assert np.isclose(theory.value_function(x, p_data, p_data), -theory.LOG4, atol=1
 rng = np.random.default_rng(0)
 D1 = toys.mlp([1, 32, 32, 1], rng)
 opt = optim.Adam(D1.parameters(), lr=3e-3, betas=(0.5, 0.999))
-steps_d = 300 if FAST else 1500
+steps_d = 200 if FAST else 1500
 ones, zeros = np.ones((512, 1), "float32"), np.zeros((512, 1), "float32")
 for step in range(steps_d):
     xr = (rng.choice([-2.0, 2.0], (512, 1)) + 0.6 * rng.standard_normal((512, 1))).astype("float32")
@@ -177,8 +177,8 @@ assert m["modes_covered"] == 8 and m["high_quality_fraction"] > 0.97
 # before it.
 
 # %%
-STEPS = 60 if FAST else 1500           # G steps per method
-EVAL_EVERY = 20 if FAST else 250
+STEPS = 30 if FAST else 1500           # G steps per method
+EVAL_EVERY = 10 if FAST else 250
 NEAR = 0.25                            # a coarser "mode reached": 1 % of samples within 0.25
 HIDDEN, Z_DIM, BATCH = (32, 16, 64) if FAST else (64, 16, 256)
 
@@ -303,7 +303,7 @@ plot_runs(runs, "ring_vanilla.png")
 import npgan.variants as CURES  # noqa: E402
 
 for method in ("wgan", "wgan-gp", "unrolled"):
-    runs[method] = run(method, steps=STEPS if method != "unrolled" else max(STEPS // 3, 20))
+    runs[method] = run(method, steps=STEPS if method != "unrolled" else max(STEPS // 3, 10))
 plot_runs(runs, "ring_cures.png")
 
 # %%
