@@ -277,6 +277,42 @@ def plot_runs(runs, name):
     show(fig, name)
 
 
+# %% [markdown]
+# Before training: every gradient the game follows is checked against finite
+# differences. Here V(D, G) on a minibatch, as a function of *all* of G's and
+# D's weights (tiny copies of the networks, in float64; `functional_call` runs
+# a module with the weights it is given), and WGAN-GP's critic objective,
+# whose gradient is a second derivative.
+
+# %%
+import npgan.variants as CURES  # noqa: E402
+
+r = np.random.default_rng(3)
+Gs, Ds = toys.ReLUMLP([3, 6, 6, 2], r).to("float64"), toys.ReLUMLP([2, 6, 6, 1], r).to("float64")
+g_names, d_names = [n for n, _ in Gs.named_parameters()], [n for n, _ in Ds.named_parameters()]
+z_s, x_s = r.standard_normal((6, 3)), sample_ring(6, r, centers, STD, dtype="float64")
+
+
+def V(*ws):        # E log D(x) + E log(1 - D(G(z))), with D's logits l: log D = log_sigmoid(l)
+    G_w, D_w = dict(zip(g_names, ws[:len(g_names)])), dict(zip(d_names, ws[len(g_names):]))
+    fake = Gs.functional_call(G_w, Tensor(z_s))
+    return (Ds.functional_call(D_w, Tensor(x_s)).log_sigmoid().mean()
+            + (-Ds.functional_call(D_w, fake)).log_sigmoid().mean())
+
+
+def critic_objective(*ws):
+    D_w = dict(zip(d_names, ws))
+    D_of = lambda x: Ds.functional_call(D_w, x)  # noqa: E731
+    with npgan.no_grad():
+        fake = Gs(Tensor(z_s)).data
+    x_hat = CURES.interpolate(x_s, fake, np.random.default_rng(4))
+    return (CURES.critic_loss(D_of(Tensor(x_s)), D_of(Tensor(fake)))
+            + 10 * CURES.gradient_penalty(D_of, x_hat))
+
+
+assert npgan.gradcheck(V, *[p.data for p in Gs.parameters() + Ds.parameters()])
+assert npgan.gradcheck(critic_objective, *[p.data for p in Ds.parameters()])
+
 # %%
 runs = {"vanilla": run("vanilla")}
 plot_runs(runs, "ring_vanilla.png")
@@ -321,8 +357,6 @@ plot_runs(runs, "ring_vanilla.png")
 # already knows them. Same seed, same networks, same number of G steps:
 
 # %%
-import npgan.variants as CURES  # noqa: E402
-
 for method in ("wgan", "wgan-gp", "unrolled"):
     runs[method] = run(method, steps=STEPS if method != "unrolled" else max(STEPS // 3, 10))    # K = 5: ~6x a G step's work
 plot_runs(runs, "ring_cures.png")
