@@ -141,7 +141,15 @@ def save_results(path, entry):
                 if os.path.exists(path):
                     with open(path) as f:
                         data = json.load(f)
-                data[key(entry["method"], entry["k"])] = entry
+                kk = key(entry["method"], entry["k"])
+                old = data.get(kk)
+                if old and (old["steps"], old["lr"]) == (entry["steps"], entry["lr"]):
+                    # the same experiment, other seeds (runs of one method in parallel): merge
+                    runs = {r["seed"]: r for r in old["runs"]}
+                    runs.update({r["seed"]: r for r in entry["runs"]})
+                    entry = dict(entry, runs=[runs[sd] for sd in sorted(runs)])
+                    entry["summary"] = summary(entry)
+                data[kk] = entry
                 files.write_text(path, json.dumps(data, indent=1, sort_keys=True))
                 return
         except files.DirectoryLocked:
