@@ -131,6 +131,8 @@ print(f"E|D - D*| under (p_data + p_g)/2 after {steps_d} steps: {err:.3f}")
 assert err < (0.12 if FAST else 0.05)
 print(f"V(D_learned, G) = {theory.value_function(x, p_data, p_g, D=D_learned):.4f} <= C(G) = {C:.4f}")
 assert theory.value_function(x, p_data, p_g, D=D_learned) <= C + 1e-9
+i2, im2 = np.argmin(abs(x - 2)), np.argmin(abs(x + 2))
+assert np.isclose(D_star[i2], 0.67, atol=0.01) and np.isclose(D_star[im2], 0.83, atol=0.01)
 
 # %%
 if plt is not None:
@@ -145,7 +147,8 @@ if plt is not None:
     show(fig, "optimal_discriminator.png")
 
 # %% [markdown]
-# Note where D* is decisive: near ±2, where p_g puts little mass, D* ≈ 1; in the
+# Read D* as a map of G's mistakes: near the modes ±2, where p_data outweighs
+# p_g, D* > 1/2 (0.67 at +2, 0.83 at −2, further from G's centre 0.5); in the
 # middle, where p_g piles its mass onto a region p_data avoids, D* ≈ 0. G's
 # gradient, through D, points from the middle towards the two modes. In
 # theory, with D kept optimal, G would slide its mass until D* = 1/2 everywhere.
