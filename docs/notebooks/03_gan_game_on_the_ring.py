@@ -359,6 +359,44 @@ plot_runs(runs, "ring_vanilla.png")
 # and the trainers `WassersteinTrainer` and `UnrolledTrainer`); `build` above
 # already knows them. Same seed, same networks, same number of G steps:
 
+# %% [markdown]
+# **The unrolled G loss, checked.** `UnrolledTrainer.g_loss(z, x)` is
+# −E log D_K(G(z)), where D_K is D after K Adam steps on (x, G(z)): a function
+# of G's weights *through* those K steps. Its gradient must agree with finite
+# differences, and it must differ from the gradient of the same loss with D_K
+# frozen (a stop-gradient copy): that difference is the "foresight" term, G
+# accounting for how D will react.
+
+# %%
+r = np.random.default_rng(6)
+Gu, Du = toys.ReLUMLP([3, 6, 6, 2], r).to("float64"), toys.ReLUMLP([2, 6, 6, 1], r).to("float64")
+gan_u = GANTrainer(Gu, Du, lambda n, rr: sample_ring(n, rr, centers, STD, dtype="float64"), batch_size=8,
+                   k=1, simultaneous=False, opt_g=optim.Adam(Gu.parameters(), 1e-2, (0.5, 0.999)),
+                   opt_d=optim.Adam(Du.parameters(), 1e-2, (0.5, 0.999)), d_scale=1.0, generator=r,
+                   sample_z=lambda n, rr: rr.standard_normal((n, 3)))
+unrolled = CURES.UnrolledTrainer(gan_u, unroll=3)
+z_u, x_u = r.standard_normal((8, 3)), sample_ring(8, r, centers, STD, dtype="float64")
+gu_names = [n for n, _ in Gu.named_parameters()]
+
+
+def unrolled_loss(*ws):
+    with Gu.substituted(dict(zip(gu_names, ws))):
+        return unrolled.g_loss(z_u, x_u)
+
+
+assert npgan.gradcheck(unrolled_loss, *[p.data for p in Gu.parameters()], mode="random", n_directions=4)
+
+through = npgan.grad(unrolled.g_loss(z_u, x_u), Gu.parameters())
+D_K = CURES.unrolled_parameters(Du, gan_u.opt_d,
+                                lambda f: gan_u._d_loss(f(Tensor(x_u)), f(Gu(Tensor(z_u)))), 3)
+frozen = {n: t.detach() for n, t in D_K.items()}
+plain = npgan.grad(gan_u._g_loss(Du.functional_call(frozen, Gu(Tensor(z_u)))), Gu.parameters())
+same_value = np.isclose(unrolled.g_loss(z_u, x_u).item(),
+                        gan_u._g_loss(Du.functional_call(frozen, Gu(Tensor(z_u)))).item())
+diff = max(float(np.abs(a.data - b.data).max()) for a, b in zip(through, plain))
+print(f"same loss value: {same_value}; largest gradient difference (the foresight term): {diff:.2e}")
+assert same_value and diff > 1e-6
+
 # %%
 for method in ("wgan", "wgan-gp", "unrolled"):
     runs[method] = run(method, steps=STEPS if method != "unrolled" else max(STEPS // 3, 10))    # K = 5: ~6x a G step's work
