@@ -87,7 +87,8 @@ assert np.allclose(x.grad, 6 * x.data)
 #
 # The Hessian H of f: ℝⁿ → ℝ is n×n: too big to form for a network. But the
 # product Hv for one direction v costs only two backward passes, because
-# Hv = ∇ₓ ⟨∇ₓf(x), v⟩ (v held constant). This is *Pearlmutter's trick*.
+# Hv = ∇ₓ ⟨∇ₓf(x), v⟩ (v held constant): differentiate the gradient's
+# projection on v (reverse-over-reverse; Pearlmutter, 1994).
 #
 # **A quadratic** f(x) = ½ xᵀAx + bᵀx with A symmetric has H = A exactly, so
 # Hv = Av with no approximation at all.
