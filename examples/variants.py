@@ -190,10 +190,13 @@ def plot(results, path, seed=0):
     for i, kk in enumerate(keys):
         e = results[kk]
         r = next((r for r in e["runs"] if r["seed"] == seed), e["runs"][0])
-        s = np.asarray(r["samples"])
         ax = fig.add_subplot(gs[0, i])
         ax.scatter(centers[:, 0], centers[:, 1], s=25, marker="x", color="0.5", lw=1)
-        ax.scatter(s[:, 0], s[:, 1], s=3, alpha=0.5, lw=0, color=f"C{i}")
+        if "samples" in r:
+            s = np.asarray(r["samples"])
+            ax.scatter(s[:, 0], s[:, 1], s=3, alpha=0.5, lw=0, color=f"C{i}")
+        else:                           # an entry recovered from a run's log lines
+            ax.text(0, 0, "samples\nnot kept", ha="center", va="center", fontsize=8)
         ax.set_title(f"{kk}\nseed {r['seed']}: {r['modes']}/8, HQ {r['hq']:.2f}", fontsize=8)
         ax.set_xlim(-3, 3)
         ax.set_ylim(-3, 3)

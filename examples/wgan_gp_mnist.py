@@ -79,7 +79,9 @@ def main(argv=None):
     tr = build(train_x, a.seed, lr=a.lr, batch=a.batch, hidden=a.hidden, units=a.units)
     config = {"method": "wgan-gp", "seed": a.seed, "batch": a.batch, "lr": a.lr, "betas": [0.0, 0.9],
               "n_critic": 5, "gp_weight": 10.0, "critic": "maxout 240x5 x2, no dropout, no sigmoid",
-              "z": "gaussian", "train_size": a.train_size, "hidden": a.hidden, "units": a.units}
+              "z": "gaussian", "train_size": a.train_size}
+    if (a.hidden, a.units) != (1200, 240):           # the paper's widths go unsaid
+        config.update(hidden=a.hidden, units=a.units)
     os.makedirs(a.out, exist_ok=True)
     ck = os.path.join(a.out, "checkpoint.npz")
     seconds = 0.0
