@@ -17,6 +17,7 @@ import numpy  # host-side: checking loaded state
 
 from . import _kernels as K
 from . import backend
+from .tensor import Tensor
 
 
 def _real(name, v, low=None, high=None, low_open=False, high_open=True):
@@ -56,6 +57,13 @@ class Optimizer:
     def zero_grad(self):
         for p in self.params:
             p.grad = None
+
+    @staticmethod
+    def _grad(p):
+        """p's gradient as an array, or None: after ``backward(create_graph=True)``
+        ``p.grad`` is a Tensor (with history), and the step uses its value."""
+        g = p.grad
+        return g.data if isinstance(g, Tensor) else g
 
     def _state_arrays(self):          # name -> list of per-parameter arrays (or None)
         return {}
@@ -163,12 +171,13 @@ class SGD(Optimizer):
     def step(self):
         lr, mu = self.lr, self.momentum
         for i, p in enumerate(self.params):
-            if p.grad is None:
+            g = self._grad(p)
+            if g is None:
                 continue
             v = self.velocity[i]
             if v is None:
                 v = self.velocity[i] = backend.xp.zeros_like(p.data)
-            K.sgd_momentum_(p.data, v, p.grad, lr, mu, self.nesterov)   # in place, one pass
+            K.sgd_momentum_(p.data, v, g, lr, mu, self.nesterov)   # in place, one pass
         self.steps += 1
 
 
@@ -209,7 +218,7 @@ class Adam(Optimizer):
         c1, c2 = 1 - b1 ** t, 1 - b2 ** t
         xp = backend.xp
         for i, p in enumerate(self.params):
-            g = p.grad
+            g = self._grad(p)
             if g is None:
                 continue
             if self.m[i] is None:
@@ -254,7 +263,7 @@ class RMSprop(Optimizer):
         a = self.alpha
         xp = backend.xp
         for i, p in enumerate(self.params):
-            g = p.grad
+            g = self._grad(p)
             if g is None:
                 continue
             if self.v[i] is None:

@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+import npgan
 from npgan import nn, optim
 
 G = [np.array([1.0, 2.0]), np.array([-1.0, 0.5]), np.array([0.5, 0.5])]
@@ -371,3 +372,21 @@ def test_rmsprop_state_dict_round_trip_and_refusals():
     for kw, name in [({"lr": -1.0}, "lr"), ({"alpha": 1.0}, "alpha"), ({"eps": 0.0}, "eps")]:
         with pytest.raises(ValueError, match=name):
             optim.RMSprop([nn.Parameter(np.ones(2))], **kw)
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.5),
+                                  lambda ps: optim.Adam(ps, lr=0.1),
+                                  lambda ps: optim.RMSprop(ps, lr=0.1)])
+def test_step_after_backward_with_create_graph_uses_the_gradients_value(make):
+    """backward(create_graph=True) leaves .grad a Tensor with history; a step takes the
+    same update as from the plain backward's array."""
+    x0 = np.array([[0.5, -1.0, 2.0]])
+    a, b = npgan.Tensor(x0.copy(), requires_grad=True), npgan.Tensor(x0.copy(), requires_grad=True)
+    oa, ob = make([a]), make([b])
+    ((a * a * a).sum()).backward(create_graph=True)
+    ((b * b * b).sum()).backward()
+    assert isinstance(a.grad, npgan.Tensor) and not isinstance(b.grad, npgan.Tensor)
+    oa.step()
+    ob.step()
+    np.testing.assert_allclose(a.data, b.data, rtol=0, atol=0)
+    assert not np.allclose(a.data, x0)
