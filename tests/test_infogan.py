@@ -122,7 +122,9 @@ def test_cluster_agreement_permuted_and_random():
 
 def test_trainer_learns_the_code_on_a_tiny_problem():
     # 3 well-separated "digits" (prototypes + noise) in 16-D; with lam = 1 the categorical
-    # code's -log q falls far below log 3 within a few hundred small steps
+    # code's -log q falls far below log 3 within 480 small steps (the path there depends on
+    # rounding: compiled kernels get below 0.35 log 3 by epoch 5, the NumPy reference by ~30;
+    # both end near 0.02-0.16 log 3 at epoch 40)
     rng = np.random.default_rng(6)
     protos = rng.random((3, 16)) > 0.5
     data = np.clip(protos[rng.integers(0, 3, 600)] * 0.9 + rng.random((600, 16)) * 0.1, 0, 1)
@@ -130,7 +132,7 @@ def test_trainer_learns_the_code_on_a_tiny_problem():
                          g_hidden=32, d_units=16, d_pieces=2)
     tr = infogan.InfoGANTrainer(G, D, data.astype(np.float32), batch_size=50, lr_d=5e-3, lr_g=5e-3)
     first = tr.train_epoch()
-    for _ in range(14):
+    for _ in range(39):
         rec = tr.train_epoch()
     assert first["mi_cat"] > 0.9 * math.log(3)
     assert rec["mi_cat"] < 0.35 * math.log(3)
