@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout
 import npgan  # noqa: E402
-from npgan import checkpoint, classifier, datasets, files, images, inference, models, optim, sampling  # noqa: E402
+from npgan import checkpoint, classifier, datasets, files, images, inference, metrics, models, optim, sampling  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -144,7 +144,7 @@ def main(argv=None):
     # 2. test images: G(E(x)) against the nearest training image
     rec = inference.reconstruct(G, E, x)
     print(f"nearest training images of {len(x)} test images ...", flush=True)
-    nn_idx = inference.nearest_rows(x, train_x)
+    nn_idx = metrics.nearest_indices(x, train_x)
     nn = train_x[nn_idx]
     res["G(E(x))"] = {"pixel_mse": float(np.mean((rec - x) ** 2)), **agreement(model, rec, y, pred_x)}
     res["nearest_train"] = {"pixel_mse": float(np.mean((nn - x) ** 2)), **agreement(model, nn, y, pred_x),

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout
 import npgan  # noqa: E402
-from npgan import checkpoint, classifier, datasets, files, images, inference, sampling  # noqa: E402
+from npgan import checkpoint, classifier, datasets, files, images, inference, metrics, sampling  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -83,7 +83,7 @@ def main(argv=None):
     completions = {"gan": with_bottom(gz[:, TOP:]),
                    "gan_from_z0": with_bottom(inference.decode(G, z0)[:, TOP:]),
                    "mean_bottom": filled,
-                   "nearest_top_half": with_bottom(train_x[inference.nearest_rows(x[:, :TOP], train_x[:, :TOP]), TOP:]),
+                   "nearest_top_half": with_bottom(train_x[metrics.nearest_indices(x[:, :TOP], train_x[:, :TOP]), TOP:]),
                    "original": x}
     res = {"command": "python examples/inpainting.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "n": len(x), "z0": "encoder" if args.encoder else "prior", "fit_loss_first_last": [losses[0], losses[-1]]}

@@ -10,19 +10,17 @@
 * :func:`fit_z`: z that makes G(z) match x on the pixels of a mask (gradient
   descent on z through the frozen G, from a start such as E(x)); with the top
   half as the mask, G(z)'s bottom half completes the digit (inpainting).
-* :func:`nearest_rows`: index of each query's nearest reference row (pixel
-  space, blocked), the nearest-training-image baseline.
+The nearest-training-image baseline is :func:`npgan.metrics.nearest_indices`.
 
 :func:`mse_loss` is here because :mod:`npgan.functional` is not (yet) its home.
 """
-import numpy  # host-side: initialisation, RNGs, the neighbour search's results
+import numpy  # host-side: initialisation, RNGs
 
 from . import backend, models, nn, optim
 from .tensor import Tensor, no_grad
 from .train import frozen
 
-__all__ = ["Encoder", "mse_loss", "train_encoder", "encode", "reconstruct", "fit_z",
-           "nearest_rows"]
+__all__ = ["Encoder", "mse_loss", "train_encoder", "encode", "reconstruct", "fit_z"]
 
 
 def mse_loss(pred, target, mask=None):
@@ -127,16 +125,3 @@ def fit_z(G, x, mask, z0, steps=200, lr=0.05, prior_weight=0.0, on_step=None):
     with frozen(G.parameters()):
         losses = _minimise(opt, loss, range(steps), on_step)
     return backend.to_numpy(z.data).copy(), losses
-
-
-def nearest_rows(queries, reference, block=500):
-    """Index (N,) of each query row's nearest reference row (Euclidean, host arrays,
-    ``block`` queries per GEMM: ||q||^2 - 2 q.r + ||r||^2)."""
-    ref = numpy.asarray(reference, dtype=numpy.float32)
-    r2 = numpy.einsum("ij,ij->i", ref, ref)
-    out = numpy.empty(len(queries), dtype=numpy.int64)
-    for i in range(0, len(queries), block):
-        q = numpy.asarray(queries[i:i + block], dtype=numpy.float32)
-        d = r2[None, :] - 2.0 * (q @ ref.T)          # ||q||^2 is the same for every r
-        out[i:i + block] = d.argmin(axis=1)
-    return out

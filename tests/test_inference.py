@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from npgan import backend, inference, models, nn, optim
+from npgan import backend, inference, metrics, models, nn, optim
 from npgan.gradcheck import gradcheck
 from npgan.tensor import Tensor
 
@@ -73,12 +73,12 @@ def test_fit_z_on_a_mask_recovers_z():
     assert all(p.requires_grad for p in G.parameters())        # G unfrozen afterwards
 
 
-def test_nearest_rows_is_the_brute_force_argmin():
+def test_nearest_indices_is_the_brute_force_argmin():
     rng = np.random.default_rng(5)
     ref, q = rng.random((300, 16)), rng.random((50, 16))
     want = ((q[:, None, :] - ref[None]) ** 2).sum(-1).argmin(1)
-    assert np.array_equal(inference.nearest_rows(q, ref, block=7), want)
-    assert np.array_equal(inference.nearest_rows(ref[10:20], ref), np.arange(10, 20))
+    assert np.array_equal(metrics.nearest_indices(q, ref, max_block_bytes=7 * 4 * len(ref)), want)
+    assert np.array_equal(metrics.nearest_indices(ref[10:20], ref), np.arange(10, 20))
 
 
 def _load(name):

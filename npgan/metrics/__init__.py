@@ -16,7 +16,7 @@ Building blocks (arrays in, numbers out): :func:`frechet_distance` (from means
 and covariances; :func:`frechet_terms`: its unclamped parts),
 :func:`frechet_distance_from_features`, :func:`classifier_score`,
 :func:`class_histogram`, :func:`classes_covered`, :func:`precision_recall`,
-:func:`knn_radii`, :func:`nearest_distances`.
+:func:`knn_radii`, :func:`nearest_distances`, :func:`nearest_indices`.
 Bad inputs raise :class:`MetricsError`.
 
 Squared distances, in the Parzen window and the neighbour metrics alike,
@@ -28,7 +28,7 @@ from .checks import MetricsError, check_images, check_features
 from .frechet import feature_statistics, frechet_distance, frechet_distance_from_features, \
     frechet_terms, trace_sqrt_product
 from .classes import classifier_score, class_histogram, classes_covered
-from .neighbours import knn_radii, nearest_distances, manifold_coverage, precision_recall, \
+from .neighbours import knn_radii, nearest_distances, nearest_indices, manifold_coverage, precision_recall, \
     distance_summary
 from .suite import RealReference, evaluate
 from . import modes, parzen
@@ -37,5 +37,5 @@ __all__ = ["MetricsError", "check_images", "check_features", "feature_statistics
            "frechet_distance", "frechet_distance_from_features", "frechet_terms",
            "trace_sqrt_product",
            "classifier_score", "class_histogram", "classes_covered", "knn_radii",
-           "nearest_distances", "manifold_coverage", "precision_recall", "distance_summary",
+           "nearest_distances", "nearest_indices", "manifold_coverage", "precision_recall", "distance_summary",
            "RealReference", "evaluate", "modes", "parzen"]

@@ -73,17 +73,32 @@ def knn_radii(features, k=3, max_block_bytes=MAX_BLOCK_BYTES, progress=None, des
     return out
 
 
+def _nearest_blocks(queries, reference, max_block_bytes, progress, desc):
+    """(a, b, squared distances of queries[a:b] to every reference row) per block."""
+    q = check_features(queries, "queries", min_count=1)
+    r = check_features(reference, "reference", min_count=1, dim=q.shape[1])
+    ref = _Reference(r)
+    for a, b in _Blocks(len(q), len(r), max_block_bytes, progress, desc):
+        yield a, b, ref.sq_dist(q[a:b])
+
+
 def nearest_distances(queries, reference, max_block_bytes=MAX_BLOCK_BYTES, progress=None,
                       desc="nearest neighbours"):
     """Euclidean distance of each query (N, D) to its nearest row of
     ``reference`` (M, D) -> (N,) float64."""
-    q = check_features(queries, "queries", min_count=1)
-    r = check_features(reference, "reference", min_count=1, dim=q.shape[1])
-    ref = _Reference(r)
-    xp = backend.xp
-    out = numpy.empty(len(q))
-    for a, b in _Blocks(len(q), len(r), max_block_bytes, progress, desc):
-        out[a:b] = backend.to_numpy(xp.sqrt(ref.sq_dist(q[a:b]).min(axis=1)))
+    out = numpy.empty(len(queries))
+    for a, b, d in _nearest_blocks(queries, reference, max_block_bytes, progress, desc):
+        out[a:b] = backend.to_numpy(backend.xp.sqrt(d.min(axis=1)))
+    return out
+
+
+def nearest_indices(queries, reference, max_block_bytes=MAX_BLOCK_BYTES, progress=None,
+                    desc="nearest neighbours"):
+    """Index of each query's (N, D) nearest row of ``reference`` (M, D) -> (N,) int64
+    (e.g. the nearest training image, as a reconstruction baseline)."""
+    out = numpy.empty(len(queries), dtype=numpy.int64)
+    for a, b, d in _nearest_blocks(queries, reference, max_block_bytes, progress, desc):
+        out[a:b] = backend.to_numpy(d.argmin(axis=1))
     return out
 
 
