@@ -26,20 +26,11 @@ Second derivatives come from ``npgan.grad(..., create_graph=True)``.
 import numpy  # host-side: the interpolation weights
 
 from . import backend, optim
-from .tensor import Tensor, no_grad
-from .train import GANTrainer, NonFiniteError, frozen
+from .tensor import Tensor, grad, no_grad
+from .train import NonFiniteError, frozen
 
 __all__ = ["critic_loss", "generator_loss", "clip_weights_", "interpolate", "gradient_penalty",
            "unrolled_parameters", "WassersteinTrainer", "UnrolledTrainer"]
-
-
-def _grad():
-    import npgan
-    try:
-        return npgan.grad
-    except AttributeError:
-        raise RuntimeError("this needs second-order autograd (npgan.grad with create_graph=True), "
-                           "which this npgan does not have yet") from None
 
 
 # ---- the Wasserstein losses -------------------------------------------------------
@@ -82,7 +73,7 @@ def gradient_penalty(D, x_hat, create_graph=True, eps=1e-12):
     x_hat = Tensor(x_hat.data if isinstance(x_hat, Tensor) else backend.asarray(x_hat),
                    requires_grad=True)
     out = D(x_hat)
-    (g,) = _grad()(out.sum(), [x_hat], create_graph=create_graph)
+    (g,) = grad(out.sum(), [x_hat], create_graph=create_graph)
     norm = ((g * g).sum(axis=1) + eps) ** 0.5
     return ((norm - 1.0) ** 2).mean()
 
@@ -101,7 +92,6 @@ def unrolled_parameters(D, opt_d, d_loss, k):
     params = dict(D.named_parameters())          # w_0: D's own Parameters
     idx = {id(p): i for i, p in enumerate(opt_d.params)}
     order = [idx[id(params[n])] for n in names]
-    grad = _grad()
     if isinstance(opt_d, optim.Adam):
         b1, b2 = opt_d.betas
         m = [_const(opt_d.m[i], params[n]) for i, n in zip(order, names)]
@@ -243,7 +233,7 @@ class UnrolledTrainer:
         z = gan.sample_z(m, rng)
         x = backend.asarray(gan.data(m, gan.rng_data))
         loss = self.g_loss(z, x)
-        gs = _grad()(loss, gan.opt_g.params)
+        gs = grad(loss, gan.opt_g.params)
         gan.opt_g.zero_grad()
         for p, g in zip(gan.opt_g.params, gs):
             p.grad = g.data if isinstance(g, Tensor) else g
