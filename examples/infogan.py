@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout
 import npgan  # noqa: E402
-from npgan import classifier, datasets, files, images, infogan, plots, settings  # noqa: E402
+from npgan import checkpoint, classifier, datasets, files, images, infogan, plots, settings  # noqa: E402
 from npgan import metrics  # noqa: E402
 from npgan.progress import Progress  # noqa: E402
 
@@ -58,6 +58,12 @@ def parse_args(argv=None):
     p.add_argument("--lr-d", type=float, default=2e-4)
     p.add_argument("--lr-g", type=float, default=1e-3)
     p.add_argument("--momentum", type=float, default=0.5, help="SGD momentum")
+    p.add_argument("--init-from", default=None,
+                   help="checkpoint.npz of examples/mnist_gan.py: start G and D from its trained "
+                        "(unconditional, unsupervised) pair, G's code rows zero, Q fresh (fine-tuning)")
+    p.add_argument("--code-scale", type=float, default=1.0,
+                   help="the codes enter G multiplied by this (with --init-from: 10, as the "
+                        "conditional GAN's --label-scale)")
     p.add_argument("--learn-std", action="store_true", help="Q also outputs log std of c_cont")
     p.add_argument("--q-no-dropout", action="store_true",
                    help="Q reads a second pass of G's samples through D's body without dropout")
@@ -78,16 +84,30 @@ def parse_args(argv=None):
 
 
 def config_of(args):
-    return {k: getattr(args, k) for k in ("epochs", "max_steps", "lam", "optimizer", "lr_d", "lr_g", "momentum", "learn_std", "q_no_dropout",
-                                          "train_size", "eval_per_code")}
+    cfg = {k: getattr(args, k) for k in ("epochs", "max_steps", "lam", "optimizer", "lr_d", "lr_g", "momentum",
+                                         "learn_std", "q_no_dropout", "train_size", "eval_per_code")}
+    if args.init_from:                     # only when used: earlier results keep their config
+        cfg["init_from"] = os.path.basename(args.init_from)
+        cfg["init_from_sha256"] = files.sha256(args.init_from)
+    if args.code_scale != 1.0:
+        cfg["code_scale"] = args.code_scale
+    return cfg
+
+
+def make_trainer(args, seed, train_x, G, D):
+    return infogan.InfoGANTrainer(G, D, train_x, lam=args.lam, lr_d=args.lr_d, lr_g=args.lr_g,
+                                  seed=seed, q_dropout=not args.q_no_dropout,
+                                  optimizer=args.optimizer, momentum=args.momentum,
+                                  code_scale=args.code_scale)
 
 
 # -- one seed -----------------------------------------------------------------------------------
 def train_seed(args, seed, train_x, log=print):
     G, D = infogan.build(seed, train_x, learn_std=args.learn_std)
-    trainer = infogan.InfoGANTrainer(G, D, train_x, lam=args.lam, lr_d=args.lr_d, lr_g=args.lr_g,
-                                     seed=seed, q_dropout=not args.q_no_dropout,
-                                     optimizer=args.optimizer, momentum=args.momentum)
+    if args.init_from:
+        state = checkpoint.load(args.init_from)["state"]
+        infogan.from_unconditional(G, D, state["G"], state["D"])
+    trainer = make_trainer(args, seed, train_x, G, D)
     out = os.path.join(args.out, f"seed_{seed}")
     lines = []
     t0 = time.time()
@@ -209,7 +229,7 @@ def load_seed(args, seed, epoch, train_x):
     for module, name in ((G, "G.npz"), (D, "D.npz")):
         with np.load(os.path.join(snap, name)) as z:
             module.load_state_dict({k: z[k] for k in z.files})
-    trainer = infogan.InfoGANTrainer(G, D, train_x[:100], seed=seed)
+    trainer = make_trainer(args, seed, train_x[:100], G, D)
     with open(os.path.join(args.out, f"seed_{seed}", "metrics.jsonl")) as f:
         trainer.history = [json.loads(line) for line in f][:epoch]
     trainer.epoch = epoch
@@ -293,7 +313,7 @@ def figure_from_seed(args, seed, train_x):
         G, D = infogan.build(seed, train_x[:100], learn_std=args.learn_std)
         with np.load(os.path.join(out, "G.npz")) as z:
             G.load_state_dict({k: z[k] for k in z.files})
-        trainer = infogan.InfoGANTrainer(G, D, train_x[:100], seed=seed)
+        trainer = make_trainer(args, seed, train_x[:100], G, D)
     traversal_figure(trainer, res["mapping_code_to_class"], args.figure,
                      f"InfoGAN (seed {seed}, {res['config']['epochs']} epochs): agreement "
                      f"{res['agreement']:.3f}; rows: c_cat value -> matched class")

@@ -56,6 +56,14 @@ def parse_args(argv=None):
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (paper: 0.1)")
     p.add_argument("--lr-decay", type=float, default=1.000004, help="lr divided by this per step")
+    p.add_argument("--lr-g", type=float, default=None,
+                   help="G's initial learning rate, if not --lr (D keeps --lr; same decay)")
+    p.add_argument("--momentum-end", type=float, default=0.7, help="SGD momentum rises from .5 to this")
+    p.add_argument("--momentum-epochs", type=int, default=250,
+                   help="... reaching it at this epoch (authors: 250)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="training-time budget: no epoch starts that would end past it "
+                        "(its time estimated by the last epoch's); evaluation not counted")
     p.add_argument("--ema", type=float, nargs="*", default=[0.9999],
                    help="decays of moving averages of G's weights to sample from (none: --ema)")
     p.add_argument("--data-dir", default=None,
@@ -72,6 +80,15 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.k > 1:
         args.sequential = True
+    if args.lr_g is None:
+        args.lr_g = args.lr
+    for name in ("lr", "lr_g"):
+        if not getattr(args, name) > 0:
+            p.error(f"--{name.replace('_', '-')} must be > 0")
+    if not 0 <= args.momentum_end < 1 or args.momentum_epochs < 1:
+        p.error("--momentum-end must be in [0, 1) and --momentum-epochs >= 1")
+    if args.minutes is not None and not args.minutes > 0:
+        p.error("--minutes must be > 0")
     return args
 
 
@@ -79,7 +96,12 @@ def config_of(args):
     """What must match for --resume to continue the same run."""
     keys = ["seed", "k", "sequential", "g_loss", "z", "d_scale", "optimizer", "lr", "lr_decay", "ema",
             "train_size"]
-    return {k: getattr(args, k) for k in keys}
+    cfg = {k: getattr(args, k) for k in keys}
+    # recorded only where they leave the authors' values, so runs made before they existed resume
+    for key, authors in (("lr_g", args.lr), ("momentum_end", 0.7), ("momentum_epochs", 250)):
+        if getattr(args, key) != authors:
+            cfg[key] = getattr(args, key)
+    return cfg
 
 
 def load_data(args):
@@ -92,11 +114,15 @@ def load_data(args):
 def build(args, train_x):
     G, D = models.paper_mnist(args.seed, train_x)
     if args.optimizer == "sgd":
-        opt_g = optim.SGD(G.parameters(), lr=args.lr, momentum=0.5)
+        opt_g = optim.SGD(G.parameters(), lr=args.lr_g, momentum=0.5)
         opt_d = optim.SGD(D.parameters(), lr=args.lr, momentum=0.5)
         lr_s, mom_s = train.paper_schedules(args.lr, args.lr_decay)
+        if args.lr_g != args.lr:                       # (for G, for D)
+            lr_s = (train.paper_schedules(args.lr_g, args.lr_decay)[0], lr_s)
+        if (args.momentum_end, args.momentum_epochs) != (0.7, 250):
+            mom_s = optim.LinearRamp(0.5, args.momentum_end, 0, args.momentum_epochs - 1)
     else:
-        opt_g = optim.Adam(G.parameters(), lr=args.lr, betas=(0.5, 0.999))
+        opt_g = optim.Adam(G.parameters(), lr=args.lr_g, betas=(0.5, 0.999))
         opt_d = optim.Adam(D.parameters(), lr=args.lr, betas=(0.5, 0.999))
         lr_s, mom_s = None, None
     return train.GANTrainer(G, D, train_x, batch_size=100, k=args.k, simultaneous=not args.sequential,
@@ -197,6 +223,12 @@ def run(args):
     t_start, last_ck = time.time(), time.time()
     metrics_path = os.path.join(args.out, "metrics.jsonl")
     while trainer.epoch < args.epochs:
+        if args.minutes is not None and trainer.history:
+            spent = sum(h.get("seconds", 0.0) for h in trainer.history)
+            if spent + trainer.history[-1].get("seconds", 0.0) > 60 * args.minutes:
+                print(f"training-time budget: {spent:.0f} s spent; another epoch would pass "
+                      f"{args.minutes:g} min, so the run stops at epoch {trainer.epoch}")
+                break
         bar = Progress(trainer.batches_left(), f"epoch {trainer.epoch + 1}", not args.no_progress,
                        unit="steps", every=10)
         def should_stop():

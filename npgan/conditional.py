@@ -131,22 +131,11 @@ def paper_conditional(seed=0, train_images=None, n_classes=N_CLASSES, dtype="flo
     return g, d
 
 
-def widen_state(state, first_layer, extra_rows):
-    """A copy of an unconditional network's state_dict with ``extra_rows`` zero rows
-    appended to the weight ``first_layer`` (its input grows by the label): the
-    conditional network then computes exactly the unconditional one until
-    training gives the label a weight."""
-    out = {k: numpy.array(backend.to_numpy(v)) for k, v in state.items()}
-    w = out[first_layer]
-    out[first_layer] = numpy.concatenate([w, numpy.zeros((extra_rows, w.shape[1]), w.dtype)])
-    return out
-
-
 def from_unconditional(G, D, g_state, d_state):
     """Load a trained unconditional (G, D) pair's weights into conditional G and D
-    (label rows zero: :func:`widen_state`); returns (G, D)."""
-    G.load_state_dict(widen_state(g_state, "h0.weight", G.n_classes))
-    D.load_state_dict(widen_state(d_state, "h0.linear.weight", D.n_classes))
+    (label rows zero: :func:`npgan.models.widen_state`); returns (G, D)."""
+    G.load_state_dict(models.widen_state(g_state, "h0.weight", G.n_classes))
+    D.load_state_dict(models.widen_state(d_state, "h0.linear.weight", D.n_classes))
     return G, D
 
 

@@ -47,13 +47,18 @@ def sample_codes(n, rng, n_cat=N_CAT, n_cont=N_CONT):
     return cat, cont
 
 
-def generator_input(z, cat, cont, n_cat=N_CAT):
-    """[z, one_hot(cat), cont] as one backend array (n, z_dim + n_cat + n_cont)."""
+def generator_input(z, cat, cont, n_cat=N_CAT, code_scale=1.0):
+    """[z, s one_hot(cat), s cont] as one backend array (n, z_dim + n_cat + n_cont),
+    s = ``code_scale`` (a larger s makes G's code weights learn faster under SGD:
+    a G fine-tuned from an unconditional one starts with them zero)."""
     z = backend.to_numpy(z.data if isinstance(z, Tensor) else z)
     cat = numpy.asarray(cat)
     one_hot = numpy.zeros((len(cat), n_cat), dtype=z.dtype)
     one_hot[numpy.arange(len(cat)), cat] = 1
-    return backend.asarray(numpy.concatenate([z, one_hot, numpy.asarray(cont, z.dtype)], axis=1))
+    codes = numpy.concatenate([one_hot, numpy.asarray(cont, z.dtype)], axis=1)
+    if code_scale != 1.0:
+        codes *= z.dtype.type(code_scale)
+    return backend.asarray(numpy.concatenate([z, codes], axis=1))
 
 
 # -- the losses ----------------------------------------------------------------------------
@@ -132,6 +137,16 @@ class InfoDiscriminator(models.Discriminator):
         return self.q(self.h1(self.h0(x)))
 
 
+def from_unconditional(G, D, g_state, d_state):
+    """Start InfoGAN's (G, D) from a trained unconditional pair (the paper's G and D
+    state_dicts): G's code rows zero (:func:`npgan.models.widen_state`), so G
+    computes the trained G's images whatever the code; D's body the trained D;
+    Q keeps its fresh initialisation. Returns (G, D)."""
+    G.load_state_dict(models.widen_state(g_state, "h0.weight", D.n_cat + D.n_cont))
+    D.load_state_dict({**D.state_dict(), **{k: v for k, v in d_state.items() if not k.startswith("q.")}})
+    return G, D
+
+
 def build(seed=0, train_images=None, learn_std=False, n_cat=N_CAT, n_cont=N_CONT,
           dtype="float32", x_dim=784, z_dim=models.Z_DIM, g_hidden=1200, d_units=240, d_pieces=5):
     """(G, D): the paper's G with input z_dim + n_cat + n_cont, InfoDiscriminator
@@ -156,12 +171,14 @@ class InfoGANTrainer:
     paper's: lr 0.1 for both, ``momentum``).
     q_dropout: Q reads D's last hidden layer from the same (dropout) pass as D's
     logit (default); False: from a second pass of fake through D's body without
-    dropout (D's logit keeps its dropout), about 25 % more work per step."""
+    dropout (D's logit keeps its dropout), about 25 % more work per step.
+    code_scale: the codes enter G multiplied by it (:func:`generator_input`)."""
 
     def __init__(self, G, D, data, batch_size=100, lam=1.0, lr_d=2e-4, lr_g=1e-3,
                  betas=(0.5, 0.999), d_scale=0.5, seed=0, q_dropout=True, optimizer="adam",
-                 momentum=0.5):
+                 momentum=0.5, code_scale=1.0):
         self.G, self.D, self.data = G, D, numpy.asarray(data)
+        self.code_scale = float(code_scale)
         self.batch_size, self.lam, self.d_scale = batch_size, float(lam), float(d_scale)
         self.q_dropout = q_dropout   # False: Q reads a second, dropout-free pass of D's body
         self.n_cat, self.n_cont, self.learn_std = D.n_cat, D.n_cont, D.learn_std
@@ -181,7 +198,7 @@ class InfoGANTrainer:
         """(G's input, cat, cont) for n fresh draws of z ~ N(0, I) and c."""
         z = rng.standard_normal((n, self.z_dim), dtype=numpy.float32)
         cat, cont = sample_codes(n, rng, self.n_cat, self.n_cont)
-        return generator_input(z, cat, cont, self.n_cat), cat, cont
+        return generator_input(z, cat, cont, self.n_cat, self.code_scale), cat, cont
 
     def step(self, x):
         """One update from the real batch x (m, 784) -> dict of batch statistics."""
@@ -243,7 +260,7 @@ class InfoGANTrainer:
         self.G.eval()
         try:
             with no_grad():
-                out = self.G(generator_input(z, cat, cont, self.n_cat)).numpy()
+                out = self.G(generator_input(z, cat, cont, self.n_cat, self.code_scale)).numpy()
         finally:
             self.G.train(was)
         return out

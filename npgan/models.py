@@ -114,6 +114,17 @@ class Discriminator(nn.Module):
         return self.y(self.drop2(self.h1(self.drop1(self.h0(self.drop0(x))))))
 
 
+def widen_state(state, first_layer, extra_rows):
+    """A host copy of a network's state_dict with ``extra_rows`` zero rows appended
+    to the weight ``first_layer`` (in_features, out_features): its input grows by
+    that many entries (a label, a code) at the end, and the widened network
+    computes exactly what the trained one did until training gives them a weight."""
+    out = {k: numpy.array(backend.to_numpy(v)) for k, v in state.items()}
+    w = out[first_layer]
+    out[first_layer] = numpy.concatenate([w, numpy.zeros((extra_rows, w.shape[1]), w.dtype)])
+    return out
+
+
 def paper_mnist(seed=0, train_images=None, dtype="float32"):
     """(G, D) of the paper's MNIST experiment, initialised from ``seed``;
     ``train_images`` (N, 784) in [0, 1] set G's output bias (else zero)."""

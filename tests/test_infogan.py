@@ -78,6 +78,32 @@ def test_generator_input_layout():
     np.testing.assert_array_equal(out, [[0, 1, 2, 0, 0, 1, 0, .5, -.5], [3, 4, 5, 1, 0, 0, 0, 1, -1]])
 
 
+def test_code_scale_multiplies_the_codes_only():
+    z = np.arange(6, dtype=np.float32).reshape(2, 3)
+    out = np.asarray(infogan.generator_input(z, [2, 0], np.array([[0.5, -0.5], [1, -1]]), n_cat=4,
+                                             code_scale=10))
+    np.testing.assert_array_equal(out, [[0, 1, 2, 0, 0, 10, 0, 5, -5], [3, 4, 5, 10, 0, 0, 0, 10, -10]])
+
+
+def test_from_unconditional_computes_the_trained_pair_whatever_the_code():
+    from npgan import models
+    rng = np.random.default_rng(6)
+    g = models.Generator(z_dim=4, hidden=8, out=6, irange=0.5, rng=rng)
+    d = models.Discriminator(inp=6, units=5, pieces=2, irange=0.5, rng=rng)
+    G, D = infogan.build(1, z_dim=4, g_hidden=8, x_dim=6, d_units=5, d_pieces=2, n_cat=3, n_cont=2)
+    q_before = D.q.weight.numpy().copy()
+    infogan.from_unconditional(G, D, g.state_dict(), d.state_dict())
+    d.eval(), D.eval()
+    z = np.random.default_rng(7).standard_normal((3, 4)).astype(np.float32)
+    x = g(Tensor(z)).numpy()
+    for cat in (0, 2):
+        zc = infogan.generator_input(z, np.full(3, cat), np.full((3, 2), 0.7, np.float32), 3, code_scale=10)
+        assert np.allclose(G(Tensor(zc)).numpy(), x, atol=1e-6)
+    assert np.allclose(D(Tensor(x))[0].numpy(), d(Tensor(x)).numpy(), atol=1e-6)
+    assert np.array_equal(G.h0.weight.numpy()[4:], np.zeros((5, 8)))    # the code rows start at zero
+    assert np.array_equal(D.q.weight.numpy(), q_before)                  # Q is not the trained pair's
+
+
 def test_best_assignment_is_optimal():
     rng = np.random.default_rng(3)
     for trial in range(60):
