@@ -92,15 +92,16 @@ def parse_args(argv=None):
     return args
 
 
+#: configuration keys older runs lack, and the values they stood for (the authors')
+LATER_KEYS = {"lr_g": None, "momentum_end": 0.7, "momentum_epochs": 250}
+
+
 def config_of(args):
     """What must match for --resume to continue the same run."""
     keys = ["seed", "k", "sequential", "g_loss", "z", "d_scale", "optimizer", "lr", "lr_decay", "ema",
-            "train_size"]
+            "train_size", "momentum_end", "momentum_epochs"]
     cfg = {k: getattr(args, k) for k in keys}
-    # recorded only where they leave the authors' values, so runs made before they existed resume
-    for key, authors in (("lr_g", args.lr), ("momentum_end", 0.7), ("momentum_epochs", 250)):
-        if getattr(args, key) != authors:
-            cfg[key] = getattr(args, key)
+    cfg["lr_g"] = None if args.lr_g == args.lr else args.lr_g      # None: G's lr is D's
     return cfg
 
 
@@ -195,7 +196,7 @@ def run(args):
     cfg = config_of(args)
     best = {}
     if args.resume:
-        ck = checkpoint.load(ck_path, config=cfg)
+        ck = checkpoint.load(ck_path, config=cfg, defaults=LATER_KEYS)
         state = ck["state"]
         best = state.pop("best", {}) if isinstance(state, dict) else {}   # ours, not the trainer's
         trainer.load_state_dict(state)

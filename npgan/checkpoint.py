@@ -82,10 +82,13 @@ def save(path, state, config=None):
     return path
 
 
-def load(path, config=None):
+def load(path, config=None, defaults=None):
     """Read a checkpoint -> {"state": ..., "config": ...}. If ``config`` is
     given, every key in it must equal the stored one, else CheckpointError
-    names the differences. Damaged or foreign files raise CheckpointError."""
+    names the differences. ``defaults``: keys a checkpoint may lack (written
+    before they existed) and the values they then stand for; they are compared
+    whether or not ``config`` names them. Damaged or foreign files raise
+    CheckpointError."""
     if not os.path.exists(path):
         raise CheckpointError(f"no checkpoint at {path}")
     try:
@@ -117,8 +120,9 @@ def load(path, config=None):
     except CheckpointError as e:
         raise CheckpointError(f"{path} is not a well-formed npgan checkpoint: {e}") from None
     if config is not None:
-        stored = info["config"]
-        diff = {k: (stored.get(k), v) for k, v in _jsonable(config).items() if stored.get(k) != v}
+        defaults = _jsonable(defaults or {})
+        stored, now = {**defaults, **info["config"]}, {**defaults, **_jsonable(config)}
+        diff = {k: (stored.get(k), v) for k, v in now.items() if stored.get(k) != v}
         if diff:
             lines = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
             raise CheckpointError(f"{path} was written by a different configuration ({lines}); "

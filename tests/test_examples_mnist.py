@@ -56,6 +56,34 @@ def test_mnist_gan_runs_resumes_and_evaluates(tmp_path):
     assert os.path.exists(str(tmp_path / "res" / "fig2_run_G.png"))
 
 
+def test_mnist_gan_per_player_lr_momentum_ramp_and_time_budget(tmp_path):
+    mg = load("mnist_gan")
+    out = str(tmp_path / "run")
+    t = mg.main(ARGS + ["--epochs", "3", "--out", out, "--lr", "0.2", "--lr-g", "0.05",
+                        "--lr-decay", "1.01", "--momentum-end", "0.9", "--momentum-epochs", "2"])
+    # lr / 1.01^t for each player: the last step's lr was set at t = 8 (9 steps)
+    assert t.opt_d.lr == pytest.approx(0.2 / 1.01 ** 8) and t.opt_g.lr == pytest.approx(0.05 / 1.01 ** 8)
+    assert t.opt_g.momentum == pytest.approx(0.9) and t.opt_d.momentum == pytest.approx(0.9)
+    with pytest.raises(Exception, match="different configuration"):       # the recipe is the run's
+        mg.main(ARGS + ["--epochs", "4", "--out", out, "--resume", "--lr", "0.2", "--lr-decay", "1.01",
+                        "--momentum-end", "0.9", "--momentum-epochs", "2"])
+    # a run written before these options existed resumes with the authors' values only
+    from npgan import checkpoint
+    old = {k: v for k, v in mg.config_of(mg.parse_args([])).items() if k not in mg.LATER_KEYS}
+    path = str(tmp_path / "old.npz")
+    checkpoint.save(path, {"x": np.zeros(1)}, old)
+    checkpoint.load(path, config=mg.config_of(mg.parse_args([])), defaults=mg.LATER_KEYS)
+    with pytest.raises(Exception, match="momentum_epochs"):
+        checkpoint.load(path, config=mg.config_of(mg.parse_args(["--momentum-epochs", "10"])),
+                        defaults=mg.LATER_KEYS)
+    # a training-time budget smaller than one epoch: the first epoch runs, no second starts
+    t = mg.main(ARGS + ["--epochs", "5", "--out", str(tmp_path / "budget"), "--minutes", "1e-9"])
+    assert t.epoch == 1
+    for bad in (["--lr-g", "0"], ["--momentum-end", "1"], ["--minutes", "-1"]):
+        with pytest.raises(SystemExit):
+            mg.parse_args(bad)
+
+
 # -- crashes and concurrent runs ----------------------------------------------------------
 
 TINY = ["--train-size", "200", "--eval-every", "0", "--snapshot-every", "0", "--no-progress", "--seed", "5",
