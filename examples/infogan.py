@@ -61,6 +61,9 @@ def parse_args(argv=None):
     p.add_argument("--init-from", default=None,
                    help="checkpoint.npz of examples/mnist_gan.py: start G and D from its trained "
                         "(unconditional, unsupervised) pair, G's code rows zero, Q fresh (fine-tuning)")
+    p.add_argument("--code-init", choices=["zero", "latent"], default="zero",
+                   help="with --init-from: G's code rows zero, or each c_cat value a random shift of "
+                        "the trained G's latent (npgan.infogan.from_unconditional)")
     p.add_argument("--code-scale", type=float, default=1.0,
                    help="the codes enter G multiplied by this (with --init-from: 10, as the "
                         "conditional GAN's --label-scale)")
@@ -89,6 +92,7 @@ def config_of(args):
     if args.init_from:                     # only when used: earlier results keep their config
         cfg["init_from"] = os.path.basename(args.init_from)
         cfg["init_from_sha256"] = files.sha256(args.init_from)
+        cfg["code_init"] = args.code_init
     if args.code_scale != 1.0:
         cfg["code_scale"] = args.code_scale
     return cfg
@@ -106,7 +110,8 @@ def train_seed(args, seed, train_x, log=print):
     G, D = infogan.build(seed, train_x, learn_std=args.learn_std)
     if args.init_from:
         state = checkpoint.load(args.init_from)["state"]
-        infogan.from_unconditional(G, D, state["G"], state["D"])
+        infogan.from_unconditional(G, D, state["G"], state["D"], code_init=args.code_init,
+                                   code_scale=args.code_scale, rng=seed)
     trainer = make_trainer(args, seed, train_x, G, D)
     out = os.path.join(args.out, f"seed_{seed}")
     lines = []

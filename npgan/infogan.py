@@ -137,12 +137,34 @@ class InfoDiscriminator(models.Discriminator):
         return self.q(self.h1(self.h0(x)))
 
 
-def from_unconditional(G, D, g_state, d_state):
+def from_unconditional(G, D, g_state, d_state, code_init="zero", code_scale=1.0, rng=None):
     """Start InfoGAN's (G, D) from a trained unconditional pair (the paper's G and D
-    state_dicts): G's code rows zero (:func:`npgan.models.widen_state`), so G
-    computes the trained G's images whatever the code; D's body the trained D;
-    Q keeps its fresh initialisation. Returns (G, D)."""
-    G.load_state_dict(models.widen_state(g_state, "h0.weight", D.n_cat + D.n_cont))
+    state_dicts); D's body is the trained D, Q keeps its fresh initialisation.
+    G's code rows (first layer), by ``code_init``:
+
+    "zero"   : zero, so G computes the trained G's images whatever the code;
+    "latent" : each value c of the categorical code shifts the latent: G(z, c) =
+               G_trained((z + mu_c) / sqrt 2) with mu_c ~ N(0, I) drawn by ``rng``
+               (the z rows are scaled by 1 / sqrt 2 and row c holds mu_c W_z / sqrt 2,
+               divided by ``code_scale``, the scale the codes enter with), so each
+               code value starts on its own region of the trained G's latent space,
+               and z + mu_c ~ N(0, 2 I) is brought back to the prior's scale; the
+               continuous codes' rows are zero.
+
+    Returns (G, D). No labels are used: mu_c are random."""
+    n_code = D.n_cat + D.n_cont
+    state = models.widen_state(g_state, "h0.weight", n_code)
+    if code_init == "latent":
+        rng = rng if isinstance(rng, numpy.random.Generator) else numpy.random.default_rng(rng)
+        w = state["h0.weight"]
+        z_dim = w.shape[0] - n_code
+        w_z = w[:z_dim].astype(numpy.float64)
+        mu = rng.standard_normal((D.n_cat, z_dim))
+        w[:z_dim] = (w_z / math.sqrt(2)).astype(w.dtype)
+        w[z_dim:z_dim + D.n_cat] = (mu @ w_z / (math.sqrt(2) * code_scale)).astype(w.dtype)
+    elif code_init != "zero":
+        raise ValueError(f"code_init must be 'zero' or 'latent', got {code_init!r}")
+    G.load_state_dict(state)
     D.load_state_dict({**D.state_dict(), **{k: v for k, v in d_state.items() if not k.startswith("q.")}})
     return G, D
 

@@ -104,6 +104,23 @@ def test_from_unconditional_computes_the_trained_pair_whatever_the_code():
     assert np.array_equal(D.q.weight.numpy(), q_before)                  # Q is not the trained pair's
 
 
+def test_latent_code_init_shifts_the_trained_latent():
+    from npgan import models
+    rng = np.random.default_rng(6)
+    g = models.Generator(z_dim=4, hidden=8, out=6, irange=0.5, rng=rng)
+    d = models.Discriminator(inp=6, units=5, pieces=2, irange=0.5, rng=rng)
+    G, D = infogan.build(1, z_dim=4, g_hidden=8, x_dim=6, d_units=5, d_pieces=2, n_cat=3, n_cont=2)
+    infogan.from_unconditional(G, D, g.state_dict(), d.state_dict(), code_init="latent", code_scale=10, rng=5)
+    mu = np.random.default_rng(5).standard_normal((3, 4))                # the same draws
+    z = np.random.default_rng(7).standard_normal((3, 4)).astype(np.float32)
+    for cat in (0, 2):
+        zc = infogan.generator_input(z, np.full(3, cat), np.full((3, 2), -0.4, np.float32), 3, code_scale=10)
+        want = g(Tensor(((z + mu[cat]) / np.sqrt(2)).astype(np.float32))).numpy()
+        assert np.allclose(G(Tensor(zc)).numpy(), want, atol=1e-5)
+    with pytest.raises(ValueError, match="code_init"):
+        infogan.from_unconditional(G, D, g.state_dict(), d.state_dict(), code_init="random")
+
+
 def test_best_assignment_is_optimal():
     rng = np.random.default_rng(3)
     for trial in range(60):
