@@ -15,7 +15,7 @@ Algorithm (per seed):
         (lam = 1; Adam, beta1 0.5, D 2e-4, G 1e-3: InfoGAN's; --optimizer sgd: the paper's SGD)
     evaluate: 1,000 samples per value of c_cat (c_cont ~ U(-1, 1)); the reference classifier
        labels them; agreement = fraction of samples whose c_cat maps to their label under the
-       best one-to-one map of code values to classes (Hungarian, npgan.infogan.best_assignment);
+       best one-to-one map of code values to classes (Hungarian, npgan.metrics.best_assignment);
        also: the same agreement for Q's c_cat on the 10,000 real test images, Q's recovery of
        the codes, classifier score, classes covered, Frechet distance in classifier features.
 Summary: agreement mean +- std (and min..max) over seeds -> results/future_work/infogan.json;
@@ -146,7 +146,7 @@ def quick_agreement(trainer, n=1000):
     cat = np.repeat(np.arange(trainer.n_cat), n // trainer.n_cat)
     cont = rng.uniform(-1, 1, (len(cat), trainer.n_cont)).astype(np.float32)
     labels = classifier.classify(reference(), trainer.generate(cat, cont, rng)).log_probs.argmax(1)
-    return infogan.cluster_agreement(cat, labels)[0]
+    return metrics.cluster_agreement(cat, labels)[0]
 
 
 _REF = {}
@@ -167,11 +167,11 @@ def evaluate_seed(trainer, test_x, test_y, test_features, per_code):
     samples = trainer.generate(cat, cont, rng)
     out = classifier.classify(reference(), samples)
     labels = out.log_probs.argmax(axis=1)
-    agree, mapping = infogan.cluster_agreement(cat, labels, n_cat, 10)
-    counts = infogan.confusion(cat, labels, n_cat, 10)
+    agree, mapping = metrics.cluster_agreement(cat, labels, n_cat, 10)
+    counts = metrics.confusion(cat, labels, n_cat, 10)
     q_cat, q_cont = trainer.predict_codes(samples)
     test_codes, _ = trainer.predict_codes(test_x)
-    agree_test, map_test = infogan.cluster_agreement(test_codes, test_y, n_cat, 10)
+    agree_test, map_test = metrics.cluster_agreement(test_codes, test_y, n_cat, 10)
     score, score_sd = metrics.classifier_score(out.log_probs)
     hist = metrics.class_histogram(out.log_probs)
     return {

@@ -1,4 +1,5 @@
-"""Stateless ops on Tensors: activations, maxout, dropout, linear, losses.
+"""Stateless ops on Tensors: activations, maxout, dropout, linear, losses
+(binary and softmax cross-entropy, squared error, Gaussian NLL).
 
 All losses are computed from logits (softplus / log-sigmoid), never as
 ``log(clip(sigmoid(x)))``, so confident samples keep their gradient.
@@ -7,6 +8,8 @@ Every op here has a differentiable backward (create_graph=True): the fused
 ones (linear, dropout, log_softmax) spell theirs with Tensor ops beside the
 compiled fast path; the losses are compositions of Tensor ops.
 """
+import math
+
 from . import backend
 from . import _kernels as K
 from .tensor import Tensor, concatenate, is_grad_enabled  # noqa: F401  (re-exported)
@@ -166,4 +169,44 @@ def cross_entropy(logits, labels, reduction="mean"):
         raise ValueError(f"cross_entropy: labels must lie in [0, {logits.shape[1]}), got "
                          f"min {int(labels.min())}, max {int(labels.max())}")
     nll = -log_softmax(logits, axis=1)[backend.xp.arange(labels.shape[0]), labels]
+    return nll.mean() if reduction == "mean" else nll
+
+
+def mse_loss(pred, target, mask=None):
+    """mean over all entries of (pred - target)^2 (a Tensor); with ``mask`` (same
+    shape, 0/1, constant) the mean over the masked entries only."""
+    target = target if isinstance(target, Tensor) else Tensor(backend.asarray(target))
+    d = pred - target
+    if mask is None:
+        return (d * d).mean()
+    mask = backend.asarray(mask, dtype=pred.dtype)
+    return (d * d * Tensor(mask)).sum() * (1.0 / float(backend.xp.sum(mask)))
+
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def gaussian_nll(mean, target, log_std=None, reduction="mean"):
+    """-log N(target; mean, diag(exp(log_std))^2), summed over the last axis.
+
+    mean: Tensor (N, K); target: array (N, K); log_std: None (std 1), a number
+    (a fixed std for all) or a Tensor (N, K) (learned). reduction "mean" (over
+    rows, a scalar) or "none" ((N,)). Per element: 0.5 ((t - m) / s)^2 + log s
+    + 0.5 log 2 pi."""
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    mean = mean if isinstance(mean, Tensor) else Tensor(mean)
+    t = Tensor(backend.asarray(target.data if isinstance(target, Tensor) else target,
+                               dtype=mean.dtype))
+    if t.shape != mean.shape:
+        raise ValueError(f"gaussian_nll: target {t.shape} and mean {mean.shape} differ in shape")
+    diff = mean - t
+    if log_std is None:
+        per = diff * diff * 0.5 + _HALF_LOG_2PI
+    elif isinstance(log_std, (int, float)):
+        per = diff * diff * (0.5 * math.exp(-2.0 * log_std)) + (log_std + _HALF_LOG_2PI)
+    else:
+        log_std = log_std if isinstance(log_std, Tensor) else Tensor(log_std)
+        per = diff * diff * (log_std * -2.0).exp() * 0.5 + log_std + _HALF_LOG_2PI
+    nll = per.sum(axis=1)
     return nll.mean() if reduction == "mean" else nll

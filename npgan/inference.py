@@ -12,26 +12,15 @@
   half as the mask, G(z)'s bottom half completes the digit (inpainting).
 The nearest-training-image baseline is :func:`npgan.metrics.nearest_indices`.
 
-:func:`mse_loss` is here because :mod:`npgan.functional` is not (yet) its home.
 """
 import numpy  # host-side: initialisation, RNGs
 
 from . import backend, models, nn, optim
+from . import functional as F
 from .tensor import Tensor, no_grad
 from .train import frozen
 
-__all__ = ["Encoder", "mse_loss", "train_encoder", "encode", "reconstruct", "fit_z"]
-
-
-def mse_loss(pred, target, mask=None):
-    """mean over all entries of (pred - target)^2 (a Tensor); with ``mask`` (same
-    shape, 0/1, constant) the mean over the masked entries only."""
-    target = target if isinstance(target, Tensor) else Tensor(backend.asarray(target))
-    d = pred - target
-    if mask is None:
-        return (d * d).mean()
-    mask = backend.asarray(mask, dtype=pred.dtype)
-    return (d * d * Tensor(mask)).sum() * (1.0 / float(backend.xp.sum(mask)))
+__all__ = ["Encoder", "train_encoder", "encode", "reconstruct", "fit_z"]
 
 
 class Encoder(nn.Module):
@@ -83,7 +72,7 @@ def train_encoder(E, G, steps, batch_size=100, opt=None, rng=0, sample_z=None, l
         z = sample_z(batch_size, rng)
         with no_grad():
             x = G(z).data
-        return mse_loss(E(x), z)
+        return F.mse_loss(E(x), z)
     return _minimise(opt, loss, range(start, start + steps), on_step)
 
 
@@ -120,7 +109,7 @@ def fit_z(G, x, mask, z0, steps=200, lr=0.05, prior_weight=0.0, on_step=None):
     target = Tensor(backend.asarray(x, dtype="float32"))
     opt = optim.Adam([z], lr=lr)
     def loss(t):
-        fit = mse_loss(G(z), target, mask)
+        fit = F.mse_loss(G(z), target, mask)
         return fit + (z * z).mean() * prior_weight if prior_weight else fit
     with frozen(G.parameters()):
         losses = _minimise(opt, loss, range(steps), on_step)

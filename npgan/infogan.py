@@ -14,16 +14,15 @@ and both players add lambda x E[-log q(c | G(z, c))] to their losses (D's
 side trains Q and D's body, G's side trains G), lambda = 1:
 
     categorical: softmax cross-entropy      (F.cross_entropy)
-    continuous : Gaussian NLL, summed over the code's dimensions
+    continuous : Gaussian NLL, summed over the code's dimensions (F.gaussian_nll)
                  0.5 ((c - mu) / s)^2 + log s + 0.5 log 2 pi  (s = 1 fixed, or learned)
 
 The game itself is the paper's (D's loss 0.5 (BCE real + BCE fake), the
 non-saturating G loss, one minibatch for both players); the optimizers are
 InfoGAN's (Adam, D 2e-4, G 1e-3, beta1 0.5).
 
-Also here: :func:`best_assignment` (the Hungarian method, in NumPy) and
-:func:`cluster_agreement`, which score an unsupervised code against labels
-under the best one-to-one matching of code values to classes.
+The Gaussian NLL is :func:`npgan.functional.gaussian_nll`; the code is scored
+against labels by :func:`npgan.metrics.cluster_agreement` (Hungarian matching).
 """
 import math
 
@@ -36,7 +35,6 @@ from .train import frozen
 
 N_CAT = 10          #: values of the categorical code
 N_CONT = 2          #: continuous codes, each U(-1, 1)
-LOG_2PI = math.log(2 * math.pi)
 
 
 # -- the codes -------------------------------------------------------------------------
@@ -62,32 +60,6 @@ def generator_input(z, cat, cont, n_cat=N_CAT, code_scale=1.0):
 
 
 # -- the losses ----------------------------------------------------------------------------
-def gaussian_nll(mean, target, log_std=None, reduction="mean"):
-    """-log N(target; mean, diag(exp(log_std))^2), summed over the last axis.
-
-    mean: Tensor (N, K); target: array (N, K); log_std: None (std 1), a number
-    (a fixed std for all) or a Tensor (N, K) (learned). reduction "mean" (over
-    rows, a scalar) or "none" ((N,)). Per element: 0.5 ((t - m) / s)^2 + log s
-    + 0.5 log 2 pi."""
-    if reduction not in ("mean", "none"):
-        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
-    mean = mean if isinstance(mean, Tensor) else Tensor(mean)
-    t = Tensor(backend.asarray(target.data if isinstance(target, Tensor) else target,
-                               dtype=mean.dtype))
-    if t.shape != mean.shape:
-        raise ValueError(f"gaussian_nll: target {t.shape} and mean {mean.shape} differ in shape")
-    diff = mean - t
-    if log_std is None:
-        per = diff * diff * 0.5 + 0.5 * LOG_2PI
-    elif isinstance(log_std, (int, float)):
-        per = diff * diff * (0.5 * math.exp(-2.0 * log_std)) + (log_std + 0.5 * LOG_2PI)
-    else:
-        log_std = log_std if isinstance(log_std, Tensor) else Tensor(log_std)
-        per = diff * diff * (log_std * -2.0).exp() * 0.5 + log_std + 0.5 * LOG_2PI
-    nll = per.sum(axis=1)
-    return nll.mean() if reduction == "mean" else nll
-
-
 def info_loss(q_out, cat, cont, n_cat=N_CAT, n_cont=N_CONT, learn_std=False):
     """E[-log q(c | x)] over a batch: (total, categorical part, continuous part).
 
@@ -97,7 +69,7 @@ def info_loss(q_out, cat, cont, n_cat=N_CAT, n_cont=N_CONT, learn_std=False):
     mean = q_out[:, n_cat:n_cat + n_cont]
     log_std = q_out[:, n_cat + n_cont:n_cat + 2 * n_cont].clip(-5.0, 3.0) if learn_std else None
     l_cat = F.cross_entropy(logits, backend.asarray(numpy.asarray(cat, dtype=numpy.int64)))
-    l_cont = gaussian_nll(mean, cont, log_std)
+    l_cont = F.gaussian_nll(mean, cont, log_std)
     return l_cat + l_cont, l_cat, l_cont
 
 
@@ -302,70 +274,3 @@ class InfoGANTrainer:
         finally:
             self.D.train(was)
         return numpy.concatenate(cats), numpy.concatenate(conts)
-
-
-# -- scoring an unsupervised code ---------------------------------------------------------------
-def best_assignment(cost):
-    """The Hungarian method (Kuhn-Munkres, O(n^3) with potentials) on a square
-    or wide cost matrix (n rows <= m columns): -> cols (n,) int, row i assigned
-    column cols[i], distinct columns, sum of cost[i, cols[i]] minimal.
-    NumPy only (SciPy's ``linear_sum_assignment`` gives the same minimum)."""
-    c = numpy.asarray(cost, dtype=numpy.float64)
-    if c.ndim != 2 or c.shape[0] > c.shape[1]:
-        raise ValueError(f"best_assignment: need a cost matrix (n, m) with n <= m, got {c.shape}")
-    if not numpy.isfinite(c).all():
-        raise ValueError("best_assignment: the cost matrix holds NaN or inf")
-    n, m = c.shape
-    u, v = numpy.zeros(n + 1), numpy.zeros(m + 1)   # potentials (1-based, 0 is a sentinel)
-    match = numpy.zeros(m + 1, dtype=numpy.int64)   # match[j]: the row holding column j
-    way = numpy.zeros(m + 1, dtype=numpy.int64)
-    for i in range(1, n + 1):
-        match[0], j0 = i, 0
-        minv = numpy.full(m + 1, numpy.inf)
-        used = numpy.zeros(m + 1, dtype=bool)
-        while True:                        # grow an alternating tree until a free column
-            used[j0] = True
-            i0 = match[j0]
-            free = ~used[1:]
-            cur = c[i0 - 1] - u[i0] - v[1:]
-            better = free & (cur < minv[1:])
-            minv[1:][better] = cur[better]
-            way[1:][better] = j0
-            cand = numpy.where(free, minv[1:], numpy.inf)
-            j1 = int(cand.argmin()) + 1
-            delta = cand[j1 - 1]
-            u[match[used]] += delta
-            v[used] -= delta
-            minv[1:][free] -= delta
-            j0 = j1
-            if match[j0] == 0:
-                break
-        while j0:                          # flip the augmenting path
-            j1 = way[j0]
-            match[j0] = match[j1]
-            j0 = j1
-    cols = numpy.empty(n, dtype=numpy.int64)
-    for j in range(1, m + 1):
-        if match[j]:
-            cols[match[j] - 1] = j - 1
-    return cols
-
-
-def confusion(codes, labels, n_codes, n_labels):
-    """counts (n_codes, n_labels): how often code value i met label j."""
-    codes, labels = numpy.asarray(codes), numpy.asarray(labels)
-    if codes.shape != labels.shape or codes.ndim != 1:
-        raise ValueError(f"confusion: codes {codes.shape} and labels {labels.shape} must be equal 1-D")
-    out = numpy.zeros((n_codes, n_labels), dtype=numpy.int64)
-    numpy.add.at(out, (codes, labels), 1)
-    return out
-
-
-def cluster_agreement(codes, labels, n_codes=N_CAT, n_labels=N_CAT):
-    """Fraction of samples whose code maps to their label under the best
-    one-to-one map of code values to labels (Hungarian), and that map
-    (mapping[code] = label). n_codes <= n_labels."""
-    counts = confusion(codes, labels, n_codes, n_labels)
-    mapping = best_assignment(-counts)
-    agree = counts[numpy.arange(n_codes), mapping].sum() / max(counts.sum(), 1)
-    return float(agree), mapping

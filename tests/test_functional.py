@@ -1,4 +1,6 @@
 """functional: gradchecks, closed forms, and exactness where activations saturate."""
+import math
+
 import numpy as np
 import pytest
 
@@ -314,3 +316,31 @@ def test_dropout_refuses_p_outside_0_1(kernel_path, p):
         F.dropout(Tensor(np.ones((2, 4))), p, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="p must be in"):
         nn.Dropout(p)
+
+
+def test_gaussian_nll_closed_form():
+    mu = np.array([[0.0, 1.0], [2.0, -1.0]])
+    t = np.array([[0.5, 1.0], [0.0, 0.0]])
+    # std 1: 0.5 (t - mu)^2 + 0.5 log 2 pi per element, summed over the 2 codes
+    rows = [0.5 * 0.25 + 0.5 * 0 + math.log(2 * math.pi), 0.5 * 4 + 0.5 * 1 + math.log(2 * math.pi)]
+    got = F.gaussian_nll(Tensor(mu), t, reduction="none").numpy()
+    np.testing.assert_allclose(got, rows, rtol=1e-12)
+    assert F.gaussian_nll(Tensor(mu), t).item() == pytest.approx(np.mean(rows), rel=1e-12)
+    # learned std: the same as SciPy-free N(t; mu, s^2) by hand
+    log_s = np.array([[0.3, -0.2], [0.0, 1.0]])
+    s = np.exp(log_s)
+    want = (0.5 * ((t - mu) / s) ** 2 + log_s + 0.5 * math.log(2 * math.pi)).sum(1)
+    got = F.gaussian_nll(Tensor(mu), t, Tensor(log_s), reduction="none").numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    # a fixed std given as a number matches the tensor form
+    fixed = F.gaussian_nll(Tensor(mu), t, 0.3, reduction="none").numpy()
+    np.testing.assert_allclose(fixed, F.gaussian_nll(Tensor(mu), t, Tensor(np.full_like(mu, 0.3)),
+                                                           reduction="none").numpy(), rtol=1e-12)
+
+
+def test_mse_loss_values_and_mask():
+    a = np.array([[1.0, 2.0], [3.0, 4.0]])
+    b = np.array([[1.0, 0.0], [0.0, 4.0]])
+    assert F.mse_loss(Tensor(a), b).item() == pytest.approx((4 + 9) / 4)
+    m = np.array([[1, 1], [0, 0]])
+    assert F.mse_loss(Tensor(a), b, m).item() == pytest.approx(4 / 2)

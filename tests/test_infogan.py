@@ -1,6 +1,5 @@
 """InfoGAN pieces (npgan.infogan): the MI loss against closed forms, gradients against
 finite differences, the Hungarian assignment, the agreement score, one tiny training run."""
-import itertools
 import math
 
 import numpy as np
@@ -9,26 +8,6 @@ import pytest
 from npgan import gradcheck, infogan
 from npgan import functional as F
 from npgan.tensor import Tensor
-
-
-def test_gaussian_nll_closed_form():
-    mu = np.array([[0.0, 1.0], [2.0, -1.0]])
-    t = np.array([[0.5, 1.0], [0.0, 0.0]])
-    # std 1: 0.5 (t - mu)^2 + 0.5 log 2 pi per element, summed over the 2 codes
-    rows = [0.5 * 0.25 + 0.5 * 0 + math.log(2 * math.pi), 0.5 * 4 + 0.5 * 1 + math.log(2 * math.pi)]
-    got = infogan.gaussian_nll(Tensor(mu), t, reduction="none").numpy()
-    np.testing.assert_allclose(got, rows, rtol=1e-12)
-    assert infogan.gaussian_nll(Tensor(mu), t).item() == pytest.approx(np.mean(rows), rel=1e-12)
-    # learned std: the same as SciPy-free N(t; mu, s^2) by hand
-    log_s = np.array([[0.3, -0.2], [0.0, 1.0]])
-    s = np.exp(log_s)
-    want = (0.5 * ((t - mu) / s) ** 2 + log_s + 0.5 * math.log(2 * math.pi)).sum(1)
-    got = infogan.gaussian_nll(Tensor(mu), t, Tensor(log_s), reduction="none").numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-12)
-    # a fixed std given as a number matches the tensor form
-    fixed = infogan.gaussian_nll(Tensor(mu), t, 0.3, reduction="none").numpy()
-    np.testing.assert_allclose(fixed, infogan.gaussian_nll(Tensor(mu), t, Tensor(np.full_like(mu, 0.3)),
-                                                           reduction="none").numpy(), rtol=1e-12)
 
 
 def test_info_loss_closed_form_and_bound():
@@ -57,7 +36,7 @@ def test_info_loss_gradients_match_finite_differences():
         q = rng.standard_normal((6, 14 if learn_std else 12))
         assert gradcheck(lambda t: infogan.info_loss(t, cat, cont, learn_std=learn_std)[0], q)
     mu, t, ls = rng.standard_normal((3, 5, 2))
-    assert gradcheck(lambda m, s: infogan.gaussian_nll(m, t, s), mu, ls)
+    assert gradcheck(lambda m, s: F.gaussian_nll(m, t, s), mu, ls)
 
 
 def test_q_head_gradient_through_discriminator():
@@ -119,48 +98,6 @@ def test_latent_code_init_shifts_the_trained_latent():
         assert np.allclose(G(Tensor(zc)).numpy(), want, atol=1e-5)
     with pytest.raises(ValueError, match="code_init"):
         infogan.from_unconditional(G, D, g.state_dict(), d.state_dict(), code_init="random")
-
-
-def test_best_assignment_is_optimal():
-    rng = np.random.default_rng(3)
-    for trial in range(60):
-        n = int(rng.integers(1, 6))
-        m = n + int(rng.integers(0, 2))
-        c = rng.integers(0, 4, (n, m)).astype(float) if trial % 2 else rng.standard_normal((n, m))
-        cols = infogan.best_assignment(c)
-        assert len(set(cols.tolist())) == n
-        brute = min(sum(c[i, p[i]] for i in range(n)) for p in itertools.permutations(range(m), n))
-        assert c[np.arange(n), cols].sum() == pytest.approx(brute, abs=1e-12)
-    with pytest.raises(ValueError):
-        infogan.best_assignment(np.zeros((3, 2)))
-    with pytest.raises(ValueError):
-        infogan.best_assignment([[np.nan]])
-
-
-def test_best_assignment_matches_scipy_on_10x10():
-    scipy_opt = pytest.importorskip("scipy.optimize")
-    rng = np.random.default_rng(4)
-    for _ in range(20):
-        c = rng.integers(0, 100, (10, 10)).astype(float)
-        r, s = scipy_opt.linear_sum_assignment(c)
-        assert c[np.arange(10), infogan.best_assignment(c)].sum() == c[r, s].sum()
-
-
-def test_cluster_agreement_permuted_and_random():
-    rng = np.random.default_rng(5)
-    labels = rng.integers(0, 10, 20000)
-    perm = rng.permutation(10)
-    agree, mapping = infogan.cluster_agreement(perm[labels], labels)
-    assert agree == 1.0
-    np.testing.assert_array_equal(mapping[perm], np.arange(10))    # code perm[k] -> class k
-    # 10 % of the codes replaced by random values: agreement 0.9 + 0.1 x 0.1
-    codes = perm[labels].copy()
-    swap = rng.random(len(codes)) < 0.1
-    codes[swap] = rng.integers(0, 10, swap.sum())
-    assert infogan.cluster_agreement(codes, labels)[0] == pytest.approx(0.91, abs=0.01)
-    # independent codes: chance, 0.1 plus the small gain the best matching squeezes out
-    agree, _ = infogan.cluster_agreement(rng.integers(0, 10, 20000), labels)
-    assert 0.1 <= agree < 0.115
 
 
 def test_trainer_learns_the_code_on_a_tiny_problem():

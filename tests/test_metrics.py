@@ -1,5 +1,6 @@
 """npgan.metrics and npgan.classifier: closed forms, real-vs-real and
 noise sanity, the shipped classifier's md5 and accuracy, bad inputs."""
+import itertools
 import os
 import shutil
 
@@ -511,3 +512,45 @@ def test_evaluate_end_to_end_small(mnist, model):
     bad[3, 4] = np.nan
     with pytest.raises(MetricsError, match="NaN"):
         M.evaluate(bad, ref)
+
+
+def test_best_assignment_is_optimal():
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        n = int(rng.integers(1, 6))
+        m = n + int(rng.integers(0, 2))
+        c = rng.integers(0, 4, (n, m)).astype(float) if trial % 2 else rng.standard_normal((n, m))
+        cols = M.best_assignment(c)
+        assert len(set(cols.tolist())) == n
+        brute = min(sum(c[i, p[i]] for i in range(n)) for p in itertools.permutations(range(m), n))
+        assert c[np.arange(n), cols].sum() == pytest.approx(brute, abs=1e-12)
+    with pytest.raises(ValueError):
+        M.best_assignment(np.zeros((3, 2)))
+    with pytest.raises(ValueError):
+        M.best_assignment([[np.nan]])
+
+
+def test_best_assignment_matches_scipy_on_10x10():
+    scipy_opt = pytest.importorskip("scipy.optimize")
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        c = rng.integers(0, 100, (10, 10)).astype(float)
+        r, s = scipy_opt.linear_sum_assignment(c)
+        assert c[np.arange(10), M.best_assignment(c)].sum() == c[r, s].sum()
+
+
+def test_cluster_agreement_permuted_and_random():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 10, 20000)
+    perm = rng.permutation(10)
+    agree, mapping = M.cluster_agreement(perm[labels], labels)
+    assert agree == 1.0
+    np.testing.assert_array_equal(mapping[perm], np.arange(10))    # code perm[k] -> class k
+    # 10 % of the codes replaced by random values: agreement 0.9 + 0.1 x 0.1
+    codes = perm[labels].copy()
+    swap = rng.random(len(codes)) < 0.1
+    codes[swap] = rng.integers(0, 10, swap.sum())
+    assert M.cluster_agreement(codes, labels)[0] == pytest.approx(0.91, abs=0.01)
+    # independent codes: chance, 0.1 plus the small gain the best matching squeezes out
+    agree, _ = M.cluster_agreement(rng.integers(0, 10, 20000), labels)
+    assert 0.1 <= agree < 0.115

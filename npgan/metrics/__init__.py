@@ -15,7 +15,8 @@ score, classes covered, precision/recall and nearest training images.
 Building blocks (arrays in, numbers out): :func:`frechet_distance` (from means
 and covariances; :func:`frechet_terms`: its unclamped parts),
 :func:`frechet_distance_from_features`, :func:`classifier_score`,
-:func:`class_histogram`, :func:`classes_covered`, :func:`precision_recall`,
+:func:`class_histogram`, :func:`classes_covered`, :func:`cluster_agreement` (an
+unsupervised code against labels), :func:`precision_recall`,
 :func:`knn_radii`, :func:`nearest_distances`, :func:`nearest_indices`.
 Bad inputs raise :class:`MetricsError`.
 
@@ -28,6 +29,7 @@ from .checks import MetricsError, check_images, check_features
 from .frechet import feature_statistics, frechet_distance, frechet_distance_from_features, \
     frechet_terms, trace_sqrt_product
 from .classes import classifier_score, class_histogram, classes_covered
+from .agreement import best_assignment, confusion, cluster_agreement
 from .neighbours import knn_radii, nearest_distances, nearest_indices, manifold_coverage, precision_recall, \
     distance_summary
 from .suite import RealReference, evaluate
@@ -36,6 +38,7 @@ from . import modes, parzen
 __all__ = ["MetricsError", "check_images", "check_features", "feature_statistics",
            "frechet_distance", "frechet_distance_from_features", "frechet_terms",
            "trace_sqrt_product",
-           "classifier_score", "class_histogram", "classes_covered", "knn_radii",
+           "classifier_score", "class_histogram", "classes_covered", "best_assignment", "confusion",
+           "cluster_agreement", "knn_radii",
            "nearest_distances", "nearest_indices", "manifold_coverage", "precision_recall", "distance_summary",
            "RealReference", "evaluate", "modes", "parzen"]
