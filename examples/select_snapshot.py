@@ -13,6 +13,11 @@ is within --fd-max (default 1.5x the lowest FD of all snapshots) -- npgan.sweep.
 the rule the recipe search uses. No test image is read; evaluate the chosen snapshot
 once on test afterwards (examples/evaluate_samples.py --checkpoint PATH).
 
+``--to-epoch N`` keeps to snapshots made by epoch N (a run continued past a training
+budget is chosen as it stood at the budget); ``--rows J`` takes every snapshot's figures
+from an earlier ``--json J`` instead of computing them again, so the rule can be
+re-applied to another epoch range in seconds.
+
 The reference classifier was trained on all 60,000 training images
 (examples/train_mnist_classifier.py), validation included: FD on validation images
 is a selection signal here, not a reported figure (reported FDs are to test).
@@ -64,11 +69,22 @@ def main(argv=None):
     p.add_argument("--fd-max", default="1.5x", type=sweep.parse_fd_max,
                    help="FD bound: a number, or a factor of the lowest FD such as 1.5x")
     p.add_argument("--from-epoch", type=int, default=0, help="skip snapshots before this epoch")
+    p.add_argument("--to-epoch", type=int, default=None, help="skip snapshots after this epoch")
+    p.add_argument("--rows", help="figures of every snapshot from an earlier --json (no computing)")
     p.add_argument("--n-samples", type=int, default=10000)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", help="write every snapshot's figures and the choice here")
     p.add_argument("--png", help="validation Parzen and FD against epoch, the choice marked")
     a = p.parse_args(argv)
+
+    if a.to_epoch is not None and a.to_epoch < a.from_epoch:
+        raise SystemExit(f"--to-epoch {a.to_epoch} is before --from-epoch {a.from_epoch}")
+    last = float("inf") if a.to_epoch is None else a.to_epoch
+    if a.rows:
+        rows = [r for r in load_rows(a.rows) if a.from_epoch <= r["epoch"] <= last]
+        if not rows:
+            raise SystemExit(f"{a.rows}: no snapshot between epochs {a.from_epoch} and {last}")
+        return choose(a, rows)
 
     prior = models.run_prior(checkpoint.load(os.path.join(a.run, "checkpoint.npz"))["config"])
     valid, _ = datasets.load_mnist("valid", data_dir=a.data_dir,          # train[50000:]
@@ -80,7 +96,9 @@ def main(argv=None):
     mu, cov = feature_statistics(classifier.classify(model, valid).features)
 
     rows, t0 = [], time.time()
-    snaps = [s for s in snapshots(a.run) if s[1] >= a.from_epoch]
+    snaps = [s for s in snapshots(a.run) if a.from_epoch <= s[1] <= last]
+    if not snaps:
+        raise SystemExit(f"{a.run}: no snapshot between epochs {a.from_epoch} and {last}")
     for i, (gen, epoch, path) in enumerate(snaps):
         x = generate(path, a.n_samples, prior)
         key = f"{os.path.basename(path)}:{a.n_samples}:1000"
@@ -94,16 +112,35 @@ def main(argv=None):
                      "path": path, "parzen": ll, "sigma": sigma, "fd": fd})
         print(f"[{time.time() - t0:6.0f}s] {i + 1}/{len(snaps)} {gen:12s} epoch {epoch:4d}  "
               f"valid Parzen {ll:7.2f}  valid FD {fd:7.2f}", flush=True)
+    return choose(a, rows)
 
+
+def load_rows(path):
+    """The snapshot rows of an earlier --json output; SystemExit if it is not one."""
+    try:
+        with open(path) as f:
+            rows = json.load(f)["snapshots"]
+        for r in rows:
+            r["epoch"], r["parzen"], r["fd"] = int(r["epoch"]), float(r["parzen"]), float(r["fd"])
+            r["generator"], r["path"], r["state"] = str(r["generator"]), str(r["path"]), r["state"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"{path}: not the --json output of select_snapshot.py ({e!r})") from None
+    return rows
+
+
+def choose(a, rows):
+    """Apply the rule to ROWS, print and write the choice -> the chosen row."""
     bound = sweep.fd_bound(rows, a.fd_max)
     best = sweep.select(rows, a.fd_max)
     print(f"FD bound {bound:.3f}; selected: {best['generator']} epoch {best['epoch']} "
           f"(valid Parzen {best['parzen']:.2f}, valid FD {best['fd']:.2f}): {best['path']}")
     if a.json:
         files.write_text(a.json, json.dumps({"run": a.run, "fd_max": a.fd_max, "fd_bound": bound,
+                                             "from_epoch": a.from_epoch, "to_epoch": a.to_epoch,
                                              "selected": best, "snapshots": rows}, indent=1))
     if a.png:
         plot(rows, best, bound, a.png)
+    return best
 
 
 def plot(rows, best, bound, path):

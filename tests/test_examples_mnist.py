@@ -221,3 +221,29 @@ def test_compare_curves_reads_both_formats_and_bounds_the_columns(tmp_path, caps
     assert lines[0] == "| run | generator | 10 | 20 |"
     assert lines[2:] == ["| a | G | 100.0 | 120.2 |", "| a | G_ema0.999 | 150.0 |  |",
                          "| b | G | 90.0 | 95.5 |"]
+
+
+def test_select_snapshot_reapplies_the_rule_to_an_epoch_range(tmp_path):
+    """--rows re-uses computed figures; --to-epoch chooses the run as it stood then. The FD
+    bound (1.5x the lowest FD in range) moves with the range, so the choice changes."""
+    ss = load("select_snapshot")
+    snaps = [("G_ema0.9999", 40, 240.0, 40.0), ("G_ema0.9999", 120, 210.0, 6.5),
+             ("G_ema0.999", 120, 192.0, 5.0), ("G_ema0.9999", 300, 222.0, 4.0)]
+    rows = [{"number": i, "state": "COMPLETE", "generator": g, "epoch": e, "path": f"{g}_{e}.npz",
+             "parzen": p, "sigma": 0.17, "fd": fd} for i, (g, e, p, fd) in enumerate(snaps)]
+    src = tmp_path / "all.json"
+    src.write_text(json.dumps({"snapshots": rows}))
+    best = ss.main(["run", "--rows", str(src)])                       # bound 6.0
+    assert (best["generator"], best["epoch"]) == ("G_ema0.9999", 300)
+    out = tmp_path / "to120.json"
+    best = ss.main(["run", "--rows", str(src), "--to-epoch", "120", "--json", str(out)])   # bound 7.5
+    assert (best["generator"], best["epoch"]) == ("G_ema0.9999", 120)
+    saved = json.loads(out.read_text())
+    assert saved["to_epoch"] == 120 and saved["fd_bound"] == pytest.approx(7.5) and len(saved["snapshots"]) == 3
+    with pytest.raises(SystemExit, match="before --from-epoch"):
+        ss.main(["run", "--rows", str(src), "--from-epoch", "50", "--to-epoch", "10"])
+    with pytest.raises(SystemExit, match="no snapshot between"):
+        ss.main(["run", "--rows", str(src), "--from-epoch", "500"])
+    (tmp_path / "bad.json").write_text(json.dumps({"rows": []}))
+    with pytest.raises(SystemExit, match="not the --json output"):
+        ss.main(["run", "--rows", str(tmp_path / "bad.json")])
