@@ -21,7 +21,7 @@ pair and G's gradient flows only into the image part. D's input dropout (keep
 """
 import numpy  # host-side: initialisation, label RNG
 
-from . import backend, models, nn
+from . import backend, models
 from .tensor import Tensor, concatenate
 
 N_CLASSES = 10
