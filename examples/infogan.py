@@ -256,9 +256,13 @@ def run_seed(args, seed, train_x, test):
     res.update(seed=seed, train_seconds=round(seconds, 1), config=config_of(args),
                history=trainer.history)
     images.save_grid(samples[::max(args.eval_per_code // 10, 1)][:100], os.path.join(out, "samples.png"), 10)
-    traversal_figure(trainer, res["mapping_code_to_class"], os.path.join(out, "traversal.png"),
-                     f"InfoGAN seed {seed}: agreement {res['agreement']:.3f}")
-    files.write_text(res_path, json.dumps(res, indent=1))
+    files.write_text(res_path, json.dumps(res, indent=1))       # the numbers first: a figure
+    try:                                                        # cannot lose them
+        traversal_figure(trainer, res["mapping_code_to_class"], os.path.join(out, "traversal.png"),
+                         f"InfoGAN seed {seed}: agreement {res['agreement']:.3f}")
+    except ImportError as e:
+        print(f"seed {seed}: no traversal figure ({e}; pip install matplotlib, then rerun with "
+              f"--evaluate-epoch {args.epochs})", flush=True)
     print(f"seed {seed}: agreement {res['agreement']:.3f} (code -> class {res['mapping_code_to_class']}), "
           f"Q on test images {res['agreement_q_on_test_images']:.3f}, score {res['classifier_score']:.2f}, "
           f"FD {res['frechet_distance']:.1f}, {seconds:.0f}s", flush=True)

@@ -45,3 +45,19 @@ def test_infogan_then_semi_supervised_at_toy_size(tmp_path):
         acc = row["per_draw"][0]
         # 100 labels, 5 steps: better than chance on 300 test digits, not perfect
         assert 0.2 < acc < 1.0 and np.isclose(row["mean"], acc, atol=1e-4)
+
+
+def test_infogan_keeps_its_numbers_when_the_figure_cannot_be_drawn(tmp_path, monkeypatch, capsys):
+    """Without matplotlib the seed's result.json is still written (the numbers come before
+    the figure), and the message says how to draw it later."""
+    mod = load("infogan")
+
+    def no_matplotlib(*a, **k):
+        raise ImportError("No module named 'matplotlib'")
+    monkeypatch.setattr(mod, "traversal_figure", no_matplotlib)
+    mod.main(["--seeds", "0", "--epochs", "1", "--max-steps", "2", "--train-size", "300",
+              "--eval-per-code", "10", "--out", str(tmp_path / "run"), "--no-summary", "--no-progress"])
+    res = json.load(open(tmp_path / "run" / "seed_0" / "result.json"))
+    assert res["seed"] == 0 and sorted(res["mapping_code_to_class"]) == list(range(10))
+    assert not (tmp_path / "run" / "seed_0" / "traversal.png").exists()
+    assert "--evaluate-epoch 1" in capsys.readouterr().out
