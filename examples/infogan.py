@@ -52,6 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--max-steps", type=int, default=None, help="steps per epoch (default: all)")
     p.add_argument("--lam", type=float, default=1.0, help="weight of the mutual-information term")
+    p.add_argument("--lam-cont", type=float, default=None,
+                   help="weight of its continuous-code part (default: --lam; InfoGAN weights it less)")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="adam",
                    help="adam: InfoGAN's (beta1 .5; D 2e-4, G 1e-3); sgd: the paper's (give --lr-d 0.1 "
                         "--lr-g 0.1; the code stayed unused, see docs/future_work.md)")
@@ -95,6 +97,8 @@ def config_of(args):
         cfg["code_init"] = args.code_init
     if args.code_scale != 1.0:
         cfg["code_scale"] = args.code_scale
+    if args.lam_cont is not None and args.lam_cont != args.lam:
+        cfg["lam_cont"] = args.lam_cont
     return cfg
 
 
@@ -102,7 +106,7 @@ def make_trainer(args, seed, train_x, G, D):
     return infogan.InfoGANTrainer(G, D, train_x, lam=args.lam, lr_d=args.lr_d, lr_g=args.lr_g,
                                   seed=seed, q_dropout=not args.q_no_dropout,
                                   optimizer=args.optimizer, momentum=args.momentum,
-                                  code_scale=args.code_scale)
+                                  code_scale=args.code_scale, lam_cont=args.lam_cont)
 
 
 # -- one seed -----------------------------------------------------------------------------------

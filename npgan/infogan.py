@@ -166,14 +166,20 @@ class InfoGANTrainer:
     q_dropout: Q reads D's last hidden layer from the same (dropout) pass as D's
     logit (default); False: from a second pass of fake through D's body without
     dropout (D's logit keeps its dropout), about 25 % more work per step.
-    code_scale: the codes enter G multiplied by it (:func:`generator_input`)."""
+    code_scale: the codes enter G multiplied by it (:func:`generator_input`).
+    lam_cont: the continuous codes' weight when it should differ from ``lam``
+    (InfoGAN weights them less); None: ``lam`` for both parts."""
 
     def __init__(self, G, D, data, batch_size=100, lam=1.0, lr_d=2e-4, lr_g=1e-3,
                  betas=(0.5, 0.999), d_scale=0.5, seed=0, q_dropout=True, optimizer="adam",
-                 momentum=0.5, code_scale=1.0):
+                 momentum=0.5, code_scale=1.0, lam_cont=None):
         self.G, self.D, self.data = G, D, numpy.asarray(data)
         self.code_scale = float(code_scale)
         self.batch_size, self.lam, self.d_scale = batch_size, float(lam), float(d_scale)
+        self.lam_cont = self.lam if lam_cont is None else float(lam_cont)
+        for name, v in (("lam", self.lam), ("lam_cont", self.lam_cont)):
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         self.q_dropout = q_dropout   # False: Q reads a second, dropout-free pass of D's body
         self.n_cat, self.n_cont, self.learn_std = D.n_cat, D.n_cont, D.learn_std
         self.z_dim = G.z_dim - self.n_cat - self.n_cont
@@ -204,15 +210,19 @@ class InfoGANTrainer:
         if not self.q_dropout:
             q_fake = self.D.q_clean(fake)
         mi, mi_cat, mi_cont = info_loss(q_fake, cat, cont, self.n_cat, self.n_cont, self.learn_std)
+        if self.lam_cont == self.lam:
+            info = mi * self.lam
+        else:
+            info = mi_cat * self.lam + mi_cont * self.lam_cont
         d_gan = (F.binary_cross_entropy_with_logits(l_real, 1.0)
                  + F.binary_cross_entropy_with_logits(l_fake, 0.0)) * self.d_scale
         g_gan = F.binary_cross_entropy_with_logits(l_fake, 1.0)
         self.opt_d.zero_grad()
         self.opt_g.zero_grad()
         with frozen(self.G.parameters()):
-            (d_gan + mi * self.lam).backward()
+            (d_gan + info).backward()
         with frozen(self.D.parameters()):
-            (g_gan + mi * self.lam).backward()
+            (g_gan + info).backward()
         self.opt_d.step()
         self.opt_g.step()
         self.step_count += 1

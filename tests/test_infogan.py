@@ -133,3 +133,28 @@ def test_q_clean_is_the_dropout_free_pass():
     D.train()
     _, q_drop = D(x)
     assert not np.allclose(q_drop.numpy(), q_eval.numpy())    # the shared pass has dropout
+
+
+def test_lam_cont_weights_the_continuous_part_alone():
+    # one SGD step (no momentum) is -lr x the gradient, and the gradient is linear in the
+    # weights: step(lam_cont = w) = step(0) + w (step(1) - step(0)), for both players
+    rng = np.random.default_rng(3)
+    data = rng.random((40, 12))
+
+    def one_step(lam_cont):
+        G, D = infogan.build(5, data, n_cat=3, n_cont=2, x_dim=12, z_dim=4, g_hidden=8,
+                             d_units=6, d_pieces=2, dtype="float64")
+        before = [p.data.copy() for p in G.parameters() + D.parameters()]
+        tr = infogan.InfoGANTrainer(G, D, data, batch_size=20, optimizer="sgd", lr_d=0.1,
+                                    lr_g=0.1, momentum=0.0, seed=1, lam_cont=lam_cont)
+        tr.step(data[:20])
+        return [p.data - b for p, b in zip(G.parameters() + D.parameters(), before)]
+
+    d0, d1, dw = one_step(0.0), one_step(1.0), one_step(0.3)
+    assert any(np.abs(a - b).max() > 1e-6 for a, b in zip(d0, d1))   # the part matters
+    for a, b, c in zip(d0, d1, dw):
+        np.testing.assert_allclose(c, a + 0.3 * (b - a), rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="lam_cont"):
+        infogan.InfoGANTrainer(*infogan.build(0, data, n_cat=3, n_cont=2, x_dim=12, z_dim=4,
+                                              g_hidden=8, d_units=6, d_pieces=2), data,
+                               lam_cont=-1.0)
