@@ -18,6 +18,12 @@ budget is chosen as it stood at the budget); ``--rows J`` takes every snapshot's
 from an earlier ``--json J`` instead of computing them again, so the rule can be
 re-applied to another epoch range in seconds.
 
+``--average K [K ...]`` adds, for each generator and each run of K consecutive snapshots
+of it, their uniform weight average (npgan.train.average_state_dicts: one network, the
+paper's G) as a candidate named ``<G>_mean<K>``, dated by its last snapshot: a longer
+window of G's iterates than its EMA holds. ``--save PATH`` writes the chosen generator
+(snapshot or average) as a G state_dict .npz, ready for evaluate_samples.py.
+
 The reference classifier was trained on all 60,000 training images
 (examples/train_mnist_classifier.py), validation included: FD on validation images
 is a selection signal here, not a reported figure (reported FDs are to test).
@@ -35,7 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout
 
 from npgan import checkpoint, classifier, datasets, files, models, sampling  # noqa: E402
-from npgan import sweep  # noqa: E402
+from npgan import sweep, train  # noqa: E402
 from npgan.metrics import feature_statistics, frechet_distance, parzen  # noqa: E402
 
 SNAPSHOT = re.compile(r"^(G(?:_ema[0-9.]+)?)_epoch_(\d+)\.npz$")
@@ -63,6 +69,35 @@ def generate(path, n, prior):
     return sampling.sample(G, n).astype(np.float32)
 
 
+def load_state(path):
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def row_state(row):
+    """The G state_dict a row stands for: its snapshot, or the average of its sources."""
+    if row.get("sources"):
+        return train.average_state_dicts(load_state(p) for p in row["sources"])
+    return load_state(row["path"])
+
+
+def windows(snaps, ks):
+    """[(name, [(gen, epoch, path), ...])]: every K consecutive snapshots of each generator."""
+    out = []
+    for gen in sorted({s[0] for s in snaps}):
+        own = [s for s in snaps if s[0] == gen]
+        for k in ks:
+            out += [(f"{gen}_mean{k}", own[i - k + 1:i + 1]) for i in range(k - 1, len(own))]
+    return out
+
+
+def positive_k(text):
+    k = int(text)
+    if k < 2:
+        raise argparse.ArgumentTypeError(f"--average needs windows of 2 or more snapshots, got {k}")
+    return k
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run", help="run directory of examples/mnist_gan.py")
@@ -71,6 +106,9 @@ def main(argv=None):
     p.add_argument("--from-epoch", type=int, default=0, help="skip snapshots before this epoch")
     p.add_argument("--to-epoch", type=int, default=None, help="skip snapshots after this epoch")
     p.add_argument("--rows", help="figures of every snapshot from an earlier --json (no computing)")
+    p.add_argument("--average", type=positive_k, nargs="+", default=[],
+                   help="also every average of K consecutive snapshots of a generator")
+    p.add_argument("--save", help="write the chosen generator here (a G state_dict .npz)")
     p.add_argument("--n-samples", type=int, default=10000)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", help="write every snapshot's figures and the choice here")
@@ -81,7 +119,8 @@ def main(argv=None):
         raise SystemExit(f"--to-epoch {a.to_epoch} is before --from-epoch {a.from_epoch}")
     last = float("inf") if a.to_epoch is None else a.to_epoch
     if a.rows:
-        rows = [r for r in load_rows(a.rows) if a.from_epoch <= r["epoch"] <= last]
+        rows = [r for r in load_rows(a.rows)
+                if a.from_epoch <= r.get("first_epoch", r["epoch"]) and r["epoch"] <= last]
         if not rows:
             raise SystemExit(f"{a.rows}: no snapshot between epochs {a.from_epoch} and {last}")
         return choose(a, rows)
@@ -99,18 +138,30 @@ def main(argv=None):
     snaps = [s for s in snapshots(a.run) if a.from_epoch <= s[1] <= last]
     if not snaps:
         raise SystemExit(f"{a.run}: no snapshot between epochs {a.from_epoch} and {last}")
-    for i, (gen, epoch, path) in enumerate(snaps):
-        x = generate(path, a.n_samples, prior)
-        key = f"{os.path.basename(path)}:{a.n_samples}:1000"
+    todo = [(gen, [(gen, epoch, path)]) for gen, epoch, path in snaps] + windows(snaps, a.average)
+    for i, (gen, group) in enumerate(todo):
+        first, epoch, path = group[0][1], group[-1][1], group[-1][2]
+        if len(group) == 1:
+            x = generate(path, a.n_samples, prior)
+            key = f"{os.path.basename(path)}:{a.n_samples}:1000"
+            row = {"path": path}
+        else:
+            G = models.Generator()
+            G.load_state_dict(train.average_state_dicts(load_state(s[2]) for s in group))
+            G.eval().z_prior = prior
+            x = sampling.sample(G, a.n_samples).astype(np.float32)
+            key, row = None, {"path": f"mean of {len(group)} {group[0][0]} snapshots, epochs {first}-{epoch}",
+                              "first_epoch": first, "sources": [s[2] for s in group]}
         if key in cache:
             sigma, ll = cache[key]
         else:
             sigma, curve = parzen.select_sigma(valid, x, n_valid=1000)
             sigma, ll = float(sigma), float(np.max(curve))
         fd = float(frechet_distance(*feature_statistics(classifier.classify(model, x).features), mu, cov))
-        rows.append({"number": i, "state": "COMPLETE", "generator": gen, "epoch": epoch,
-                     "path": path, "parzen": ll, "sigma": sigma, "fd": fd})
-        print(f"[{time.time() - t0:6.0f}s] {i + 1}/{len(snaps)} {gen:12s} epoch {epoch:4d}  "
+        rows.append({"number": i, "state": "COMPLETE", "generator": gen, "epoch": epoch, **row,
+                     "parzen": ll, "sigma": sigma, "fd": fd})
+        span = f"{epoch:4d}" if len(group) == 1 else f"{first}-{epoch}"
+        print(f"[{time.time() - t0:6.0f}s] {i + 1}/{len(todo)} {gen:18s} epoch {span:>7s}  "
               f"valid Parzen {ll:7.2f}  valid FD {fd:7.2f}", flush=True)
     return choose(a, rows)
 
@@ -123,6 +174,8 @@ def load_rows(path):
         for r in rows:
             r["epoch"], r["parzen"], r["fd"] = int(r["epoch"]), float(r["parzen"]), float(r["fd"])
             r["generator"], r["path"], r["state"] = str(r["generator"]), str(r["path"]), r["state"]
+            if "sources" in r:
+                r["sources"], r["first_epoch"] = [str(p) for p in r["sources"]], int(r["first_epoch"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SystemExit(f"{path}: not the --json output of select_snapshot.py ({e!r})") from None
     return rows
@@ -132,6 +185,9 @@ def choose(a, rows):
     """Apply the rule to ROWS, print and write the choice -> the chosen row."""
     bound = sweep.fd_bound(rows, a.fd_max)
     best = sweep.select(rows, a.fd_max)
+    if best is None:
+        raise SystemExit(f"no generator has validation FD <= {bound:.3f} (lowest: "
+                         f"{min(r['fd'] for r in rows):.3f})")
     print(f"FD bound {bound:.3f}; selected: {best['generator']} epoch {best['epoch']} "
           f"(valid Parzen {best['parzen']:.2f}, valid FD {best['fd']:.2f}): {best['path']}")
     if a.json:
@@ -140,6 +196,10 @@ def choose(a, rows):
                                              "selected": best, "snapshots": rows}, indent=1))
     if a.png:
         plot(rows, best, bound, a.png)
+    if a.save:
+        with files.atomic_write(a.save) as f:
+            np.savez(f, **row_state(best))
+        print(f"saved the chosen generator to {a.save}")
     return best
 
 

@@ -81,6 +81,35 @@ class EMA:
         return module
 
 
+def average_state_dicts(states):
+    """The element-wise mean of state_dicts (name -> host array) with the same names
+    and shapes: uniform averaging of weights saved along one run (snapshots of G, or of
+    its EMA), as stochastic weight averaging does (Izmailov et al., 2018). Summed in
+    float64, returned in the first dict's dtypes. Fewer than one dict, other names or
+    shapes, NaN or inf: ValueError."""
+    states = list(states)
+    if not states:
+        raise ValueError("average_state_dicts: no state_dicts to average")
+    first = states[0]
+    for i, s in enumerate(states[1:], 1):
+        if set(s) != set(first):
+            raise ValueError(f"average_state_dicts: state {i} has names {sorted(s)}, "
+                             f"state 0 has {sorted(first)}")
+        for k in first:
+            if numpy.shape(s[k]) != numpy.shape(first[k]):
+                raise ValueError(f"average_state_dicts: {k!r} is {numpy.shape(s[k])} in state {i}, "
+                                 f"{numpy.shape(first[k])} in state 0")
+    out = {}
+    for k, v in first.items():
+        total = numpy.zeros(numpy.shape(v), dtype=numpy.float64)
+        for s in states:
+            total += numpy.asarray(s[k], dtype=numpy.float64)
+        if not numpy.isfinite(total).all():
+            raise ValueError(f"average_state_dicts: {k!r} has NaN or inf")
+        out[k] = (total / len(states)).astype(numpy.asarray(v).dtype)
+    return out
+
+
 class GANTrainer:
     """Trains G and D on ``data``: a host array (N, D) float in [0, 1] (epochs
     over a permutation: :meth:`train_epoch`), or a sampler ``data(m, rng) -> (m, D)``

@@ -247,3 +247,41 @@ def test_select_snapshot_reapplies_the_rule_to_an_epoch_range(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"rows": []}))
     with pytest.raises(SystemExit, match="not the --json output"):
         ss.main(["run", "--rows", str(tmp_path / "bad.json")])
+    with pytest.raises(SystemExit, match="no generator has validation FD <= 3.000"):
+        ss.main(["run", "--rows", str(src), "--fd-max", "3"])
+
+
+def test_select_snapshot_chooses_and_saves_a_window_average(tmp_path):
+    """An average row (sources, first_epoch) competes with the snapshots; --from-epoch
+    drops a window that starts before it; --save writes the chosen average's weights."""
+    ss = load("select_snapshot")
+    rng = np.random.default_rng(1)
+    paths = []
+    for e in (100, 110, 120):
+        paths.append(str(tmp_path / f"G_ema0.9999_epoch_{e:04d}.npz"))
+        np.savez(paths[-1], w=rng.standard_normal((2, 3)).astype(np.float32))
+    rows = [{"number": 0, "state": "COMPLETE", "generator": "G_ema0.9999", "epoch": 120,
+             "path": paths[2], "parzen": 212.0, "sigma": 0.17, "fd": 4.9},
+            {"number": 1, "state": "COMPLETE", "generator": "G_ema0.9999_mean3", "epoch": 120,
+             "first_epoch": 100, "sources": paths, "path": "mean", "parzen": 219.0, "sigma": 0.17,
+             "fd": 5.2},
+            {"number": 2, "state": "COMPLETE", "generator": "G_ema0.9999_mean2", "epoch": 120,
+             "first_epoch": 110, "sources": paths[1:], "path": "mean", "parzen": 216.0,
+             "sigma": 0.17, "fd": 5.0}]
+    src = tmp_path / "rows.json"
+    src.write_text(json.dumps({"snapshots": rows}))
+    out = tmp_path / "chosen.npz"
+    best = ss.main(["run", "--rows", str(src), "--fd-max", "5.0", "--save", str(out)])
+    assert best["generator"] == "G_ema0.9999_mean2"            # mean3 is over the bound
+    with np.load(out) as f:
+        want = (np.load(paths[1])["w"].astype(np.float64) + np.load(paths[2])["w"]) / 2
+        np.testing.assert_allclose(f["w"], want, rtol=1e-6)
+    best = ss.main(["run", "--rows", str(src), "--fd-max", "6", "--from-epoch", "105"])
+    assert best["generator"] == "G_ema0.9999_mean2"            # mean3 starts at 100
+    best = ss.main(["run", "--rows", str(src), "--fd-max", "6", "--save", str(out)])
+    assert best["generator"] == "G_ema0.9999_mean3"
+    with np.load(out) as f:
+        np.testing.assert_allclose(f["w"], np.mean([np.load(p)["w"] for p in paths], axis=0),
+                                   rtol=1e-6)
+    with pytest.raises(SystemExit):
+        ss.main(["run", "--average", "1"])

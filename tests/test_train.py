@@ -442,3 +442,25 @@ def test_checkpoint_with_right_digest_and_wrong_state_is_refused_by_the_trainer(
     with pytest.raises(checkpoint.CheckpointError, match="G must be a dict"):
         t.load_state_dict(checkpoint.load(bad)["state"])
     assert frozen(t) == before
+
+
+def test_average_state_dicts_is_the_elementwise_mean_in_the_first_dtype():
+    rng = np.random.default_rng(0)
+    states = [{"w": rng.standard_normal((3, 4)).astype(np.float32), "b": rng.standard_normal(4)}
+              for _ in range(3)]
+    avg = train.average_state_dicts(iter(states))            # any iterable
+    assert avg["w"].dtype == np.float32 and avg["b"].dtype == np.float64
+    np.testing.assert_allclose(avg["w"], np.mean([s["w"] for s in states], axis=0), rtol=1e-6)
+    np.testing.assert_allclose(avg["b"], (states[0]["b"] + states[1]["b"] + states[2]["b"]) / 3,
+                               rtol=1e-14)
+    assert all(np.array_equal(train.average_state_dicts([states[0]])[k], states[0][k]) for k in "wb")
+    with pytest.raises(ValueError, match="no state_dicts"):
+        train.average_state_dicts([])
+    with pytest.raises(ValueError, match="names"):
+        train.average_state_dicts([states[0], {"w": states[1]["w"]}])
+    with pytest.raises(ValueError, match="'w' is"):
+        train.average_state_dicts([states[0], {"w": states[1]["w"][:2], "b": states[1]["b"]}])
+    bad = {"w": states[1]["w"].copy(), "b": states[1]["b"]}
+    bad["w"][1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        train.average_state_dicts([states[0], bad])
