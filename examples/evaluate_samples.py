@@ -78,13 +78,14 @@ def kmeans_centroids(x, k, seed=0, iters=20):
 def run_info(path):
     """What a row from a snapshot of an mnist_gan.py run should say about its
     training: {"epoch", "train_seconds", "run_config"} from RUN/metrics.jsonl and
-    RUN/checkpoint.npz for RUN/snapshots/<G>_epoch_NNNN.npz; {} otherwise."""
+    RUN/checkpoint.npz for RUN/snapshots/<G>_epoch_NNNN.npz (or RUN/averages/, where
+    select_snapshot.py --save puts a snapshot average); {} otherwise."""
     import re
     from npgan import checkpoint
     m = re.match(r"(.+)_epoch_(\d+)\.npz$", os.path.basename(path))
     run = os.path.dirname(os.path.dirname(os.path.abspath(path)))
     log = os.path.join(run, "metrics.jsonl")
-    if not (m and os.path.basename(os.path.dirname(os.path.abspath(path))) == "snapshots"
+    if not (m and os.path.basename(os.path.dirname(os.path.abspath(path))) in ("snapshots", "averages")
             and os.path.exists(log)):
         return {}
     epoch = int(m.group(2))

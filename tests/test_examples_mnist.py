@@ -285,3 +285,16 @@ def test_select_snapshot_chooses_and_saves_a_window_average(tmp_path):
                                    rtol=1e-6)
     with pytest.raises(SystemExit):
         ss.main(["run", "--average", "1"])
+
+
+def test_evaluate_samples_dates_a_snapshot_or_an_average_from_its_run(tmp_path):
+    es = load("evaluate_samples")
+    (tmp_path / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "seconds": 10.0 + e}) + "\n" for e in (1, 2, 3)))
+    for sub in ("snapshots", "averages", "elsewhere"):
+        (tmp_path / sub).mkdir()
+    info = es.run_info(str(tmp_path / "snapshots" / "G_ema0.9999_epoch_0002.npz"))
+    assert info == {"generator": "G_ema0.9999", "epoch": 2, "train_seconds": 23.0}
+    info = es.run_info(str(tmp_path / "averages" / "G_ema0.9999_mean5_epoch_0003.npz"))
+    assert info == {"generator": "G_ema0.9999_mean5", "epoch": 3, "train_seconds": 36.0}
+    assert es.run_info(str(tmp_path / "elsewhere" / "G_epoch_0002.npz")) == {}
