@@ -108,7 +108,8 @@ def main(argv=None):
     p.add_argument("--rows", help="figures of every snapshot from an earlier --json (no computing)")
     p.add_argument("--average", type=positive_k, nargs="+", default=[],
                    help="also every average of K consecutive snapshots of a generator")
-    p.add_argument("--save", help="write the chosen generator here (a G state_dict .npz)")
+    p.add_argument("--save", help="write the chosen generator here (a G state_dict .npz; a folder: "
+                                  "as FOLDER/<G>_epoch_NNNN.npz, e.g. RUN/averages/)")
     p.add_argument("--n-samples", type=int, default=10000)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", help="write every snapshot's figures and the choice here")
@@ -197,9 +198,13 @@ def choose(a, rows):
     if a.png:
         plot(rows, best, bound, a.png)
     if a.save:
-        with files.atomic_write(a.save) as f:
+        path = a.save
+        if os.path.isdir(path) or path.endswith(os.sep):     # a folder: named as a snapshot
+            os.makedirs(path, exist_ok=True)
+            path = os.path.join(path, f"{best['generator']}_epoch_{best['epoch']:04d}.npz")
+        with files.atomic_write(path) as f:
             np.savez(f, **row_state(best))
-        print(f"saved the chosen generator to {a.save}")
+        print(f"saved the chosen generator to {path}")
     return best
 
 

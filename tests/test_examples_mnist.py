@@ -283,6 +283,9 @@ def test_select_snapshot_chooses_and_saves_a_window_average(tmp_path):
     with np.load(out) as f:
         np.testing.assert_allclose(f["w"], np.mean([np.load(p)["w"] for p in paths], axis=0),
                                    rtol=1e-6)
+    saved = tmp_path / "averages"
+    ss.main(["run", "--rows", str(src), "--fd-max", "6", "--save", str(saved) + os.sep])
+    assert os.listdir(saved) == ["G_ema0.9999_mean3_epoch_0120.npz"]
     with pytest.raises(SystemExit):
         ss.main(["run", "--average", "1"])
 
