@@ -145,6 +145,20 @@ def markdown(rows):
     return head + "\n".join(lines) + "\n"
 
 
+def save_sample_grid(x, label, folder):
+    """The first 100 (or as many whole rows of 10 as there are) images of x (N, 784) as a
+    grid at FOLDER/samples_<label's file name, without extension>.png -> its path."""
+    import re
+    from npgan.images import save_grid
+    name = os.path.splitext(os.path.basename(label.split(" ")[0].rstrip("/")))[0]
+    suffix = label.split(" ", 1)[1] if " " in label else ""
+    clean = lambda t: re.sub(r"[^A-Za-z0-9._-]+", "_", t).strip("_")          # noqa: E731
+    name = "_".join(t for t in (clean(name), clean(suffix)) if t)
+    os.makedirs(folder, exist_ok=True)
+    rows = min(10, len(x) // 10)
+    return save_grid(x, os.path.join(folder, f"samples_{name}.png"), rows, 10)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", nargs="+", default=[],
@@ -166,6 +180,8 @@ def main(argv=None):
     ap.add_argument("--data-dir", default=REPO_DATA if os.path.isdir(REPO_DATA) else None)
     ap.add_argument("--json", help="also write the results (a list, one per row) to this file")
     ap.add_argument("--markdown", help="also write a markdown table of the rows to this file")
+    ap.add_argument("--grid", metavar="DIR",
+                    help="also save each row's first 100 samples as DIR/samples_<source>.png (10 x 10)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     a = ap.parse_args(argv)
     if not (a.samples or a.checkpoint or a.real or a.baseline):
@@ -187,6 +203,8 @@ def main(argv=None):
         for label, x, parzen_valid, info in sources(a, data, log):
             t1 = time.time()
             x = metrics.check_images(x, label, min_count=10)   # fail before any long work
+            if a.grid:
+                log(f"sample grid -> {save_sample_grid(x, label, a.grid)}")
             if ref is None:
                 ref = metrics.RealReference(data["test"], data["train"], model=model, progress=say)
             log(f"== {label}")

@@ -301,3 +301,16 @@ def test_evaluate_samples_dates_a_snapshot_or_an_average_from_its_run(tmp_path):
     info = es.run_info(str(tmp_path / "averages" / "G_ema0.9999_mean5_epoch_0003.npz"))
     assert info == {"generator": "G_ema0.9999_mean5", "epoch": 3, "train_seconds": 36.0}
     assert es.run_info(str(tmp_path / "elsewhere" / "G_epoch_0002.npz")) == {}
+
+
+def test_evaluate_samples_grid_is_named_for_its_source_and_holds_its_samples(tmp_path):
+    from PIL import Image
+    es = load("evaluate_samples")
+    x = np.random.default_rng(0).random((35, 784)).astype(np.float32)
+    path = es.save_sample_grid(x, "runs/r/snapshots/G_epoch_0010.npz [ema0.9999]", str(tmp_path / "g"))
+    assert os.path.basename(path) == "samples_G_epoch_0010_ema0.9999.png"
+    img = np.asarray(Image.open(path), dtype=np.float64) / 255
+    assert img.shape == ((3 * 29 + 1) * 2, (10 * 29 + 1) * 2)          # 3 whole rows of 10
+    cell = img[2:58:2, 2 + 2 * 29 * 4:58 + 2 * 29 * 4:2]                # row 0, column 4, unscaled
+    np.testing.assert_allclose(cell, x[4].reshape(28, 28), atol=1 / 255 + 1e-9)
+    assert os.path.basename(es.save_sample_grid(x, "uniform noise", str(tmp_path))) == "samples_uniform_noise.png"
