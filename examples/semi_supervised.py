@@ -142,11 +142,12 @@ def main(argv=None):
     for name in sets:
         for n in args.labels:
             acc = np.array([r["test_accuracy"] for r in rows if r["features"] == name and r["labels"] == n])
-            summary[f"{name}/{n}"] = {"mean": float(acc.mean()), "std": float(acc.std(ddof=1)),
+            summary[f"{name}/{n}"] = {"mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else None,
                                       "min": float(acc.min()), "max": float(acc.max()),
                                       "per_draw": acc.round(4).tolist()}
             s = summary[f"{name}/{n}"]
-            print(f"{name:12s} {n:5d} labels: test accuracy {s['mean']:.4f} +- {s['std']:.4f} "
+            spread = "n/a" if s["std"] is None else f"{s['std']:.4f}"   # one draw has no spread
+            print(f"{name:12s} {n:5d} labels: test accuracy {s['mean']:.4f} +- {spread} "
                   f"(std over {len(acc)} draws; min {s['min']:.4f}, max {s['max']:.4f})")
     result = {"method": "multinomial logistic regression (npgan, L2 by CV on the labels) on "
                         "D's last hidden layer vs on pixels",
@@ -169,7 +170,7 @@ def figure(summary, names, labels, draws, path):
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         means = [summary[f"{name}/{n}"]["mean"] for n in labels]
-        stds = [summary[f"{name}/{n}"]["std"] for n in labels]
+        stds = [summary[f"{name}/{n}"]["std"] or 0.0 for n in labels]      # one draw: no bar
         pos = np.arange(len(labels)) + (i - (len(names) - 1) / 2) * width
         ax.bar(pos, means, width, yerr=stds, capsize=3, label=name)
         for p, m in zip(pos, means):
