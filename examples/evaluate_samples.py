@@ -150,10 +150,9 @@ def save_sample_grid(x, label, folder):
     grid at FOLDER/samples_<label's file name, without extension>.png -> its path."""
     import re
     from npgan.images import save_grid
-    name = os.path.splitext(os.path.basename(label.split(" ")[0].rstrip("/")))[0]
-    suffix = label.split(" ", 1)[1] if " " in label else ""
-    clean = lambda t: re.sub(r"[^A-Za-z0-9._-]+", "_", t).strip("_")          # noqa: E731
-    name = "_".join(t for t in (clean(name), clean(suffix)) if t)
+    head, _, tail = label.partition(" ")            # "PATH [generator]", or words
+    parts = (os.path.splitext(os.path.basename(head.rstrip("/")))[0], tail)
+    name = "_".join(t for t in (re.sub(r"[^A-Za-z0-9._-]+", "_", p).strip("_") for p in parts) if t)
     os.makedirs(folder, exist_ok=True)
     rows = min(10, len(x) // 10)
     return save_grid(x, os.path.join(folder, f"samples_{name}.png"), rows, 10)

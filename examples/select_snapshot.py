@@ -62,10 +62,14 @@ def snapshots(run):
     return sorted(out)
 
 
-def generate(path, n, prior):
-    """(n, 784) float32 samples of the G state_dict saved at PATH, z from PRIOR."""
-    G = sampling.load_generator(path)
-    G.z_prior = prior               # a bare state_dict does not record the run's prior
+def generate(row, n, prior):
+    """(n, 784) float32 samples of the generator a row stands for, z from PRIOR."""
+    if row.get("sources"):
+        G = models.Generator()
+        G.load_state_dict(row_state(row))
+    else:
+        G = sampling.load_generator(row["path"])
+    G.eval().z_prior = prior        # a bare state_dict does not record the run's prior
     return sampling.sample(G, n).astype(np.float32)
 
 
@@ -143,16 +147,11 @@ def main(argv=None):
     for i, (gen, group) in enumerate(todo):
         first, epoch, path = group[0][1], group[-1][1], group[-1][2]
         if len(group) == 1:
-            x = generate(path, a.n_samples, prior)
-            key = f"{os.path.basename(path)}:{a.n_samples}:1000"
-            row = {"path": path}
+            key, row = f"{os.path.basename(path)}:{a.n_samples}:1000", {"path": path}
         else:
-            G = models.Generator()
-            G.load_state_dict(train.average_state_dicts(load_state(s[2]) for s in group))
-            G.eval().z_prior = prior
-            x = sampling.sample(G, a.n_samples).astype(np.float32)
             key, row = None, {"path": f"mean of {len(group)} {group[0][0]} snapshots, epochs {first}-{epoch}",
                               "first_epoch": first, "sources": [s[2] for s in group]}
+        x = generate(row, a.n_samples, prior)
         if key in cache:
             sigma, ll = cache[key]
         else:

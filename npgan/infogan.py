@@ -210,7 +210,7 @@ class InfoGANTrainer:
         if not self.q_dropout:
             q_fake = self.D.q_clean(fake)
         mi, mi_cat, mi_cont = info_loss(q_fake, cat, cont, self.n_cat, self.n_cont, self.learn_std)
-        if self.lam_cont == self.lam:
+        if self.lam_cont == self.lam:           # one weight: the sum as before, bit for bit
             info = mi * self.lam
         else:
             info = mi_cat * self.lam + mi_cont * self.lam_cont
