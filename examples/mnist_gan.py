@@ -56,6 +56,11 @@ def parse_args(argv=None):
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (paper: 0.1)")
     p.add_argument("--lr-decay", type=float, default=1.000004, help="lr divided by this per step")
+    p.add_argument("--tail-from", type=int, default=None, metavar="EPOCH",
+                   help="from this many completed epochs on, divide the lr by --tail-lr-decay per step "
+                        "instead (a run may be resumed with a new tail if it has not reached it yet)")
+    p.add_argument("--tail-lr-decay", type=float, default=1.0,
+                   help="the lr's divisor per step after --tail-from (1: hold it where it stands)")
     p.add_argument("--lr-g", type=float, default=None,
                    help="G's initial learning rate, if not --lr (D keeps --lr; same decay)")
     p.add_argument("--momentum-end", type=float, default=0.7, help="SGD momentum rises from .5 to this")
@@ -89,11 +94,15 @@ def parse_args(argv=None):
         p.error("--momentum-end must be in [0, 1) and --momentum-epochs >= 1")
     if args.minutes is not None and not args.minutes > 0:
         p.error("--minutes must be > 0")
+    if not (args.lr_decay >= 1 and args.tail_lr_decay >= 1):
+        p.error("--lr-decay and --tail-lr-decay must be >= 1 (they divide the lr)")
+    if args.tail_from is not None and args.tail_from < 0:
+        p.error("--tail-from must be >= 0")
     return args
 
 
 #: configuration keys older runs lack, and the values they stood for (the authors')
-LATER_KEYS = {"lr_g": None, "momentum_end": 0.7, "momentum_epochs": 250}
+LATER_KEYS = {"lr_g": None, "momentum_end": 0.7, "momentum_epochs": 250, "tail": None}
 
 
 def config_of(args):
@@ -102,7 +111,23 @@ def config_of(args):
             "train_size", "momentum_end", "momentum_epochs"]
     cfg = {k: getattr(args, k) for k in keys}
     cfg["lr_g"] = None if args.lr_g == args.lr else args.lr_g      # None: G's lr is D's
+    cfg["tail"] = None if args.tail_from is None else [args.tail_from, args.tail_lr_decay]
     return cfg
+
+
+def check_tail(stored, now, step, steps_per_epoch):
+    """A resumed run may take a new lr tail (``[from_epoch, decay]`` or None)
+    only if none of the ``step`` updates it has made would have had another
+    lr: both tails start at or after it. Returns a line to print, or exits."""
+    stored = None if stored is None else list(stored)
+    if stored == now:
+        return None
+    first = min(t[0] for t in (stored, now) if t is not None)
+    if step > first * steps_per_epoch:
+        sys.exit(f"error: the checkpoint (step {step}) was trained with lr tail {stored}, now {now}: "
+                 f"its steps after epoch {first} would differ; use a new --out or the same --tail-*")
+    return (f"lr tail {stored} -> {now}: the checkpoint's {step} steps are the same under both, "
+            "so this continues the run the new options make from the start")
 
 
 def load_data(args):
@@ -117,9 +142,13 @@ def build(args, train_x):
     if args.optimizer == "sgd":
         opt_g = optim.SGD(G.parameters(), lr=args.lr_g, momentum=0.5)
         opt_d = optim.SGD(D.parameters(), lr=args.lr, momentum=0.5)
-        lr_s, mom_s = train.paper_schedules(args.lr, args.lr_decay)
+        tail = {}
+        if args.tail_from is not None:
+            tail = dict(tail_from=args.tail_from * (len(train_x) // 100), tail_factor=args.tail_lr_decay)
+        lr_s = optim.ExponentialDecay(args.lr, args.lr_decay, 1e-6, **tail)
+        mom_s = train.paper_schedules()[1]
         if args.lr_g != args.lr:                       # (for G, for D)
-            lr_s = (train.paper_schedules(args.lr_g, args.lr_decay)[0], lr_s)
+            lr_s = (optim.ExponentialDecay(args.lr_g, args.lr_decay, 1e-6, **tail), lr_s)
         if (args.momentum_end, args.momentum_epochs) != (0.7, 250):
             mom_s = optim.LinearRamp(0.5, args.momentum_end, 0, args.momentum_epochs - 1)
     else:
@@ -196,10 +225,15 @@ def run(args):
     cfg = config_of(args)
     best = {}
     if args.resume:
-        ck = checkpoint.load(ck_path, config=cfg, defaults=LATER_KEYS)
+        ck = checkpoint.load(ck_path, config={k: v for k, v in cfg.items() if k != "tail"},
+                             defaults={k: v for k, v in LATER_KEYS.items() if k != "tail"})
         state = ck["state"]
         best = state.pop("best", {}) if isinstance(state, dict) else {}   # ours, not the trainer's
         trainer.load_state_dict(state)
+        note = check_tail(ck["config"].get("tail"), cfg["tail"], trainer.step_count,
+                          trainer.batches_per_epoch())
+        if note:
+            print(note)
         print(f"resumed from {ck_path} at epoch {trainer.epoch}, step {trainer.step_count}")
         write_metrics(os.path.join(args.out, "metrics.jsonl"), trainer.history)  # drop lines past it
     elif os.path.exists(ck_path):

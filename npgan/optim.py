@@ -279,15 +279,25 @@ class ExponentialDecay:
     """lr after ``step`` updates = max(lr0 / factor**step, floor).
 
     The paper: lr0 0.1, factor 1.000004, floor 1e-6 (pylearn2's
-    ExponentialDecay: the first update uses lr0, the next lr0/factor, ...)."""
+    ExponentialDecay: the first update uses lr0, the next lr0/factor, ...).
+    ``tail_from`` (a step): from it on the lr is divided by ``tail_factor``
+    per step instead (1.0 holds it where it stands):
+    lr0 / factor**tail_from / tail_factor**(step - tail_from)."""
 
-    def __init__(self, lr0=0.1, factor=1.000004, floor=1e-6):
-        if factor < 1:
-            raise ValueError("ExponentialDecay factor must be >= 1 (it divides the lr)")
+    def __init__(self, lr0=0.1, factor=1.000004, floor=1e-6, tail_from=None, tail_factor=1.0):
+        if factor < 1 or tail_factor < 1:
+            raise ValueError("ExponentialDecay factors must be >= 1 (they divide the lr)")
+        if tail_from is not None and (int(tail_from) != tail_from or tail_from < 0):
+            raise ValueError(f"tail_from must be a step count >= 0, got {tail_from!r}")
         self.lr0, self.factor, self.floor = lr0, factor, floor
+        self.tail_from, self.tail_factor = tail_from, tail_factor
 
     def __call__(self, step):
-        return max(self.lr0 * math.exp(-step * math.log(self.factor)), self.floor)
+        head, tail = step, 0
+        if self.tail_from is not None and step > self.tail_from:
+            head, tail = self.tail_from, step - self.tail_from
+        log_div = head * math.log(self.factor) + tail * math.log(self.tail_factor)
+        return max(self.lr0 * math.exp(-log_div), self.floor)
 
 
 class LinearRamp:

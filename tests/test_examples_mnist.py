@@ -84,6 +84,26 @@ def test_mnist_gan_per_player_lr_momentum_ramp_and_time_budget(tmp_path):
             mg.parse_args(bad)
 
 
+def test_mnist_gan_lr_tail_from_the_start_or_added_on_resume(tmp_path):
+    mg = load("mnist_gan")
+    tail = ["--lr", "0.2", "--lr-decay", "1.01", "--tail-from", "1", "--tail-lr-decay", "1.5"]
+    ref = mg.main(ARGS + ["--epochs", "3", "--out", str(tmp_path / "ref")] + tail)
+    # 3 steps an epoch: the last of 9 steps used the lr set at t = 8: 3 steps of 1.01, 5 of 1.5
+    assert ref.opt_d.lr == pytest.approx(0.2 / 1.01 ** 3 / 1.5 ** 5, rel=1e-12)
+    out = str(tmp_path / "branch")
+    mg.main(ARGS + ["--epochs", "1", "--out", out, "--lr", "0.2", "--lr-decay", "1.01"])
+    t = mg.main(ARGS + ["--epochs", "3", "--out", out, "--resume"] + tail)    # the tail starts here
+    for p, q in zip(t.G.parameters() + t.D.parameters(), ref.G.parameters() + ref.D.parameters()):
+        assert np.array_equal(p.data, q.data)          # the same run as the tail from the start
+    later = [a if a != "1" else "2" for a in tail]     # --tail-from 2: epochs 2-3 were trained otherwise
+    with pytest.raises(SystemExit, match="would differ"):
+        mg.main(ARGS + ["--epochs", "4", "--out", out, "--resume"] + later)
+    with pytest.raises(SystemExit, match="would differ"):   # dropping the tail it has used
+        mg.main(ARGS + ["--epochs", "4", "--out", out, "--resume", "--lr", "0.2", "--lr-decay", "1.01"])
+    with pytest.raises(SystemExit):
+        mg.parse_args(["--tail-lr-decay", "0.5"])
+
+
 # -- crashes and concurrent runs ----------------------------------------------------------
 
 TINY = ["--train-size", "200", "--eval-every", "0", "--snapshot-every", "0", "--no-progress", "--seed", "5",

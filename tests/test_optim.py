@@ -300,6 +300,16 @@ def test_exponential_decay_floor():
         optim.ExponentialDecay(factor=0.9)
 
 
+def test_exponential_decay_tail():
+    d = optim.ExponentialDecay(lr0=1.0, factor=2.0, floor=0.0, tail_from=3, tail_factor=3.0)
+    assert [d(t) for t in (0, 3, 4, 6)] == pytest.approx([1.0, 1 / 8, 1 / 24, 1 / 216], rel=1e-14)
+    held = optim.ExponentialDecay(0.1, 1.000004, 1e-6, tail_from=1000, tail_factor=1.0)
+    assert held(5000) == held(1000) == pytest.approx(0.1 / 1.000004 ** 1000, rel=1e-12)
+    for bad in (dict(tail_factor=0.5, tail_from=1), dict(tail_from=-1), dict(tail_from=1.5)):
+        with pytest.raises(ValueError):
+            optim.ExponentialDecay(**bad)
+
+
 def test_linear_ramp_paper_momentum():
     r = optim.LinearRamp()
     for e in (0, 0.5, 1):
