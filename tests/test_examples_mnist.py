@@ -203,11 +203,16 @@ def test_results_tables_are_generated_from_the_rows(tmp_path):
              "train_seconds": 1500.0},
             {"label": "run B", "fd": 12.0, "score": 8.0, "classes_covered": 9, "precision": 0.5,
              "recall": 0.25}]
+    gen = dict(score=9.0, classes_covered=10, precision=0.8, epoch=10)
+    rows += [{"label": "run C", "parzen": {"ll_mean": 229.0, "ll_se": 2.0}, "fd": 4.6, "recall": 0.76, **gen},
+             {"label": "run D", "parzen": {"ll_mean": 240.0, "ll_se": 2.0}, "fd": 5.5, "recall": 0.70, **gen},
+             {"label": "run E", "parzen": {"ll_mean": 230.04, "ll_se": 2.16}, "fd": 4.567, "recall": 0.7654,
+              **gen}]                                         # ties run A: neither dominates
     (tmp_path / "rows.json").write_text(json.dumps(rows))
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:table1 -->\nold table\n<!-- /results -->\noutro\n")
     metrics = tmp_path / "metrics.md"
-    metrics.write_text("<!-- results:metrics -->\n<!-- /results -->\n")
+    metrics.write_text("<!-- results:metrics -->\n<!-- /results -->\n<!-- results:pareto -->\n<!-- /results -->\n")
     args = [str(tmp_path / "rows.json"), "--readme", str(readme), "--metrics", str(metrics)]
     rt.main(args)
     text = readme.read_text()
@@ -216,6 +221,10 @@ def test_results_tables_are_generated_from_the_rows(tmp_path):
     assert "| run B | – | 12.00 | 0.250 |  |" in text
     assert "| Adversarial nets (paper) | 225 ± 2 |" in text
     assert "| run A | 230.0 ± 2.2 | 4.57 | 9.10 | 10 | 0.800 | 0.765 | 40 (25 min) |" in metrics.read_text()
+    front = metrics.read_text().split("results:pareto")[1]       # C is beaten by A on all three
+    assert [l.split(" | ")[0] for l in front.splitlines() if l.startswith("| run")] == ["| run A", "| run D", "| run E"]
+    assert "| run A | 230.0 ± 2.2 | 4.57 | 0.765 | 25 min | none: target met | `" in front
+    assert "| run D | 240.0 ± 2.0 | 5.50 | 0.700 |  | FD +0.50, recall -0.050 |" in front
     rt.main(args)                                             # idempotent
     assert readme.read_text() == text
     (tmp_path / "other.md").write_text("no block\n")
