@@ -31,7 +31,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from npgan import files, metrics, sampling  # noqa: E402
+from npgan import cluster, files, metrics, sampling  # noqa: E402
 from npgan.metrics import parzen  # noqa: E402
 from npgan.datasets import load_mnist  # noqa: E402
 
@@ -57,22 +57,6 @@ def report(r, p, out=sys.stdout):
     for name, d in (("  samples", s), ("  real test images", t)):
         w(f"{name:26s}" + "".join(f"{d[k]:8.3f}" for k in ("q01", "q05", "q25", "median", "q75", "q95")))
     w(f"samples closer to train than 99 % of test images: {r['frac_closer_than_real_q01']:.2%}")
-
-
-def kmeans_centroids(x, k, seed=0, iters=20):
-    """Lloyd's k-means on x (N, 784) float32 -> (k, 784) centroids, a blurry
-    'generator' that the Parzen estimate rates highly."""
-    rng = np.random.default_rng(seed)
-    c = x[rng.choice(len(x), k, replace=False)].copy()
-    for _ in range(iters):
-        assign = np.concatenate([(np.einsum("ij,ij->i", c, c)[None] - 2 * x[i:i + 5000] @ c.T)
-                                 .argmin(1) for i in range(0, len(x), 5000)])
-        counts = np.bincount(assign, minlength=k)
-        sums = np.zeros_like(c, dtype=np.float64)
-        np.add.at(sums, assign, x)
-        keep = counts > 0
-        c[keep] = (sums[keep] / counts[keep, None]).astype(np.float32)
-    return c
 
 
 def run_info(path):
@@ -114,7 +98,7 @@ def sources(a, data, log):
         else:
             k = a.kmeans_k
             log(f"k-means, k={k}, on the {len(train_x)} training images")
-            c = kmeans_centroids(train_x, k, a.seed)
+            c = cluster.kmeans(train_x, k, a.seed, iters=20)[0]   # a blurry "generator" Parzen rates highly
             yield (f"k-means centroids (k={k}, each x{a.n // k})", np.repeat(c, a.n // k, axis=0),
                    valid_x, {})
     for path in a.samples:

@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout
 import npgan  # noqa: E402
-from npgan import checkpoint, classifier, datasets, files, images, infogan, plots, settings  # noqa: E402
+from npgan import checkpoint, classifier, datasets, files, images, infogan, models, plots, settings  # noqa: E402
 from npgan import metrics  # noqa: E402
 from npgan.progress import Progress  # noqa: E402
 
@@ -63,9 +63,12 @@ def parse_args(argv=None):
     p.add_argument("--init-from", default=None,
                    help="checkpoint.npz of examples/mnist_gan.py: start G and D from its trained "
                         "(unconditional, unsupervised) pair, G's code rows zero, Q fresh (fine-tuning)")
-    p.add_argument("--code-init", choices=["zero", "latent"], default="zero",
-                   help="with --init-from: G's code rows zero, or each c_cat value a random shift of "
-                        "the trained G's latent (npgan.infogan.from_unconditional)")
+    p.add_argument("--code-init", choices=["zero", "latent", "cluster"], default="zero",
+                   help="with --init-from: G's code rows zero; each c_cat value a random shift of the "
+                        "trained G's latent; or the mean latent of one k-means cluster of the trained G's "
+                        "samples in D's first-layer features, no labels (npgan.infogan.from_unconditional)")
+    p.add_argument("--code-spread", type=float, default=0.3,
+                   help="with --code-init cluster: G(z, c) = G_trained(SPREAD z + mu_c)")
     p.add_argument("--code-scale", type=float, default=1.0,
                    help="the codes enter G multiplied by this (with --init-from: 10, as the "
                         "conditional GAN's --label-scale)")
@@ -95,6 +98,8 @@ def config_of(args):
         cfg["init_from"] = os.path.basename(args.init_from)
         cfg["init_from_sha256"] = files.sha256(args.init_from)
         cfg["code_init"] = args.code_init
+        if args.code_init == "cluster":
+            cfg["code_spread"] = args.code_spread
     if args.code_scale != 1.0:
         cfg["code_scale"] = args.code_scale
     if args.lam_cont is not None and args.lam_cont != args.lam:
@@ -114,8 +119,16 @@ def train_seed(args, seed, train_x, log=print):
     G, D = infogan.build(seed, train_x, learn_std=args.learn_std)
     if args.init_from:
         state = checkpoint.load(args.init_from)["state"]
+        means = None
+        if args.code_init == "cluster":           # where the trained pair puts 10 kinds of sample
+            G0, D0 = models.paper_mnist(seed)
+            G0.load_state_dict(state["G"])
+            D0.load_state_dict(state["D"])
+            means, sizes = infogan.cluster_latent_means(G0, D0, D.n_cat, rng=seed)
+            log(f"seed {seed}: k-means of the trained G's samples in D's first layer, cluster sizes "
+                f"{sizes.tolist()}")
         infogan.from_unconditional(G, D, state["G"], state["D"], code_init=args.code_init,
-                                   code_scale=args.code_scale, rng=seed)
+                                   code_scale=args.code_scale, rng=seed, means=means, spread=args.code_spread)
     trainer = make_trainer(args, seed, train_x, G, D)
     out = os.path.join(args.out, f"seed_{seed}")
     lines = []

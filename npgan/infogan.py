@@ -28,8 +28,9 @@ import math
 
 import numpy  # host side: the codes' RNG, the assignment, the evaluation tables
 
-from . import backend, models, nn, optim
+from . import backend, cluster, models, nn, optim
 from . import functional as F
+from .semisupervised import discriminator_features
 from .tensor import Tensor, no_grad
 from .train import frozen
 
@@ -109,7 +110,8 @@ class InfoDiscriminator(models.Discriminator):
         return self.q(self.h1(self.h0(x)))
 
 
-def from_unconditional(G, D, g_state, d_state, code_init="zero", code_scale=1.0, rng=None):
+def from_unconditional(G, D, g_state, d_state, code_init="zero", code_scale=1.0, rng=None,
+                       means=None, spread=0.3):
     """Start InfoGAN's (G, D) from a trained unconditional pair (the paper's G and D
     state_dicts); D's body is the trained D, Q keeps its fresh initialisation.
     G's code rows (first layer), by ``code_init``:
@@ -122,8 +124,11 @@ def from_unconditional(G, D, g_state, d_state, code_init="zero", code_scale=1.0,
                code value starts on its own region of the trained G's latent space,
                and z + mu_c ~ N(0, 2 I) is brought back to the prior's scale; the
                continuous codes' rows are zero.
+    "cluster": G(z, c) = G_trained(spread z + mu_c) with ``means`` mu_c (n_cat,
+               z_dim), e.g. :func:`cluster_latent_means`: each value starts on one
+               cluster of the trained G's samples, z shrunk by ``spread`` around it.
 
-    Returns (G, D). No labels are used: mu_c are random."""
+    Returns (G, D). No labels are used: mu_c are random or found by k-means."""
     n_code = D.n_cat + D.n_cont
     state = models.widen_state(g_state, "h0.weight", n_code)
     if code_init == "latent":
@@ -134,11 +139,50 @@ def from_unconditional(G, D, g_state, d_state, code_init="zero", code_scale=1.0,
         mu = rng.standard_normal((D.n_cat, z_dim))
         w[:z_dim] = (w_z / math.sqrt(2)).astype(w.dtype)
         w[z_dim:z_dim + D.n_cat] = (mu @ w_z / (math.sqrt(2) * code_scale)).astype(w.dtype)
+    elif code_init == "cluster":
+        w = state["h0.weight"]
+        z_dim = w.shape[0] - n_code
+        mu = numpy.asarray(means, dtype=numpy.float64) if means is not None else None
+        if mu is None or mu.shape != (D.n_cat, z_dim) or not numpy.isfinite(mu).all():
+            raise ValueError(f"code_init='cluster' needs finite means of shape {(D.n_cat, z_dim)}, got "
+                             f"{None if mu is None else mu.shape}")
+        if not spread > 0:
+            raise ValueError(f"spread must be > 0, got {spread!r}")
+        w_z = w[:z_dim].astype(numpy.float64)
+        w[:z_dim] = (spread * w_z).astype(w.dtype)
+        w[z_dim:z_dim + D.n_cat] = (mu @ w_z / code_scale).astype(w.dtype)
     elif code_init != "zero":
-        raise ValueError(f"code_init must be 'zero' or 'latent', got {code_init!r}")
+        raise ValueError(f"code_init must be 'zero', 'latent' or 'cluster', got {code_init!r}")
     G.load_state_dict(state)
     D.load_state_dict({**D.state_dict(), **{k: v for k, v in d_state.items() if not k.startswith("q.")}})
     return G, D
+
+
+def cluster_latent_means(G, D, n_cat=N_CAT, n=10000, rng=None, restarts=3, batch=1000):
+    """Where the trained unconditional pair puts n_cat kinds of sample, without
+    labels: n latents z ~ N(0, I) -> G(z); k-means (``restarts``, the lowest
+    inertia kept) on D's first hidden layer of those samples, each unit
+    standardised; returns each cluster's mean latent, (n_cat, z_dim) float64,
+    and the cluster sizes (n_cat,). G, D: the paper's models (eval mode is used)."""
+    rng = rng if isinstance(rng, numpy.random.Generator) else numpy.random.default_rng(rng)
+    z_dim = G.h0.weight.shape[0]
+    z = rng.standard_normal((n, z_dim)).astype(numpy.float32)
+    was = G.training
+    G.eval()
+    try:
+        with no_grad():
+            x = numpy.concatenate([G(Tensor(backend.asarray(z[i:i + batch]))).numpy()
+                                   for i in range(0, n, batch)])
+    finally:
+        G.train(was)
+    f = discriminator_features(D, x, layers=("h0",)).astype(numpy.float64)
+    f = (f - f.mean(0)) / (f.std(0) + 1e-8)
+    _, labels, _ = cluster.kmeans(f, n_cat, rng=rng, restarts=restarts)
+    sizes = numpy.bincount(labels, minlength=n_cat)
+    if (sizes == 0).any():
+        raise ValueError("cluster_latent_means: a cluster is empty; use more samples")
+    means = numpy.stack([z[labels == c].astype(numpy.float64).mean(0) for c in range(n_cat)])
+    return means, sizes
 
 
 def build(seed=0, train_images=None, learn_std=False, n_cat=N_CAT, n_cont=N_CONT,

@@ -100,6 +100,45 @@ def test_latent_code_init_shifts_the_trained_latent():
         infogan.from_unconditional(G, D, g.state_dict(), d.state_dict(), code_init="random")
 
 
+def test_cluster_code_init_centres_each_value_on_its_mean_latent():
+    from npgan import models
+    rng = np.random.default_rng(6)
+    g = models.Generator(z_dim=4, hidden=8, out=6, irange=0.5, rng=rng)
+    d = models.Discriminator(inp=6, units=5, pieces=2, irange=0.5, rng=rng)
+    G, D = infogan.build(1, z_dim=4, g_hidden=8, x_dim=6, d_units=5, d_pieces=2, n_cat=3, n_cont=2)
+    mu = np.random.default_rng(5).standard_normal((3, 4))
+    infogan.from_unconditional(G, D, g.state_dict(), d.state_dict(), code_init="cluster", code_scale=10,
+                               means=mu, spread=0.25)
+    z = np.random.default_rng(7).standard_normal((3, 4)).astype(np.float32)
+    for cat in (0, 2):
+        zc = infogan.generator_input(z, np.full(3, cat), np.full((3, 2), 0.3, np.float32), 3, code_scale=10)
+        want = g(Tensor((0.25 * z + mu[cat]).astype(np.float32))).numpy()
+        assert np.allclose(G(Tensor(zc)).numpy(), want, atol=1e-5)
+    for bad in (dict(means=None), dict(means=mu[:2]), dict(means=mu * np.nan), dict(means=mu, spread=0)):
+        with pytest.raises(ValueError):
+            infogan.from_unconditional(G, D, g.state_dict(), d.state_dict(), code_init="cluster", **bad)
+
+
+def test_cluster_latent_means_are_the_mean_latents_of_k_means_clusters_in_d_features():
+    """Recomputed by hand from the same draws: z, G(z), D's first layer standardised,
+    k-means -> each cluster's mean z; sizes add up to n."""
+    from npgan import cluster, models
+    from npgan.semisupervised import discriminator_features
+    rng = np.random.default_rng(6)
+    g = models.Generator(z_dim=4, hidden=8, out=6, irange=0.5, rng=rng)
+    d = models.Discriminator(inp=6, units=5, pieces=2, irange=0.5, rng=rng)
+    assert g.training
+    means, sizes = infogan.cluster_latent_means(g, d, n_cat=3, n=200, rng=11, restarts=2, batch=64)
+    assert g.training                                       # its mode is given back
+    r = np.random.default_rng(11)
+    z = r.standard_normal((200, 4)).astype(np.float32)
+    g.eval()
+    f = discriminator_features(d, g(Tensor(z)).numpy(), layers=("h0",)).astype(np.float64)
+    _, lab, _ = cluster.kmeans((f - f.mean(0)) / (f.std(0) + 1e-8), 3, rng=r, restarts=2)
+    assert sizes.sum() == 200 and np.array_equal(sizes, np.bincount(lab, minlength=3))
+    np.testing.assert_allclose(means, [z[lab == c].mean(0) for c in range(3)], rtol=1e-6, atol=1e-7)
+
+
 def test_trainer_learns_the_code_on_a_tiny_problem():
     # 3 well-separated "digits" (prototypes + noise) in 16-D; with lam = 1 the categorical
     # code's -log q falls far below log 3 within 480 small steps (the path there depends on
