@@ -175,6 +175,19 @@ def reference():
     return _REF["clf"]
 
 
+def interleave(rows, n_groups):
+    """Rows grouped by code value (group g = rows g*m .. (g+1)*m - 1) -> the same rows
+    dealt round the groups (row i of each group in turn), so that each consecutive part
+    the classifier score splits into holds every code value equally. (Scored in code
+    order, each part held one code value and the 'score' measured the spread of classes
+    inside a code value: ~1 for a good code.)"""
+    rows = np.asarray(rows)
+    m = len(rows) // n_groups
+    if m * n_groups != len(rows):
+        raise ValueError(f"interleave: {len(rows)} rows do not split into {n_groups} equal groups")
+    return rows.reshape(n_groups, m, *rows.shape[1:]).swapaxes(0, 1).reshape(rows.shape)
+
+
 def evaluate_seed(trainer, test_x, test_y, test_features, per_code):
     """The numbers of one trained seed (see the module docstring)."""
     n_cat, n_cont = trainer.n_cat, trainer.n_cont
@@ -189,7 +202,7 @@ def evaluate_seed(trainer, test_x, test_y, test_features, per_code):
     q_cat, q_cont = trainer.predict_codes(samples)
     test_codes, _ = trainer.predict_codes(test_x)
     agree_test, map_test = metrics.cluster_agreement(test_codes, test_y, n_cat, 10)
-    score, score_sd = metrics.classifier_score(out.log_probs)
+    score, score_sd = metrics.classifier_score(interleave(out.log_probs, n_cat))
     hist = metrics.class_histogram(out.log_probs)
     return {
         "agreement": agree,

@@ -61,3 +61,19 @@ def test_infogan_keeps_its_numbers_when_the_figure_cannot_be_drawn(tmp_path, mon
     assert res["seed"] == 0 and sorted(res["mapping_code_to_class"]) == list(range(10))
     assert not (tmp_path / "run" / "seed_0" / "traversal.png").exists()
     assert "--evaluate-epoch 1" in capsys.readouterr().out
+
+
+def test_infogan_scores_samples_dealt_round_the_code_values():
+    """Samples come grouped by code value; the classifier score's parts must each hold
+    every value: 10 values, each one class with certainty, score 10 (in code order: 1)."""
+    from npgan import metrics
+    mod = load("infogan")
+    lp = np.full((10 * 30, 10), -np.inf)
+    lp[np.arange(300), np.repeat(np.arange(10), 30)] = 0.0
+    assert metrics.classifier_score(lp)[0] == pytest.approx(1.0)
+    dealt = mod.interleave(lp, 10)
+    assert metrics.classifier_score(dealt)[0] == pytest.approx(10.0, rel=1e-12)
+    assert sorted(map(tuple, dealt.tolist())) == sorted(map(tuple, lp.tolist()))   # same rows
+    assert np.array_equal(dealt[:10].argmax(1), np.arange(10))
+    with pytest.raises(ValueError):
+        mod.interleave(lp[:-1], 10)
