@@ -98,6 +98,8 @@ def parse_args(argv=None):
         p.error("--lr-decay and --tail-lr-decay must be >= 1 (they divide the lr)")
     if args.tail_from is not None and args.tail_from < 0:
         p.error("--tail-from must be >= 0")
+    if args.tail_from is not None and args.optimizer != "sgd":
+        p.error("--tail-from changes SGD's lr schedule; --optimizer adam has none")
     return args
 
 
