@@ -55,7 +55,8 @@ def parse_args(argv=None):
                         "value function as written: 1)")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (paper: 0.1)")
-    p.add_argument("--lr-decay", type=float, default=1.000004, help="lr divided by this per step")
+    p.add_argument("--lr-decay", type=float, default=None,
+                   help="lr divided by this per step (default 1.000004, the authors'; SGD only)")
     p.add_argument("--tail-from", type=int, default=None, metavar="EPOCH",
                    help="from this many completed epochs on, divide the lr by --tail-lr-decay per step "
                         "instead (a run may be resumed with a new tail if it has not reached it yet)")
@@ -63,9 +64,10 @@ def parse_args(argv=None):
                    help="the lr's divisor per step after --tail-from (1: hold it where it stands)")
     p.add_argument("--lr-g", type=float, default=None,
                    help="G's initial learning rate, if not --lr (D keeps --lr; same decay)")
-    p.add_argument("--momentum-end", type=float, default=0.7, help="SGD momentum rises from .5 to this")
-    p.add_argument("--momentum-epochs", type=int, default=250,
-                   help="... reaching it at this epoch (authors: 250)")
+    p.add_argument("--momentum-end", type=float, default=None,
+                   help="SGD momentum rises from .5 to this (default .7)")
+    p.add_argument("--momentum-epochs", type=int, default=None,
+                   help="... reaching it at this epoch (default 250, the authors')")
     p.add_argument("--minutes", type=float, default=None,
                    help="training-time budget: no epoch starts that would end past it "
                         "(its time estimated by the last epoch's); evaluation not counted")
@@ -85,6 +87,14 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.k > 1:
         args.sequential = True
+    sgd_only = [f for f, v in (("--lr-decay", args.lr_decay), ("--momentum-end", args.momentum_end),
+                               ("--momentum-epochs", args.momentum_epochs), ("--tail-from", args.tail_from))
+                if v is not None]
+    if args.optimizer != "sgd" and sgd_only:
+        p.error(f"{', '.join(sgd_only)}: SGD's schedules; --optimizer {args.optimizer} has none")
+    for name, default in (("lr_decay", 1.000004), ("momentum_end", 0.7), ("momentum_epochs", 250)):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     if args.lr_g is None:
         args.lr_g = args.lr
     for name in ("lr", "lr_g"):
@@ -98,8 +108,6 @@ def parse_args(argv=None):
         p.error("--lr-decay and --tail-lr-decay must be >= 1 (they divide the lr)")
     if args.tail_from is not None and args.tail_from < 0:
         p.error("--tail-from must be >= 0")
-    if args.tail_from is not None and args.optimizer != "sgd":
-        p.error("--tail-from changes SGD's lr schedule; --optimizer adam has none")
     return args
 
 

@@ -100,7 +100,8 @@ def test_mnist_gan_lr_tail_from_the_start_or_added_on_resume(tmp_path):
         mg.main(ARGS + ["--epochs", "4", "--out", out, "--resume"] + later)
     with pytest.raises(SystemExit, match="would differ"):   # dropping the tail it has used
         mg.main(ARGS + ["--epochs", "4", "--out", out, "--resume", "--lr", "0.2", "--lr-decay", "1.01"])
-    for bad in (["--tail-lr-decay", "0.5"], ["--tail-from", "-1"], ["--tail-from", "3", "--optimizer", "adam"]):
+    for bad in (["--tail-lr-decay", "0.5"], ["--tail-from", "-1"], ["--tail-from", "3", "--optimizer", "adam"],
+                ["--optimizer", "adam", "--lr-decay", "1.01"], ["--optimizer", "adam", "--momentum-end", "0.9"]):
         with pytest.raises(SystemExit):
             mg.parse_args(bad)
 
