@@ -90,7 +90,8 @@ def pareto_table(rows):
     lines = ["| generator | test Parzen LL | FD | recall | training time | short of the target | rows file |",
              "|---|---|---|---|---|---|---|"]
     for r in pareto_rows(rows):
-        short = [f"Parzen {r['parzen']['ll_mean'] - TARGET['parzen']:+.1f}"] if r["parzen"]["ll_mean"] < TARGET["parzen"] else []
+        ll = r["parzen"]["ll_mean"]
+        short = [f"Parzen {ll - TARGET['parzen']:+.1f}"] if ll < TARGET["parzen"] else []
         short += [f"FD {r['fd'] - TARGET['fd']:+.2f}"] if r["fd"] > TARGET["fd"] else []
         short += [f"recall {r['recall'] - TARGET['recall']:+.3f}"] if r["recall"] < TARGET["recall"] else []
         t = f"{r['train_seconds'] / 60:.0f} min" if "train_seconds" in r else ""
