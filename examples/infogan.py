@@ -69,6 +69,8 @@ def parse_args(argv=None):
                         "samples in D's first-layer features, no labels (npgan.infogan.from_unconditional)")
     p.add_argument("--code-spread", type=float, default=0.3,
                    help="with --code-init cluster: G(z, c) = G_trained(SPREAD z + mu_c)")
+    p.add_argument("--kmeans-restarts", type=int, default=3,
+                   help="with --code-init cluster: k-means restarts (the lowest inertia is kept)")
     p.add_argument("--code-scale", type=float, default=1.0,
                    help="the codes enter G multiplied by this (with --init-from: 10, as the "
                         "conditional GAN's --label-scale)")
@@ -100,6 +102,8 @@ def config_of(args):
         cfg["code_init"] = args.code_init
         if args.code_init == "cluster":
             cfg["code_spread"] = args.code_spread
+            if args.kmeans_restarts != 3:
+                cfg["kmeans_restarts"] = args.kmeans_restarts
     if args.code_scale != 1.0:
         cfg["code_scale"] = args.code_scale
     if args.lam_cont is not None and args.lam_cont != args.lam:
@@ -124,7 +128,8 @@ def train_seed(args, seed, train_x, log=print):
             G0, D0 = models.paper_mnist(seed)
             G0.load_state_dict(state["G"])
             D0.load_state_dict(state["D"])
-            means, sizes = infogan.cluster_latent_means(G0, D0, D.n_cat, rng=seed)
+            means, sizes = infogan.cluster_latent_means(G0, D0, D.n_cat, rng=seed,
+                                                        restarts=args.kmeans_restarts)
             log(f"seed {seed}: k-means of the trained G's samples in D's first layer, cluster sizes "
                 f"{sizes.tolist()}")
         infogan.from_unconditional(G, D, state["G"], state["D"], code_init=args.code_init,
