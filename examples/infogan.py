@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run from a checkout
 import npgan  # noqa: E402
 from npgan import checkpoint, classifier, datasets, files, images, infogan, models, plots, settings  # noqa: E402
-from npgan import metrics  # noqa: E402
+from npgan import cluster, metrics  # noqa: E402
 from npgan.progress import Progress  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -71,6 +71,10 @@ def parse_args(argv=None):
                    help="with --code-init cluster: G(z, c) = G_trained(SPREAD z + mu_c)")
     p.add_argument("--kmeans-restarts", type=int, default=3,
                    help="with --code-init cluster: k-means restarts (the lowest inertia is kept)")
+    p.add_argument("--kmeans-check", type=int, default=None, metavar="N",
+                   help="no training: for each seed, the first N k-means restarts of the cluster code "
+                        "init with their inertia and their agreement with the reference classifier's "
+                        "labels of the samples (a diagnostic: the init itself never sees labels) -> --results")
     p.add_argument("--code-scale", type=float, default=1.0,
                    help="the codes enter G multiplied by this (with --init-from: 10, as the "
                         "conditional GAN's --label-scale)")
@@ -363,11 +367,48 @@ def figure_from_seed(args, seed, train_x):
                      f"{res['agreement']:.3f}; rows: c_cat value -> matched class")
 
 
+def kmeans_check(args, n=10000):
+    """Each restart of the cluster code init (the same draws as training makes):
+    inertia, and how well its clusters match the reference classifier's labels."""
+    state = checkpoint.load(args.init_from)["state"]
+    rows = []
+    for seed in args.seeds:
+        G0, D0 = models.paper_mnist(seed)
+        G0.load_state_dict(state["G"])
+        D0.load_state_dict(state["D"])
+        rng = np.random.default_rng(seed)
+        _, x, f = infogan.generator_features(G0, D0, n, rng)
+        labels = classifier.classify(reference(), x).log_probs.argmax(axis=1)
+        for r in range(args.kmeans_check):
+            _, lab, inertia = cluster.kmeans(f, infogan.N_CAT, rng=rng, restarts=1)
+            purity = metrics.cluster_agreement(lab, labels, infogan.N_CAT, 10)[0]
+            rows.append({"seed": seed, "restart": r, "inertia": inertia, "cluster_label_agreement": purity})
+            print(f"seed {seed} restart {r}: inertia {inertia:.1f}, clusters vs classifier labels {purity:.3f}")
+        mine = [row for row in rows if row["seed"] == seed]
+        for k in (3, 10):
+            if k <= len(mine):
+                pick = min(mine[:k], key=lambda row: row["inertia"])
+                print(f"seed {seed}: {k} restarts keep restart {pick['restart']} "
+                      f"({pick['cluster_label_agreement']:.3f})")
+    inert = np.array([r["inertia"] for r in rows])
+    agree = np.array([r["cluster_label_agreement"] for r in rows])
+    corr = float(np.corrcoef(inert, agree)[0, 1]) if len(rows) > 2 else None
+    print(f"correlation of inertia with agreement over {len(rows)} restarts: {corr}")
+    res = {"command": "python " + " ".join(sys.argv), "n_samples": n, "rows": rows,
+           "correlation_inertia_agreement": corr}
+    files.write_text(args.results, json.dumps(res, indent=1))
+    return res
+
+
 def main(argv=None):
     args = parse_args(argv)
     npgan.settings.configure(blas_threads=1, gemm_split=False)
     train_x, _ = datasets.load_mnist("train", data_dir=args.data_dir, fallback=DEFAULT_DATA)
     train_x = train_x[:args.train_size]
+    if args.kmeans_check is not None:
+        if not args.init_from:
+            sys.exit("--kmeans-check needs --init-from (the trained pair whose samples are clustered)")
+        return kmeans_check(args)
     if not args.summarize_only:
         test_x, test_y = datasets.load_mnist("test", data_dir=args.data_dir, fallback=DEFAULT_DATA)
         test_features = classifier.classify(reference(), test_x).features

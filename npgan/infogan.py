@@ -158,13 +158,10 @@ def from_unconditional(G, D, g_state, d_state, code_init="zero", code_scale=1.0,
     return G, D
 
 
-def cluster_latent_means(G, D, n_cat=N_CAT, n=10000, rng=None, restarts=3, batch=1000):
-    """Where the trained unconditional pair puts n_cat kinds of sample, without
-    labels: n latents z ~ N(0, I) -> G(z); k-means (``restarts``, the lowest
-    inertia kept) on D's first hidden layer of those samples, each unit
-    standardised; returns each cluster's mean latent, (n_cat, z_dim) float64,
-    and the cluster sizes (n_cat,). G, D: the paper's models (eval mode is used)."""
-    rng = rng if isinstance(rng, numpy.random.Generator) else numpy.random.default_rng(rng)
+def generator_features(G, D, n, rng, batch=1000):
+    """n latents z ~ N(0, I) drawn from ``rng`` -> (z (n, z_dim) float32, G(z) host
+    (n, 784), D's first hidden layer of G(z) with each unit standardised (n, units)
+    float64). G, D: the paper's models (eval mode is used; G's mode is given back)."""
     z_dim = G.h0.weight.shape[0]
     z = rng.standard_normal((n, z_dim)).astype(numpy.float32)
     was = G.training
@@ -176,7 +173,17 @@ def cluster_latent_means(G, D, n_cat=N_CAT, n=10000, rng=None, restarts=3, batch
     finally:
         G.train(was)
     f = discriminator_features(D, x, layers=("h0",)).astype(numpy.float64)
-    f = (f - f.mean(0)) / (f.std(0) + 1e-8)
+    return z, x, (f - f.mean(0)) / (f.std(0) + 1e-8)
+
+
+def cluster_latent_means(G, D, n_cat=N_CAT, n=10000, rng=None, restarts=3, batch=1000):
+    """Where the trained unconditional pair puts n_cat kinds of sample, without
+    labels: :func:`generator_features` of n latents, k-means on them
+    (``restarts``, the lowest inertia kept, drawn from the same ``rng`` after
+    z); returns each cluster's mean latent, (n_cat, z_dim) float64, and the
+    cluster sizes (n_cat,)."""
+    rng = rng if isinstance(rng, numpy.random.Generator) else numpy.random.default_rng(rng)
+    z, _, f = generator_features(G, D, n, rng, batch)
     _, labels, _ = cluster.kmeans(f, n_cat, rng=rng, restarts=restarts)
     sizes = numpy.bincount(labels, minlength=n_cat)
     if (sizes == 0).any():

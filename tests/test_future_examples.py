@@ -77,3 +77,26 @@ def test_infogan_scores_samples_dealt_round_the_code_values():
     assert np.array_equal(dealt[:10].argmax(1), np.arange(10))
     with pytest.raises(ValueError):
         mod.interleave(lp[:-1], 10)
+
+
+def test_infogan_kmeans_check_reports_the_restarts_training_would_use(tmp_path):
+    """The diagnostic on a toy-size trained pair: one row per restart, and the restart
+    the cluster init keeps (lowest inertia) is the one its own k-means returns."""
+    from npgan import cluster, checkpoint, infogan, models
+    mg = load("mnist_gan")
+    mg.main(["--train-size", "200", "--epochs", "1", "--eval-every", "0", "--snapshot-every", "0",
+             "--no-progress", "--out", str(tmp_path / "pair")])
+    ck = str(tmp_path / "pair" / "checkpoint.npz")
+    res = load("infogan").main(["--seeds", "3", "--init-from", ck, "--kmeans-check", "3",
+                                "--results", str(tmp_path / "k.json")])
+    rows = json.load(open(tmp_path / "k.json"))["rows"]
+    assert [r["restart"] for r in rows] == [0, 1, 2] and res["rows"] == rows
+    assert all(0.1 - 1e-9 <= r["cluster_label_agreement"] <= 1 for r in rows)
+    state = checkpoint.load(ck)["state"]
+    G0, D0 = models.paper_mnist(3)
+    G0.load_state_dict(state["G"])
+    D0.load_state_dict(state["D"])
+    rng = np.random.default_rng(3)
+    _, _, f = infogan.generator_features(G0, D0, 10000, rng)
+    inertia = cluster.kmeans(f, 10, rng=rng, restarts=3)[2]
+    assert inertia == min(r["inertia"] for r in rows)
