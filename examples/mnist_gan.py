@@ -155,10 +155,9 @@ def build(args, train_x):
         tail = {}
         if args.tail_from is not None:
             tail = dict(tail_from=args.tail_from * (len(train_x) // 100), tail_factor=args.tail_lr_decay)
-        lr_s = optim.ExponentialDecay(args.lr, args.lr_decay, 1e-6, **tail)
-        mom_s = train.paper_schedules()[1]
+        lr_s, mom_s = train.paper_schedules(args.lr, args.lr_decay, **tail)
         if args.lr_g != args.lr:                       # (for G, for D)
-            lr_s = (optim.ExponentialDecay(args.lr_g, args.lr_decay, 1e-6, **tail), lr_s)
+            lr_s = (train.paper_schedules(args.lr_g, args.lr_decay, **tail)[0], lr_s)
         if (args.momentum_end, args.momentum_epochs) != (0.7, 250):
             mom_s = optim.LinearRamp(0.5, args.momentum_end, 0, args.momentum_epochs - 1)
     else:

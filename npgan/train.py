@@ -592,13 +592,14 @@ def _dropout_rngs(module):
     return out
 
 
-def paper_schedules(lr=0.1, decay=1.000004):
+def paper_schedules(lr=0.1, decay=1.000004, **tail):
     """The paper's lr decay (lr / decay^t: 0.1 / 1.000004^t, floor 1e-6) and momentum
-    ramp (.5 -> .7, pylearn2's MomentumAdjustor(start=1, saturate=250)).
+    ramp (.5 -> .7, pylearn2's MomentumAdjustor(start=1, saturate=250)). ``tail``:
+    tail_from / tail_factor of :class:`npgan.optim.ExponentialDecay`.
 
     The trainer evaluates the ramp with the number of epochs completed, c.
     pylearn2 calls the adjustor once before training and after every epoch, so
     its counter reads c + 1 during epoch c + 1 and the momentum is
     .5 + .2 min(c / 249, 1): LinearRamp(.5, .7, 0, 249) in completed epochs
     (.7 from the 250th epoch on)."""
-    return optim.ExponentialDecay(lr, decay, 1e-6), optim.LinearRamp(0.5, 0.7, 0, 249)
+    return optim.ExponentialDecay(lr, decay, 1e-6, **tail), optim.LinearRamp(0.5, 0.7, 0, 249)
