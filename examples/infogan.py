@@ -122,6 +122,14 @@ def make_trainer(args, seed, train_x, G, D):
                                   code_scale=args.code_scale, lam_cont=args.lam_cont)
 
 
+def trained_pair(state, seed):
+    """The unconditional (G, D) of a mnist_gan.py checkpoint's state, as the paper's models."""
+    G, D = models.paper_mnist(seed)
+    G.load_state_dict(state["G"])
+    D.load_state_dict(state["D"])
+    return G, D
+
+
 # -- one seed -----------------------------------------------------------------------------------
 def train_seed(args, seed, train_x, log=print):
     G, D = infogan.build(seed, train_x, learn_std=args.learn_std)
@@ -129,10 +137,7 @@ def train_seed(args, seed, train_x, log=print):
         state = checkpoint.load(args.init_from)["state"]
         means = None
         if args.code_init == "cluster":           # where the trained pair puts 10 kinds of sample
-            G0, D0 = models.paper_mnist(seed)
-            G0.load_state_dict(state["G"])
-            D0.load_state_dict(state["D"])
-            means, sizes = infogan.cluster_latent_means(G0, D0, D.n_cat, rng=seed,
+            means, sizes = infogan.cluster_latent_means(*trained_pair(state, seed), D.n_cat, rng=seed,
                                                         restarts=args.kmeans_restarts)
             log(f"seed {seed}: k-means of the trained G's samples in D's first layer, cluster sizes "
                 f"{sizes.tolist()}")
@@ -373,11 +378,8 @@ def kmeans_check(args, n=10000):
     state = checkpoint.load(args.init_from)["state"]
     rows = []
     for seed in args.seeds:
-        G0, D0 = models.paper_mnist(seed)
-        G0.load_state_dict(state["G"])
-        D0.load_state_dict(state["D"])
         rng = np.random.default_rng(seed)
-        _, x, f = infogan.generator_features(G0, D0, n, rng)
+        _, x, f = infogan.generator_features(*trained_pair(state, seed), n, rng)
         labels = classifier.classify(reference(), x).log_probs.argmax(axis=1)
         for r in range(args.kmeans_check):
             _, lab, inertia = cluster.kmeans(f, infogan.N_CAT, rng=rng, restarts=1)
